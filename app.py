@@ -1,0 +1,366 @@
+"""A Stream Chat backend: user tokens, a dual-write mirror of a primary chat system, and
+Stream's webhook.
+
+    POST /generate-token      a Stream user token (JWT)
+    POST /channel             upsert the members, get or create their channel
+    POST /message             the same, then send the message
+    POST /stream-incoming-wh  Stream's webhook, signature-checked
+    GET  /healthz             liveness, without calling Stream
+
+Every failure answers JSON `{"error": "..."}` with a status that says whose fault it is.
+Settings come from the environment (or `.env`); `.env.example` lists them all.
+"""
+
+import json
+import logging
+import math
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import requests
+from dotenv import load_dotenv
+from flask import Blueprint, Flask, abort, current_app, g, has_app_context, jsonify, request
+from flask_cors import CORS
+from stream_chat import StreamChat
+from stream_chat.base.exceptions import InvalidWebhookError, StreamAPIException
+from werkzeug.exceptions import HTTPException
+
+import payloads
+
+log = logging.getLogger("stream_backend")
+
+
+# --- Settings ---------------------------------------------------------------------------
+
+class SettingsError(Exception):
+    """One or more settings are missing or malformed; the process must not start."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    stream_api_key: str
+    stream_api_secret: str
+    stream_chat_url: str | None  # None: the SDK's default, Stream's own API
+    stream_timeout: float
+    token_ttl_seconds: int
+    cors_origins: str | list[str]
+    max_body_bytes: int
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> "Settings":
+        problems = []
+        missing = [name for name in ("STREAM_API_KEY", "STREAM_API_SECRET") if not environ.get(name)]
+        if missing:
+            problems.append(f"{' and '.join(missing)} must be set (your app's keys, from Stream's dashboard)")
+
+        def number(name: str, default: float, kind: type) -> Any:
+            raw = environ.get(name) or str(default)
+            try:
+                value = kind(raw)
+            except ValueError:
+                value = None
+            if value is None or not math.isfinite(value) or value <= 0:
+                problems.append(f"{name} must be a positive {kind.__name__}, not {raw!r}")
+            return value
+
+        # The SDK's own default is 6 s; it also reads STREAM_CHAT_TIMEOUT and STREAM_CHAT_URL
+        # itself, so these names keep one meaning whoever reads them.
+        settings = cls(
+            stream_api_key=environ.get("STREAM_API_KEY", ""),
+            stream_api_secret=environ.get("STREAM_API_SECRET", ""),
+            stream_chat_url=environ.get("STREAM_CHAT_URL") or None,
+            stream_timeout=number("STREAM_CHAT_TIMEOUT", 6.0, float),
+            token_ttl_seconds=number("TOKEN_TTL_SECONDS", 3600, int),
+            cors_origins=_origins(environ.get("CORS_ORIGINS", "*")),
+            max_body_bytes=number("MAX_BODY_BYTES", 1024 * 1024, int),
+        )
+        if problems:
+            raise SettingsError("; ".join(problems) + ". See .env.example for every setting.")
+        return settings
+
+
+def _origins(raw: str) -> str | list[str]:
+    """`*`, or a comma-separated list of origins such as `https://app.example.com`."""
+    origins = [origin.strip() for origin in raw.split(",") if origin.strip()]
+    return "*" if origins in ([], ["*"]) else origins
+
+
+# --- The Stream client ------------------------------------------------------------------
+
+# Stream's limit on users per upsert call.
+MAX_USERS_PER_UPSERT = 100
+
+# Tokens are issued a few seconds in the past: Stream refuses a token whose `iat` is in the
+# future (code 42), and servers' clocks drift. `iat` is kept because Stream's token
+# revocation (`revoke_tokens_issued_before`) compares against it.
+TOKEN_IAT_LEEWAY_SECONDS = 5
+
+
+def build_stream_client(settings: Settings) -> StreamChat:
+    """One client per process, with an explicit timeout and our own HTTP session."""
+    options = {"base_url": settings.stream_chat_url} if settings.stream_chat_url else {}
+    client = StreamChat(settings.stream_api_key, settings.stream_api_secret,
+                        timeout=settings.stream_timeout, **options)
+    session = requests.Session()
+    # As the SDK's own session: retry a failed connection once, never a sent request.
+    adapter = requests.adapters.HTTPAdapter(max_retries=1)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.hooks["response"].append(_remember_rate_limit_reset)
+    client.set_http_session(session)
+    return client
+
+
+def _remember_rate_limit_reset(response: requests.Response, **_: Any) -> None:
+    """Keep Stream's `X-RateLimit-Reset` of a 429 for the error handler: the SDK's
+    exception carries the status and body, not the headers."""
+    if response.status_code == 429 and has_app_context():
+        g.stream_rate_limit_reset = response.headers.get("X-RateLimit-Reset")
+
+
+def stream() -> StreamChat:
+    return current_app.extensions["stream_chat"]
+
+
+def settings() -> Settings:
+    return current_app.config["SETTINGS"]
+
+
+# --- Helpers ----------------------------------------------------------------------------
+
+def json_body() -> dict[str, Any]:
+    """The request body as a JSON object, whatever its Content-Type says."""
+    try:
+        # NaN and Infinity are not JSON; Python would accept them and forward them to Stream.
+        body = json.loads(request.get_data(), parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        abort(400, description="The request body must be JSON.")
+    if not isinstance(body, dict):
+        abort(400, description="The request body must be a JSON object.")
+    return body
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def upsert_users(users: Mapping[str, dict[str, str]]) -> None:
+    """Create or update `users` in Stream, `MAX_USERS_PER_UPSERT` a call."""
+    batch = list(users.values())
+    for start in range(0, len(batch), MAX_USERS_PER_UPSERT):
+        stream().upsert_users(batch[start:start + MAX_USERS_PER_UPSERT])
+
+
+def get_or_create_channel(sync: payloads.ChannelSync):
+    """Get or create the distinct channel of `sync.members`, who must exist in Stream.
+
+    Custom data goes in the channel's data, where Stream stores it; `channel.create`'s
+    keyword options would land at the top level of the query and be ignored. Members go as
+    `{"user_id": ...}` objects, as Stream's spec requires.
+    """
+    channel = stream().channel("messaging", data={
+        **sync.custom_data,
+        "members": [{"user_id": member_id} for member_id in sync.members],
+    })
+    return channel, channel.create(sync.creator_id)
+
+
+def error_response(status: int, message: str, **extra: Any):
+    response = jsonify(error=message, **extra)
+    response.status_code = status
+    return response
+
+
+# --- Routes -----------------------------------------------------------------------------
+
+routes = Blueprint("stream_backend", __name__)
+
+
+@routes.get("/healthz")
+def healthz():
+    """200 `{"status": "ok"}` while the process serves requests. Stream is not called."""
+    return {"status": "ok"}
+
+
+@routes.post("/generate-token")
+def generate_token():
+    """Issue a Stream user token.
+
+    Request: `{"user_id": "tommaso"}`. Response: 200 `{"token": "<JWT>"}` on one line, the
+    token valid for TOKEN_TTL_SECONDS. 400 when `user_id` is not a valid Stream user id.
+    The token is signed locally: Stream is not called.
+    """
+    user_id = payloads.token_request(json_body())
+    now = int(time.time())
+    token = stream().create_token(user_id, exp=now + settings().token_ttl_seconds,
+                                  iat=now - TOKEN_IAT_LEEWAY_SECONDS)
+    return {"token": token}
+
+
+@routes.post("/channel")
+def sync_channel():
+    """Mirror a channel into Stream: upsert its members, get or create their channel.
+
+    Request: `{"channel": {"creator_id", "custom_data"}, "members": {"<id>": {"name", "image"}}}`.
+    Response: 200 with Stream's channel state (`channel.cid`, `members`, ...), as the reference.
+    Errors: 400 for an invalid body; Stream's 4xx pass through, other Stream failures are 502/504.
+    """
+    sync = payloads.channel_sync(json_body())
+    upsert_users(sync.members)
+    _, state = get_or_create_channel(sync)
+    return dict(state)
+
+
+@routes.post("/message")
+def sync_message():
+    """Mirror a message into Stream: the `/channel` work, then send the message.
+
+    Request: the `/channel` body plus `"message": {"id", "text"}` and
+    `"user": {"id", "name", "image"}` (the sender).
+    Response: 200 with Stream's answer, `{"message": {...}}`. Errors as for `/channel`.
+    """
+    sync = payloads.message_sync(json_body())
+    upsert_users(sync.users)
+    channel, _ = get_or_create_channel(sync.channel)
+    sent = channel.send_message({"id": sync.message_id, "text": sync.text}, user_id=sync.sender["id"])
+    return dict(sent)
+
+
+@routes.post("/stream-incoming-wh")
+def stream_webhook():
+    """Receive one of Stream's webhook events.
+
+    Headers: `X-Signature` (HMAC-SHA256 of the body with the API secret, required),
+    `X-Api-Key` (checked when present), `X-Webhook-Id`. The body may be gzipped.
+    Response: 200 `{"received": "<event type>"}`, for any event type, known or not.
+    Errors: 401 for a missing or wrong signature or another app's key; 400 for a signed body
+    that is not a JSON object with a `type`.
+    https://getstream.io/chat/docs/python/webhooks_overview/
+    """
+    body = request.get_data()  # first, so that an oversized body is a 413 whatever else is wrong
+    api_key = request.headers.get("X-Api-Key")
+    if api_key is not None and api_key != settings().stream_api_key:
+        abort(401, description="X-Api-Key is not this app's API key.")
+    signature = request.headers.get("X-Signature")
+    if not signature:
+        abort(401, description="The X-Signature header is missing.")
+    try:
+        # Constant-time comparison; inflates gzip bodies, whose signature covers the JSON.
+        event = stream().verify_and_parse_webhook(body, signature)
+    except InvalidWebhookError as error:
+        if str(error) == "signature mismatch":
+            abort(401, description="X-Signature does not match the body.")
+        abort(400, description=f"The webhook body could not be read: {error}.")
+    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+        abort(400, description="The webhook body must be a JSON object with a 'type'.")
+
+    log.info("webhook %s", json.dumps({
+        "type": event["type"],
+        "cid": event.get("cid"),
+        "webhook_id": request.headers.get("X-Webhook-Id"),
+        "attempt": request.headers.get("X-Webhook-Attempt"),
+    }))
+    return {"received": event["type"]}
+
+
+# --- Errors: one place turns every failure into JSON -----------------------------------
+
+# Stream's answers that are about the caller's request: passed through as they are.
+# 401 and 403 are about our credentials or permissions, so they become a 502 like any
+# other failure of Stream's.
+PASSED_THROUGH_STREAM_STATUSES = {400, 404, 409, 413, 429}
+
+
+@routes.app_errorhandler(HTTPException)
+def http_error(error: HTTPException):
+    """Flask's own errors (400, 404, 405, 413, 415, ...) as JSON, keeping their headers."""
+    response = error.get_response()
+    response.data = json.dumps({"error": error.description})
+    response.content_type = "application/json"
+    return response
+
+
+@routes.app_errorhandler(payloads.InvalidPayload)
+def invalid_payload(error: payloads.InvalidPayload):
+    return error_response(400, str(error), field=error.field)
+
+
+@routes.app_errorhandler(StreamAPIException)
+def stream_error(error: StreamAPIException):
+    status = error.status_code
+    # Stream's body is JSON with `code` and `message`, except from a proxy in front of it.
+    stream_message = getattr(error, "error_message", f"HTTP {status}")
+    details = {"api_error": stream_message, "stream_code": getattr(error, "error_code", None)}
+    if status in PASSED_THROUGH_STREAM_STATUSES:
+        response = error_response(status, f"Stream refused the request: {stream_message}", **details)
+        retry_after = _seconds_until(g.get("stream_rate_limit_reset")) if status == 429 else None
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(retry_after)
+        return response
+    if status in (401, 403):
+        problem = "Stream refused this service's credentials or permissions"
+    else:
+        problem = f"Stream failed with HTTP {status}"
+    log.warning("%s: %s", problem, stream_message)
+    return error_response(502, problem, **details)
+
+
+def _seconds_until(epoch_seconds: str | None) -> int | None:
+    """Whole seconds from now until an `X-RateLimit-Reset` epoch, or None if unreadable."""
+    try:
+        return max(0, math.ceil(float(epoch_seconds) - time.time()))
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+@routes.app_errorhandler(requests.Timeout)
+def stream_timeout(error: requests.Timeout):
+    log.warning("Stream timed out: %s", error)
+    return error_response(504, f"Stream did not answer within {settings().stream_timeout:g} s.")
+
+
+@routes.app_errorhandler(requests.RequestException)
+def stream_unreachable(error: requests.RequestException):
+    log.warning("Stream unreachable: %s", error)
+    return error_response(502, "Stream could not be reached.")
+
+
+@routes.app_errorhandler(Exception)
+def unexpected_error(error: Exception):
+    """A bug of ours: logged with its traceback, answered without it."""
+    log.exception("unhandled error")
+    return error_response(500, "Internal error.")
+
+
+# --- The application ----------------------------------------------------------------------
+
+# The routes a browser calls, so the ones that answer CORS. The webhook is not among them.
+BROWSER_ROUTES = re.compile(r"/(generate-token|channel|message)(/.*)?$")
+
+
+def create_app(environ: Mapping[str, str] | None = None) -> Flask:
+    """Build the app from `environ` (default: the process environment)."""
+    app_settings = Settings.from_environ(os.environ if environ is None else environ)
+    app = Flask(__name__)
+    app.config.update(SETTINGS=app_settings, MAX_CONTENT_LENGTH=app_settings.max_body_bytes)
+    # One JSON object per line, in debug mode too: the workshop's Android client reads the
+    # token answer with readLine().
+    app.json.compact = True
+    app.extensions["stream_chat"] = build_stream_client(app_settings)
+    app.register_blueprint(routes)
+    # allow_headers defaults to any, so a preflight for `Content-Type: application/json` passes.
+    CORS(app, resources={BROWSER_ROUTES: {"origins": app_settings.cors_origins}})
+    return app
+
+
+load_dotenv()
+logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
+                    format="%(asctime)s %(levelname)s %(name)s %(message)s")
+try:
+    app = create_app()
+except SettingsError as error:
+    sys.exit(f"Cannot start: {error}")

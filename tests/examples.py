@@ -1,0 +1,42 @@
+"""Request bodies from the reference's Postman collection, and Stream's webhook signing."""
+
+import hashlib
+import hmac
+import json
+
+API_KEY = "test-key"
+API_SECRET = "test-secret-" + "s" * 32
+
+CHANNEL_BODY = {
+    "channel": {"creator_id": "tommaso", "custom_data": {"title": "Just a test"}},
+    "members": {
+        "tommaso": {"name": "Tommaso", "image": ""},
+        "thierry": {"name": "Thierry", "image": ""},
+    },
+}
+
+MESSAGE_BODY = {
+    "message": {"id": "123-456-789-01234", "text": "hello there!"},
+    **CHANNEL_BODY,
+    "user": {"id": "tommaso", "name": "Tommaso", "image": ""},
+}
+
+
+def sign(body: bytes, secret: str = API_SECRET) -> str:
+    """Stream's X-Signature: hex HMAC-SHA256 of the (uncompressed) body with the API secret."""
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def webhook_event(event_type="message.new", **fields) -> bytes:
+    event = {
+        "type": event_type,
+        "cid": "messaging:fun",
+        "channel_type": "messaging",
+        "channel_id": "fun",
+        "message": {"id": "m-1", "text": "hi", "html": "<p>hi</p>", "type": "regular",
+                    "user": {"id": "thierry"}},
+        "user": {"id": "thierry"},
+        "created_at": "2026-11-24T10:00:00.000000Z",
+        **fields,
+    }
+    return json.dumps(event).encode()

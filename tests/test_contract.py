@@ -1,0 +1,63 @@
+"""Every request the test suite sent to Stream conforms to Stream's published OpenAPI spec.
+
+The spec is read from STREAM_OPENAPI_SPEC (default: ../shared/stream-openapi/chat-openapi.json
+beside the project). This test runs after all others (see conftest.py).
+"""
+
+import copy
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from conftest import STREAM_URL
+
+SPEC = Path(os.environ.get(
+    "STREAM_OPENAPI_SPEC",
+    Path(__file__).resolve().parent.parent.parent / "shared/stream-openapi/chat-openapi.json"))
+
+
+@pytest.fixture(scope="module")
+def openapi():
+    if not SPEC.is_file():
+        pytest.skip(f"Stream's OpenAPI spec is not at {SPEC}; set STREAM_OPENAPI_SPEC to its path")
+    from openapi_core import OpenAPI
+    return OpenAPI.from_file_path(str(SPEC))
+
+
+def off_spec(openapi, sent):
+    """The spec's objection to one request that requests-mock recorded, or None."""
+    from openapi_core.contrib.requests import RequestsOpenAPIRequest
+    try:
+        openapi.validate_request(RequestsOpenAPIRequest(sent._request))
+    except Exception as error:  # openapi-core raises one of many classes; all mean "off spec"
+        return f"{sent.method} {urlsplit(sent.url).path}: {error}"
+    return None
+
+
+@pytest.mark.contract
+def test_every_request_sent_to_stream_conforms_to_the_spec(openapi, sent_to_stream):
+    if not sent_to_stream:
+        pytest.skip("no request was sent to Stream: run the whole suite, not this test alone")
+
+    problems = [problem for sent in sent_to_stream if (problem := off_spec(openapi, sent))]
+
+    assert problems == [], f"{len(problems)} of {len(sent_to_stream)} requests are off spec"
+    assert all(sent.url.startswith(STREAM_URL) for sent in sent_to_stream)
+    print(f"\n{len(sent_to_stream)} requests to Stream checked against {SPEC.name}: 0 off spec")
+
+
+@pytest.mark.contract
+def test_the_check_catches_the_reference_channel_request(openapi, stream):
+    """The reference sent members as user objects: the check must refuse that."""
+    from stream_chat import StreamChat
+
+    stream.post(f"{STREAM_URL}/channels/messaging/query", status_code=201, json={"channel": {"id": "x"}})
+    client = StreamChat("test-key", "test-secret-" + "s" * 32)
+    client.channel("messaging", data={"members": [{"user": {"id": "tommaso", "name": "T"}}]}).create("tommaso")
+    reference_request = copy.copy(stream.request_history[-1])
+    stream.request_history.clear()  # deliberately off spec: keep it out of the suite's list
+
+    assert off_spec(openapi, reference_request) is not None

@@ -1,0 +1,81 @@
+"""Start-up: settings read once, a missing or malformed one stops the process by name."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app import Settings, SettingsError, create_app
+from conftest import STREAM_URL
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start(environ):
+    """Import app.py in a fresh process, as `flask run` and gunicorn do."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("STREAM_", "TOKEN_"))}
+    return subprocess.run([sys.executable, "-c", "import app"], cwd=ROOT, env={**env, **environ},
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("missing", [["STREAM_API_KEY"], ["STREAM_API_SECRET"],
+                                     ["STREAM_API_KEY", "STREAM_API_SECRET"]])
+def test_missing_credentials_stop_the_process_naming_them(missing, tmp_path):
+    environ = {"STREAM_API_KEY": "key", "STREAM_API_SECRET": "secret"}
+    for name in missing:
+        environ[name] = ""
+
+    result = start(environ)
+
+    assert result.returncode != 0
+    for name in missing:
+        assert name in result.stderr
+    assert ".env.example" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_process_starts_with_credentials():
+    assert start({"STREAM_API_KEY": "key", "STREAM_API_SECRET": "secret"}).returncode == 0
+
+
+@pytest.mark.parametrize("name, value", [
+    ("TOKEN_TTL_SECONDS", "soon"), ("TOKEN_TTL_SECONDS", "-5"), ("TOKEN_TTL_SECONDS", "1.5"),
+    ("STREAM_CHAT_TIMEOUT", "nan"), ("STREAM_CHAT_TIMEOUT", "0"), ("MAX_BODY_BYTES", "lots"),
+])
+def test_malformed_setting_is_refused_by_name(environ, name, value):
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_environ({**environ, name: value})
+
+
+def test_stream_chat_url_points_the_service_elsewhere(environ, stream):
+    stream.post("http://stand-in.test:8765/users", status_code=201, json={"users": {}})
+    stream.post("http://stand-in.test:8765/channels/messaging/query", status_code=201,
+                json={"channel": {"id": "x", "cid": "messaging:x"}})
+    client = create_app({**environ, "STREAM_CHAT_URL": "http://stand-in.test:8765"}).test_client()
+
+    from examples import CHANNEL_BODY
+    response = client.post("/channel", json=CHANNEL_BODY)
+
+    assert response.status_code == 200
+    assert [r.url.split("?")[0] for r in stream.request_history] == [
+        "http://stand-in.test:8765/users", "http://stand-in.test:8765/channels/messaging/query"]
+    stream.request_history.clear()  # another base URL than the spec's: not for the contract test
+
+
+def test_stream_timeout_setting_reaches_the_client(environ):
+    app = create_app({**environ, "STREAM_CHAT_TIMEOUT": "2.5"})
+
+    assert app.extensions["stream_chat"].timeout == 2.5
+
+
+def test_one_stream_client_serves_every_request(app, stream):
+    client = app.extensions["stream_chat"]
+    test_client = app.test_client()
+    from examples import CHANNEL_BODY
+    test_client.post("/channel", json=CHANNEL_BODY)
+    test_client.post("/channel", json=CHANNEL_BODY)
+
+    assert app.extensions["stream_chat"] is client
+    assert STREAM_URL in stream.request_history[0].url

@@ -1,0 +1,112 @@
+"""Invalid bodies get a 400 naming the field, and nothing is sent to Stream."""
+
+import copy
+
+import pytest
+
+from examples import CHANNEL_BODY, MESSAGE_BODY
+
+
+def with_change(body, path, value):
+    """A copy of `body` with the field at dotted `path` set to `value` (or removed)."""
+    changed = copy.deepcopy(body)
+    *parents, last = path.split(".")
+    target = changed
+    for key in parents:
+        target = target[key]
+    if value is REMOVED:
+        del target[last]
+    else:
+        target[last] = value
+    return changed
+
+
+REMOVED = object()
+
+CHANNEL_CASES = [
+    ("members", REMOVED, "members"),
+    ("members", None, "members"),
+    ("members", ["tommaso", "thierry"], "members"),
+    ("members", {}, "members"),
+    ("members", "tommaso", "members"),
+    ("members", {f"user-{n}": {} for n in range(101)}, "members"),
+    ("members.thierry", "Thierry", "members.thierry"),
+    ("members.thierry", None, "members.thierry"),
+    ("members.thierry.name", 7, "members.thierry.name"),
+    ("members.thierry.role", "admin", "members.thierry.role"),
+    ("members.thierry", {"name": "x" * 6000}, "members.thierry"),
+    ("members.bad id", {"name": "x"}, "members.bad id"),
+    ("channel", REMOVED, "channel"),
+    ("channel", "messaging", "channel"),
+    ("channel.creator_id", REMOVED, "channel.creator_id"),
+    ("channel.creator_id", 42, "channel.creator_id"),
+    ("channel.creator_id", None, "channel.creator_id"),
+    ("channel.creator_id", "someone-else", "channel.creator_id"),
+    ("channel.custom_data", "Just a test", "channel.custom_data"),
+    ("channel.custom_data", ["title"], "channel.custom_data"),
+    ("channel.custom_data", None, "channel.custom_data"),
+    ("channel.custom_data", {"title": "x" * 6000}, "channel.custom_data"),
+    ("channel.custom_data", {"members": []}, "channel.custom_data.members"),
+    ("channel.custom_data", {"frozen": "yes"}, "channel.custom_data.frozen"),
+]
+
+MESSAGE_CASES = CHANNEL_CASES + [
+    ("message", REMOVED, "message"),
+    ("message", "hello", "message"),
+    ("message.id", REMOVED, "message.id"),
+    ("message.id", 123, "message.id"),
+    ("message.id", "", "message.id"),
+    ("message.id", "a/b", "message.id"),
+    ("message.id", "m" * 256, "message.id"),
+    ("message.text", REMOVED, "message.text"),
+    ("message.text", 42, "message.text"),
+    ("message.text", ["hello"], "message.text"),
+    ("message.text", "  ", "message.text"),
+    ("user", REMOVED, "user"),
+    ("user", "tommaso", "user"),
+    ("user.id", None, "user.id"),
+    ("user.id", "tom maso", "user.id"),
+    ("user.image", False, "user.image"),
+]
+
+
+@pytest.mark.parametrize("path, value, field", CHANNEL_CASES)
+def test_invalid_channel_body_is_a_400_naming_the_field(client, stream, path, value, field):
+    response = client.post("/channel", json=with_change(CHANNEL_BODY, path, value))
+
+    assert response.status_code == 400
+    assert response.get_json()["field"] == field
+    assert response.get_json()["error"].startswith(field + ":")
+    assert stream.call_count == 0
+
+
+@pytest.mark.parametrize("path, value, field", MESSAGE_CASES)
+def test_invalid_message_body_is_a_400_naming_the_field(client, stream, path, value, field):
+    response = client.post("/message", json=with_change(MESSAGE_BODY, path, value))
+
+    assert response.status_code == 400
+    assert response.get_json()["field"] == field
+    assert stream.call_count == 0
+
+
+@pytest.mark.parametrize("route", ["/generate-token", "/channel", "/message"])
+@pytest.mark.parametrize("raw", [
+    b"", b"not json", b"[1, 2]", b'"tommaso"', b"null", b"{", b'{"user_id": NaN}',
+    b"\xff\xfe\x00", b"[" * 100_000,
+])
+def test_body_that_is_not_a_json_object_is_a_json_400(client, stream, route, raw):
+    response = client.post(route, data=raw, content_type="application/json")
+
+    assert response.status_code == 400
+    assert "JSON" in response.get_json()["error"]
+    assert stream.call_count == 0
+
+
+@pytest.mark.parametrize("route", ["/generate-token", "/channel", "/message", "/stream-incoming-wh"])
+def test_body_over_the_cap_is_a_json_413(client, stream, route):
+    response = client.post(route, data=b"{" + b" " * (1024 * 1024) + b"}",
+                           content_type="application/json")
+
+    assert response.status_code == 413
+    assert response.get_json()["error"]
+    assert stream.call_count == 0
