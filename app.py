@@ -363,4 +363,6 @@ logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
 try:
     app = create_app()
 except SettingsError as error:
-    sys.exit(f"Cannot start: {error}")
+    print(f"Cannot start: {error}", file=sys.stderr)
+    # 3 is gunicorn's "worker failed to boot": it stops the server instead of retrying forever.
+    sys.exit(3)

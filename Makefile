@@ -1,0 +1,27 @@
+# make run   sets up .venv, then serves the service on http://127.0.0.1:5000
+# make test  sets up .venv and node_modules, then runs every test (unit, contract, end to end)
+
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+
+.PHONY: run test
+
+run: $(VENV)/.installed-run
+	bin/run
+
+test: $(VENV)/.installed-test node_modules/.installed
+	$(PYTHON) -m pytest
+
+$(VENV)/.installed-run: requirements.txt
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-test: requirements.txt requirements-dev.txt
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@ $(VENV)/.installed-run
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@

@@ -1,0 +1,77 @@
+"""Real processes for end-to-end runs: the Stream stand-in, and the service started exactly as
+the Procfile starts it (gunicorn). Used by the end-to-end tests and the benchmark."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+STAND_IN = ROOT / "tests" / "stream_stand_in.py"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def procfile_command(process_type: str = "web") -> str:
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() == process_type:
+            return command.strip()
+    raise LookupError(f"no {process_type!r} process in the Procfile")
+
+
+def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: the process exited with {process.returncode}")
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not come up within {timeout} s")
+
+
+@contextmanager
+def running(command, url: str, env: dict, shell: bool = False):
+    """Start `command`, wait until `url` answers, and stop it (and its children) afterwards."""
+    # The venv's gunicorn and python come first, whoever started the tests.
+    env = {**os.environ, **env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, shell=shell, start_new_session=True,
+                               executable="/bin/bash" if shell else None)
+    try:
+        wait_until_up(url, process)
+        yield process
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=30)
+
+
+@contextmanager
+def stand_in(api_key: str, api_secret: str, latency_ms: float = 0):
+    """The Stream stand-in on a free loopback port; yields its base URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, str(STAND_IN), "--port", str(port), "--api-key", api_key,
+               "--api-secret", api_secret, "--latency-ms", str(latency_ms)]
+    with running(command, f"{url}/_stand_in/requests", env={}):
+        yield url
+
+
+@contextmanager
+def service(env: dict):
+    """The service as the Procfile starts it, on a free port; yields its base URL."""
+    port = free_port()
+    with running(f"exec {procfile_command()}", f"http://127.0.0.1:{port}/healthz",
+                 env={**env, "PORT": str(port)}, shell=True):
+        yield f"http://127.0.0.1:{port}"
