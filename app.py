@@ -3,7 +3,10 @@ Stream's webhook.
 
     POST /generate-token      a Stream user token (JWT)
     POST /channel             upsert the members, get or create their channel
-    POST /message             the same, then send the message
+    POST /message             the same, then send the message (a retry answers the stored one)
+    PUT    /message/<id>              update a message's text or custom fields
+    DELETE /message/<id>              delete a message (?hard=true), repeatable
+    DELETE /channel/<type>/<id>       delete a channel (?hard=true), repeatable
     POST /stream-incoming-wh  Stream's webhook, signature-checked
     GET  /healthz             liveness, without calling Stream
 
@@ -91,8 +94,8 @@ def _origins(raw: str) -> str | list[str]:
 
 # --- The Stream client ------------------------------------------------------------------
 
-# Stream's limit on users per upsert call.
-MAX_USERS_PER_UPSERT = 100
+# Stream's limit on users per upsert call, and on members added per call.
+STREAM_BATCH_SIZE = 100
 
 # Tokens are issued a few seconds in the past: Stream refuses a token whose `iat` is in the
 # future (code 42), and servers' clocks drift. `iat` is kept because Stream's token
@@ -148,25 +151,61 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+def batches(items: list, size: int = STREAM_BATCH_SIZE) -> list[list]:
+    return [items[start:start + size] for start in range(0, len(items), size)]
+
+
 def upsert_users(users: Mapping[str, dict[str, str]]) -> None:
-    """Create or update `users` in Stream, `MAX_USERS_PER_UPSERT` a call."""
-    batch = list(users.values())
-    for start in range(0, len(batch), MAX_USERS_PER_UPSERT):
-        stream().upsert_users(batch[start:start + MAX_USERS_PER_UPSERT])
+    """Create or update `users` in Stream, at most `STREAM_BATCH_SIZE` a call."""
+    for batch in batches(list(users.values())):
+        stream().upsert_users(batch)
 
 
 def get_or_create_channel(sync: payloads.ChannelSync):
-    """Get or create the distinct channel of `sync.members`, who must exist in Stream.
+    """Get or create the channel `sync.type:sync.id` (without an id: the distinct channel of
+    its members). The members must exist in Stream.
 
     Custom data goes in the channel's data, where Stream stores it; `channel.create`'s
     keyword options would land at the top level of the query and be ignored. Members go as
-    `{"user_id": ...}` objects, as Stream's spec requires.
+    `{"user_id": ...}` objects, as Stream's spec requires, 100 with the channel and the rest
+    (channels with an id only) 100 a call.
     """
-    channel = stream().channel("messaging", data={
-        **sync.custom_data,
-        "members": [{"user_id": member_id} for member_id in sync.members],
-    })
-    return channel, channel.create(sync.creator_id)
+    first, *more = batches([{"user_id": member_id} for member_id in sync.members])
+    channel = stream().channel(sync.type, sync.id, data={**sync.custom_data, "members": first})
+    state = channel.create(sync.creator_id)
+    for members in more:
+        # Not `channel.add_members`: it sends `"message": null`, which Stream's spec refuses.
+        stream().post(channel.url, data={"add_members": members})
+    return channel, state
+
+
+def send_message(channel, sync: payloads.MessageSync):
+    """Send the message; when Stream already has its id, answer the stored message.
+
+    A primary system's outbox retries after any timeout, and Stream answers a reused id with
+    400 code 4 "a message with ID ... already exists", which Stream's own React and Android
+    SDKs treat as delivered. The stored message is returned as it is: a retry with other
+    text does not change it (PUT /message/<id> does).
+    """
+    try:
+        return channel.send_message({"id": sync.message_id, "text": sync.text}, user_id=sync.sender["id"])
+    except StreamAPIException as error:
+        already_exists = (error.status_code == 400 and getattr(error, "error_code", None) == 4
+                          and "already exists" in getattr(error, "error_message", ""))
+        if not already_exists:
+            raise
+    return stream().get_message(sync.message_id)
+
+
+def delete_repeatably(delete, already_deleted: dict[str, Any]) -> dict[str, Any]:
+    """Run a Stream delete. Its 404 means an earlier attempt (or someone else) deleted it:
+    outboxes retry deletes, so that is answered as done, with `already_deleted`."""
+    try:
+        return dict(delete())
+    except StreamAPIException as error:
+        if error.status_code != 404:
+            raise
+    return {**already_deleted, "already_deleted": True}
 
 
 def error_response(status: int, message: str, **extra: Any):
@@ -205,14 +244,16 @@ def generate_token():
 def sync_channel():
     """Mirror a channel into Stream: upsert its members, get or create their channel.
 
-    Request: `{"channel": {"creator_id", "custom_data"}, "members": {"<id>": {"name", "image"}}}`.
-    Response: 200 with Stream's channel state (`channel.cid`, `members`, ...), as the reference.
+    Request: `{"channel": {"creator_id", "custom_data", "type", "id"}, "members": {"<id>":
+    {"name", "image"}}}`; `type` defaults to `messaging`; without `id`, the channel is the
+    distinct channel of its members. Repeating it changes nothing.
+    Response: 200 with Stream's channel state (`channel`, `members`, ...) and its `cid`.
     Errors: 400 for an invalid body; Stream's 4xx pass through, other Stream failures are 502/504.
     """
     sync = payloads.channel_sync(json_body())
     upsert_users(sync.members)
-    _, state = get_or_create_channel(sync)
-    return dict(state)
+    channel, state = get_or_create_channel(sync)
+    return {**state, "cid": channel.cid}
 
 
 @routes.post("/message")
@@ -221,13 +262,52 @@ def sync_message():
 
     Request: the `/channel` body plus `"message": {"id", "text"}` and
     `"user": {"id", "name", "image"}` (the sender).
-    Response: 200 with Stream's answer, `{"message": {...}}`. Errors as for `/channel`.
+    Response: 200 `{"message": {...}, "cid"}`; a retry with an id Stream already has answers
+    the stored message. Errors as for `/channel`.
     """
     sync = payloads.message_sync(json_body())
     upsert_users(sync.users)
     channel, _ = get_or_create_channel(sync.channel)
-    sent = channel.send_message({"id": sync.message_id, "text": sync.text}, user_id=sync.sender["id"])
-    return dict(sent)
+    return {**send_message(channel, sync), "cid": channel.cid}
+
+
+@routes.put("/message/<message_id>")
+def update_message(message_id: str):
+    """Set some fields of a message: a partial update.
+
+    Request: `{"message": {"text": "...", ...custom fields}, "user": {"id": "..."}}`.
+    Response: 200 `{"message": {...}}`, the updated message. 404 for an unknown id.
+    """
+    message_id = payloads.message_id(message_id)
+    update = payloads.message_update(json_body())
+    return dict(stream().update_message_partial(message_id, {"set": update.fields}, update.user_id))
+
+
+@routes.delete("/message/<message_id>")
+def delete_message(message_id: str):
+    """Delete a message: soft, or hard with `?hard=true`.
+
+    Response: 200 `{"message": {...}}`; 200 with `"already_deleted": true` when Stream no longer
+    has it, so a retried delete succeeds.
+    """
+    message_id = payloads.message_id(message_id)
+    hard = payloads.flag(request.args.get("hard"), "hard")
+    return delete_repeatably(lambda: stream().delete_message(message_id, hard=hard),
+                             already_deleted={"message": {"id": message_id}})
+
+
+@routes.delete("/channel/<channel_type>/<channel_id>")
+def delete_channel(channel_type: str, channel_id: str):
+    """Delete a channel: soft, or hard (its messages too) with `?hard=true`.
+
+    Response: 200 with Stream's answer; 200 with `"already_deleted": true` when Stream no
+    longer has it. A channel created again after a delete starts empty.
+    """
+    channel_type, channel_id = payloads.channel_ref(channel_type, channel_id)
+    hard = payloads.flag(request.args.get("hard"), "hard")
+    channel = stream().channel(channel_type, channel_id)
+    return delete_repeatably(lambda: channel.delete(hard=hard),
+                             already_deleted={"channel": {"cid": channel.cid}})
 
 
 @routes.post("/stream-incoming-wh")

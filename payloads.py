@@ -14,17 +14,37 @@ from typing import Any
 # Stream user ids: letters, digits, "@", "_" and "-". The same rule is applied to message
 # ids, which end up in URL paths (`/messages/{id}`) that the SDK does not escape.
 ID_PATTERN = re.compile(r"[A-Za-z0-9@_-]+")
-MAX_ID_LENGTH = 255  # MessageRequest.id's maxLength in Stream's spec; used for every id.
+MAX_ID_LENGTH = 255  # MessageRequest.id's maxLength in Stream's spec; used for user ids too.
+
+# Channel types and ids: at most 64 characters (Stream's spec); ids may also hold "!", as
+# the ids Stream derives from members do (`!members-...`).
+CHANNEL_TYPE_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+CHANNEL_ID_PATTERN = re.compile(r"[A-Za-z0-9@!_-]{1,64}")
+DEFAULT_CHANNEL_TYPE = "messaging"
 
 # Stream limits custom data to 5 KB: per user object, per channel, per message.
 MAX_CUSTOM_DATA_BYTES = 5 * 1024
 
-# Stream's limit on members sent with a channel (ChannelInput.members' maxItems).
-MAX_MEMBERS = 100
+# Stream takes at most 100 members with a channel (ChannelInput.members' maxItems), so a
+# distinct channel, whose id Stream derives from its members, has at most 100. A channel
+# with an id of our own takes the rest in later calls; the cap bounds the calls a request makes.
+MAX_DISTINCT_MEMBERS = 100
+MAX_MEMBERS = 1000
 
 # What a member or sender object may carry. Anything else in a user object (`role`,
 # `teams`, `banned`, ...) would let any caller change a user's permissions in Stream.
 USER_FIELDS = ("name", "image")
+
+# Message fields Stream gives a meaning to (MessageRequest and MessageResponse): an update
+# may set `text` and custom fields, not these.
+RESERVED_MESSAGE_FIELDS = frozenset({
+    "attachments", "cid", "command", "created_at", "custom", "deleted_at", "html", "i18n", "id",
+    "latest_reactions", "mentioned_channel", "mentioned_users", "mml", "own_reactions",
+    "parent_id", "pin_expires", "pinned", "pinned_at", "pinned_by", "poll", "poll_id",
+    "quoted_message", "quoted_message_id", "reaction_counts", "reaction_scores", "reply_count",
+    "restricted_visibility", "shadowed", "shared_location", "show_in_channel", "silent",
+    "thread_participants", "type", "updated_at", "user", "user_id",
+})
 
 # Fields of Stream's ChannelInput, and the channel's read-only fields: these are not
 # custom data, and letting `custom_data` set them would override the members we send
@@ -47,8 +67,11 @@ class InvalidPayload(ValueError):
 
 @dataclass(frozen=True)
 class ChannelSync:
-    """The `/channel` body: a distinct channel of `members`, created by `creator_id`."""
+    """The `/channel` body: the channel `type:id` of `members`, created by `creator_id`.
+    Without an id, it is the distinct channel of its members, as in the reference."""
 
+    type: str
+    id: str | None
     creator_id: str
     custom_data: dict[str, Any]
     members: dict[str, dict[str, str]]  # user id -> the user object to upsert
@@ -67,6 +90,14 @@ class MessageSync:
     def users(self) -> dict[str, dict[str, str]]:
         """Everyone to upsert: the members and the sender, who need not be a member."""
         return {**self.channel.members, self.sender["id"]: self.sender}
+
+
+@dataclass(frozen=True)
+class MessageUpdate:
+    """The `PUT /message/<id>` body: `{"message": {"text", ...custom}, "user": {"id"}}`."""
+
+    fields: dict[str, Any]
+    user_id: str
 
 
 def token_request(body: dict[str, Any]) -> str:
@@ -96,6 +127,44 @@ def message_sync(body: dict[str, Any]) -> MessageSync:
     )
 
 
+def message_update(body: dict[str, Any]) -> MessageUpdate:
+    fields = _object(body.get("message"), "message")
+    if not fields:
+        raise InvalidPayload("message", "must set at least one field")
+    reserved = sorted(RESERVED_MESSAGE_FIELDS.intersection(fields))
+    if reserved:
+        raise InvalidPayload(f"message.{reserved[0]}", "cannot be changed here (accepted: text, custom fields)")
+    if "text" in fields:
+        _non_empty_string(fields["text"], "message.text")
+    custom_data = {name: value for name, value in fields.items() if name != "text"}
+    if _json_size(custom_data) > MAX_CUSTOM_DATA_BYTES:
+        raise InvalidPayload("message", f"has over Stream's {MAX_CUSTOM_DATA_BYTES} bytes of custom data")
+    user = _object(body.get("user"), "user")
+    return MessageUpdate(fields=fields, user_id=user_id(user.get("id"), "user.id"))
+
+
+def message_id(value: Any, field: str = "message id") -> str:
+    """A message id: the same characters as a user id (it goes into Stream's URL paths)."""
+    return _id(value, field)
+
+
+def channel_ref(channel_type: Any, channel_id: Any) -> tuple[str, str]:
+    """A channel's `type` and `id`, as in `DELETE /channel/<type>/<id>`."""
+    return (_matching(channel_type, CHANNEL_TYPE_PATTERN, "channel type", "1 to 64 letters, digits, '_' or '-'"),
+            _matching(channel_id, CHANNEL_ID_PATTERN, "channel id", "1 to 64 letters, digits, '@', '!', '_' or '-'"))
+
+
+def flag(value: str | None, field: str) -> bool:
+    """A query flag such as `?hard=true`: absent is false."""
+    if value is None:
+        return False
+    if value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise InvalidPayload(field, "must be true or false")
+
+
 def user_id(value: Any, field: str) -> str:
     """A Stream user id: a string of letters, digits, `@`, `_` or `-`, at most 255 long."""
     return _id(value, field)
@@ -103,12 +172,23 @@ def user_id(value: Any, field: str) -> str:
 
 def _channel(body: dict[str, Any], members: dict[str, dict[str, str]], creator_ids) -> ChannelSync:
     channel = _object(body.get("channel"), "channel")
+    channel_type = _matching(channel.get("type", DEFAULT_CHANNEL_TYPE), CHANNEL_TYPE_PATTERN,
+                             "channel.type", "1 to 64 letters, digits, '_' or '-'")
+    channel_id = channel.get("id")
+    if channel_id is not None:
+        channel_id = _matching(channel_id, CHANNEL_ID_PATTERN, "channel.id",
+                               "1 to 64 letters, digits, '@', '!', '_' or '-'")
+    elif len(members) > MAX_DISTINCT_MEMBERS:
+        raise InvalidPayload("members", f"may name at most {MAX_DISTINCT_MEMBERS} users for a channel "
+                                        "without an id, Stream's limit; give the channel an id")
     creator_id = user_id(channel.get("creator_id"), "channel.creator_id")
     if creator_id not in creator_ids:
         # Stream needs the creator to exist, so they must be among the users we upsert;
         # upserting a bare id instead would wipe their name and image.
         raise InvalidPayload("channel.creator_id", "must be one of the members")
     return ChannelSync(
+        type=channel_type,
+        id=channel_id,
         creator_id=creator_id,
         custom_data=_custom_data(channel.get("custom_data", {}), "channel.custom_data"),
         members=members,
@@ -120,7 +200,7 @@ def _members(value: Any) -> dict[str, dict[str, str]]:
     if not members:
         raise InvalidPayload("members", "must name at least one user")
     if len(members) > MAX_MEMBERS:
-        raise InvalidPayload("members", f"may name at most {MAX_MEMBERS} users, Stream's limit for a channel")
+        raise InvalidPayload("members", f"may name at most {MAX_MEMBERS} users")
     users = {}
     for member_id, fields in members.items():
         field = f"members.{_shorten(member_id)}"
@@ -158,6 +238,12 @@ def _id(value: Any, field: str) -> str:
         raise InvalidPayload(field, f"must be at most {MAX_ID_LENGTH} characters")
     if not ID_PATTERN.fullmatch(value):
         raise InvalidPayload(field, "may contain only letters, digits, '@', '_' and '-'")
+    return value
+
+
+def _matching(value: Any, pattern: re.Pattern, field: str, rule: str) -> str:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise InvalidPayload(field, f"must be {rule}")
     return value
 
 

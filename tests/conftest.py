@@ -5,10 +5,9 @@ Every request the SDK sends through `stream` is kept for the contract test
 (test_contract.py), which runs last and validates them all against Stream's spec.
 """
 
-import hashlib
-import json
 import os
 import re
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests_mock
@@ -21,6 +20,7 @@ os.environ.update(STREAM_API_KEY="test-key", STREAM_API_SECRET="test-secret-" + 
 
 import app as service  # noqa: E402
 from examples import API_KEY, API_SECRET  # noqa: E402
+from stream_stand_in import StandIn  # noqa: E402
 
 # Stream's own base URL, so requests match the spec's server; requests-mock keeps them local.
 STREAM_URL = "https://chat.stream-io-api.com"
@@ -54,13 +54,19 @@ def client(app):
 
 @pytest.fixture
 def stream():
-    """Stream's API, answered in memory. Tests override a route by registering it again."""
+    """Stream's API, answered in memory by the stand-in's own logic (tests/stream_stand_in.py)
+    through requests-mock. A test overrides a route by registering it again."""
+    stand_in = StandIn(API_KEY, API_SECRET)
+
+    def answer(request, context):
+        query = {key: values[-1] for key, values in parse_qs(urlsplit(request.url).query).items()}
+        context.status_code, body = stand_in.answer(request.method, request.path, query,
+                                                    request.body or b"", request.headers.get("Authorization"))
+        return body
+
     with requests_mock.Mocker() as mock:
-        mock.post(f"{STREAM_URL}/users", status_code=201, json=_upserted_users)
-        mock.post(re.compile(rf"{STREAM_URL}/channels/[^/]+(/[^/]+)?/query"), status_code=201,
-                  json=_channel_state)
-        mock.post(re.compile(rf"{STREAM_URL}/channels/[^/]+/[^/]+/message"), status_code=201,
-                  json=_sent_message)
+        mock.register_uri(requests_mock.ANY, re.compile(re.escape(STREAM_URL) + "/"), json=answer)
+        mock.stand_in = stand_in
         yield mock
         SENT_TO_STREAM.extend(mock.request_history)
 
@@ -68,29 +74,3 @@ def stream():
 @pytest.fixture
 def sent_to_stream():
     return SENT_TO_STREAM
-
-
-def _upserted_users(request, context):
-    return {"users": request.json()["users"], "duration": "1.00ms"}
-
-
-def _channel_state(request, context):
-    body = request.json()
-    parts = request.path.split("/")  # /channels/{type}/query or /channels/{type}/{id}/query
-    channel_type = parts[2]
-    channel_id = parts[3] if len(parts) == 5 else "!members-" + hashlib.sha1(
-        json.dumps(sorted(m["user_id"] for m in body["data"]["members"])).encode()).hexdigest()[:20]
-    data = body.get("data", {})
-    return {
-        "channel": {**{k: v for k, v in data.items() if k != "members"},
-                    "id": channel_id, "type": channel_type, "cid": f"{channel_type}:{channel_id}"},
-        "members": [{"user_id": m["user_id"], "user": {"id": m["user_id"]}} for m in data.get("members", [])],
-        "messages": [],
-        "duration": "1.00ms",
-    }
-
-
-def _sent_message(request, context):
-    message = request.json()["message"]
-    return {"message": {**message, "type": "regular", "html": f"<p>{message['text']}</p>"},
-            "duration": "1.00ms"}

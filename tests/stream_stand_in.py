@@ -207,6 +207,59 @@ ROUTES = [
 ]
 
 
+class StandIn:
+    """The stand-in's API, apart from any transport: the HTTP server below serves it, and the
+    unit tests plug it into requests-mock."""
+
+    def __init__(self, api_key: str, api_secret: str, latency_ms: float = 0) -> None:
+        self.api_key, self.api_secret = api_key, api_secret
+        self.latency = latency_ms / 1000
+        self.state = ChatState()
+        self.received: deque[dict] = deque(maxlen=10_000)
+
+    def answer(self, method: str, path: str, query: dict, raw_body: bytes,
+               authorization: str | None) -> tuple[int, dict]:
+        """Stream's status and JSON body for one API call."""
+        try:
+            body = json.loads(raw_body) if raw_body else {}
+        except ValueError:
+            return 400, self._error(StreamError(400, 4, "invalid JSON body"))
+        # Kept without the api_key: what a test needs is the call, not the credentials.
+        self.received.append({"method": method, "path": path, "body": body,
+                              "query": {key: value for key, value in query.items() if key != "api_key"}})
+        if self.latency:
+            time.sleep(self.latency)
+        try:
+            self._authenticate(query, authorization)
+            return 201, {**self._route(method, path, query, body), "duration": "0.10ms"}
+        except StreamError as error:
+            return error.status, self._error(error)
+
+    def _authenticate(self, query: dict, authorization: str | None) -> None:
+        if query.get("api_key") != self.api_key:
+            raise StreamError(401, 2, "api_key not found")
+        if not authorization:
+            raise StreamError(401, 5, "Authorization header is missing")
+        try:
+            jwt.decode(authorization, self.api_secret, algorithms=["HS256"])
+        except jwt.InvalidTokenError as error:
+            raise StreamError(401, 5, f"JWTAuth error: signature is not valid ({error})") from None
+
+    def _route(self, method: str, path: str, query: dict, body: dict) -> dict:
+        for route_method, pattern, action in ROUTES:
+            match = pattern.fullmatch(path)
+            if match and method == route_method:
+                with self.state.lock:
+                    return action(self.state, match, query, body)
+        raise StreamError(404, 16, f"{method} {path} is not served by the stand-in")
+
+    @staticmethod
+    def _error(error: StreamError) -> dict:
+        return {"code": error.code, "message": error.message, "StatusCode": error.status,
+                "duration": "0.00ms", "more_info": "https://getstream.io/chat/docs/api_errors_response",
+                "details": []}
+
+
 class StandInHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's connection pool expects
     server: "StandInServer"
@@ -225,51 +278,15 @@ class StandInHandler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         url = urlsplit(self.path)
-        query = {key: values[-1] for key, values in parse_qs(url.query).items()}
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        raw_body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        stand_in = self.server.stand_in
         if url.path == "/_stand_in/requests":
-            self._stand_in_requests()
+            if self.command == "DELETE":
+                stand_in.received.clear()
+            self._send(200, {"requests": list(stand_in.received)})
             return
-        try:
-            body = json.loads(raw) if raw else {}
-            self.server.record(self.command, url.path, query, body)
-            if self.server.latency:
-                time.sleep(self.server.latency)
-            self._authenticate(query)
-            answer = self._route(url.path, query, body)
-        except StreamError as error:
-            self._send(error.status, {"code": error.code, "message": error.message,
-                                      "StatusCode": error.status, "duration": "0.00ms",
-                                      "more_info": "https://getstream.io/chat/docs/api_errors_response",
-                                      "details": []})
-        except ValueError:
-            self._send(400, {"code": 4, "message": "invalid JSON body", "StatusCode": 400})
-        else:
-            self._send(201, {**answer, "duration": "0.10ms"})
-
-    def _authenticate(self, query: dict) -> None:
-        if query.get("api_key") != self.server.api_key:
-            raise StreamError(401, 2, "api_key not found")
-        token = self.headers.get("Authorization")
-        if not token:
-            raise StreamError(401, 5, "Authorization header is missing")
-        try:
-            jwt.decode(token, self.server.api_secret, algorithms=["HS256"])
-        except jwt.InvalidTokenError as error:
-            raise StreamError(401, 5, f"JWTAuth error: signature is not valid ({error})") from None
-
-    def _route(self, path: str, query: dict, body: dict) -> dict:
-        for method, pattern, action in ROUTES:
-            match = pattern.fullmatch(path)
-            if match and method == self.command:
-                with self.server.state.lock:
-                    return action(self.server.state, match, query, body)
-        raise StreamError(404, 16, f"{self.command} {path} is not served by the stand-in")
-
-    def _stand_in_requests(self) -> None:
-        if self.command == "DELETE":
-            self.server.received.clear()
-        self._send(200, {"requests": list(self.server.received)})
+        query = {key: values[-1] for key, values in parse_qs(url.query).items()}
+        self._send(*stand_in.answer(self.command, url.path, query, raw_body, self.headers.get("Authorization")))
 
     def _send(self, status: int, body: dict) -> None:
         data = json.dumps(body).encode()
@@ -288,19 +305,10 @@ class StandInServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, address, api_key: str, api_secret: str, latency_ms: float = 0,
-                 verbose: bool = False) -> None:
+    def __init__(self, address, stand_in: StandIn, verbose: bool = False) -> None:
         super().__init__(address, StandInHandler)
-        self.api_key, self.api_secret = api_key, api_secret
-        self.latency = latency_ms / 1000
+        self.stand_in = stand_in
         self.verbose = verbose
-        self.state = ChatState()
-        self.received: deque[dict] = deque(maxlen=10_000)
-
-    def record(self, method: str, path: str, query: dict, body: dict) -> None:
-        # Without the credentials: what a test needs is the call, not the key.
-        query = {key: value for key, value in query.items() if key != "api_key"}
-        self.received.append({"method": method, "path": path, "query": query, "body": body})
 
 
 def main() -> None:
@@ -312,8 +320,8 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=0, help="delay before every API answer")
     parser.add_argument("--verbose", action="store_true", help="log every request")
     args = parser.parse_args()
-    server = StandInServer((args.host, args.port), args.api_key, args.api_secret,
-                           args.latency_ms, args.verbose)
+    server = StandInServer((args.host, args.port),
+                           StandIn(args.api_key, args.api_secret, args.latency_ms), args.verbose)
     print(f"Stream stand-in listening on http://{args.host}:{args.port} (test and demo only)",
           file=sys.stderr, flush=True)
     try:
