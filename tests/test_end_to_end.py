@@ -59,6 +59,22 @@ def test_reference_collection_passes_unchanged(service):
     assert "AssertionError" not in result.stdout
 
 
+def test_project_collection_passes_with_every_assertion(service):
+    result = newman(live.ROOT / "postman_collection.json", service,
+                    "--env-var", f"STREAM_API_SECRET={API_SECRET}")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "AssertionError" not in result.stdout
+
+
+def test_project_collection_passes_when_run_again(service):
+    """Every write is safe to repeat: a second run against the same Stream still passes."""
+    result = newman(live.ROOT / "postman_collection.json", service,
+                    "--env-var", f"STREAM_API_SECRET={API_SECRET}")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_token_over_http_is_one_line_of_json(service):
     response = requests.post(f"{service}/generate-token", data='{"user_id": "tommaso"}', timeout=5)
 
@@ -121,3 +137,32 @@ def test_gunicorn_without_credentials_refuses_to_start():
     assert result.returncode != 0
     assert "STREAM_API_KEY and STREAM_API_SECRET must be set" in result.stderr
     assert shutil.which("gunicorn", path=env["PATH"])
+
+
+def test_run_command_without_credentials_serves_through_the_stand_in(tmp_path):
+    """`make run` on a fresh clone with no .env: the stand-in starts, and the service uses it."""
+    if (live.ROOT / ".env").exists():
+        pytest.skip("a .env is present: this test is about a fresh clone without one")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("STREAM_")}
+    port, stand_in_port = live.free_port(), live.free_port()
+    env.update(PYTHON=live.sys.executable, PORT=str(port), STAND_IN_PORT=str(stand_in_port))
+    process = subprocess.Popen([str(live.ROOT / "bin" / "run")], cwd=tmp_path, env=env, text=True,
+                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True)
+    try:
+        live.wait_until_up(f"http://127.0.0.1:{port}/healthz", process)
+        url = f"http://127.0.0.1:{port}"
+        token = requests.post(f"{url}/generate-token", json={"user_id": "tommaso"}, timeout=5)
+        channel = requests.post(f"{url}/channel", json={
+            "channel": {"creator_id": "tommaso"}, "members": {"tommaso": {"name": "Tommaso"}}}, timeout=5)
+        message = requests.post(f"{url}/message", json={
+            "channel": {"creator_id": "tommaso"}, "members": {"tommaso": {"name": "Tommaso"}},
+            "message": {"id": "first", "text": "hi"}, "user": {"id": "tommaso"}}, timeout=5)
+    finally:
+        os.killpg(process.pid, 15)
+        _, stderr = process.communicate(timeout=30)
+
+    assert token.status_code == 200 and token.json()["token"]
+    assert channel.status_code == 200 and channel.json()["cid"]
+    assert message.status_code == 200 and message.json()["message"]["id"] == "first"
+    assert "LOCAL STREAM STAND-IN" in stderr
+    assert ".env" in stderr
