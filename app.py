@@ -14,6 +14,8 @@ Every failure answers JSON `{"error": "..."}` with a status that says whose faul
 Settings come from the environment (or `.env`); `.env.example` lists them all.
 """
 
+import hashlib
+import hmac
 import json
 import logging
 import math
@@ -30,14 +32,19 @@ from flask import Blueprint, Flask, abort, current_app, g, has_app_context, json
 from flask_cors import CORS
 from stream_chat import StreamChat
 from stream_chat.base.exceptions import InvalidWebhookError, StreamAPIException
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
 import payloads
+from webhook_store import Claim, RedisDeliveryStore, SQLiteDeliveryStore, StoreUnavailable
 
 log = logging.getLogger("stream_backend")
 
 
 # --- Settings ---------------------------------------------------------------------------
+
+# Stream waits this long for each webhook attempt, then retries (stream-facts.md, "Webhooks").
+STREAM_WEBHOOK_WAIT_SECONDS = 6
+
 
 class SettingsError(Exception):
     """One or more settings are missing or malformed; the process must not start."""
@@ -52,6 +59,10 @@ class Settings:
     token_ttl_seconds: int
     cors_origins: str | list[str]
     max_body_bytes: int
+    primary_sync_url: str | None  # None: accepted webhook events are logged, not forwarded
+    primary_sync_timeout: float
+    webhook_db: str
+    redis_url: str | None  # set: webhook deliveries are deduplicated in Redis, not SQLite
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> "Settings":
@@ -80,7 +91,17 @@ class Settings:
             token_ttl_seconds=number("TOKEN_TTL_SECONDS", 3600, int),
             cors_origins=_origins(environ.get("CORS_ORIGINS", "*")),
             max_body_bytes=number("MAX_BODY_BYTES", 1024 * 1024, int),
+            primary_sync_url=environ.get("PRIMARY_SYNC_URL") or None,
+            primary_sync_timeout=number("PRIMARY_SYNC_TIMEOUT", 4.0, float),
+            webhook_db=environ.get("WEBHOOK_DB") or "var/webhooks.sqlite3",
+            redis_url=environ.get("REDIS_URL") or None,
         )
+        if settings.primary_sync_url and not settings.primary_sync_url.startswith(("http://", "https://")):
+            problems.append("PRIMARY_SYNC_URL must be an http:// or https:// URL")
+        # Stream waits 6 s for an answer; the hand-over and our answer must fit inside.
+        if settings.primary_sync_timeout and settings.primary_sync_timeout > STREAM_WEBHOOK_WAIT_SECONDS - 1:
+            problems.append(f"PRIMARY_SYNC_TIMEOUT must be at most {STREAM_WEBHOOK_WAIT_SECONDS - 1} s, "
+                            f"inside the {STREAM_WEBHOOK_WAIT_SECONDS} s Stream waits for a webhook answer")
         if problems:
             raise SettingsError("; ".join(problems) + ". See .env.example for every setting.")
         return settings
@@ -133,6 +154,29 @@ def settings() -> Settings:
     return current_app.config["SETTINGS"]
 
 
+# --- The webhook's delivery store and the primary system --------------------------------
+
+# How long a handed-over delivery id is remembered: Stream retries within 15 s; a day also
+# covers a redelivery by hand, and lets the entries expire so the store stays bounded.
+DELIVERY_MEMORY_SECONDS = 24 * 3600
+
+
+def open_delivery_store(settings: Settings):
+    # A claim outlives the hand-over's timeout by a little: past that, its worker is gone.
+    claim_seconds = settings.primary_sync_timeout + 2
+    if settings.redis_url:
+        return RedisDeliveryStore(settings.redis_url, claim_seconds, DELIVERY_MEMORY_SECONDS)
+    return SQLiteDeliveryStore(settings.webhook_db, claim_seconds, DELIVERY_MEMORY_SECONDS)
+
+
+def delivery_store():
+    return current_app.extensions["webhook_store"]
+
+
+def primary_system() -> requests.Session:
+    return current_app.extensions["primary_system"]
+
+
 # --- Helpers ----------------------------------------------------------------------------
 
 def json_body() -> dict[str, Any]:
@@ -179,6 +223,18 @@ def get_or_create_channel(sync: payloads.ChannelSync):
     return channel, state
 
 
+# Messages this service sends carry a custom field that marks them as the primary system's,
+# so that their `message.new` webhook is not fed back to it. The mark is an HMAC of the
+# message id with the API secret: no state is shared, and no chat client can forge it. It
+# adds 51 bytes to the message's 5 KB of custom data.
+ORIGIN_FIELD = "primary_origin"
+
+
+def origin_mark(message_id: str) -> str:
+    key = settings().stream_api_secret.encode()
+    return hmac.new(key, f"primary-origin:{message_id}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
 def send_message(channel, sync: payloads.MessageSync):
     """Send the message; when Stream already has its id, answer the stored message.
 
@@ -187,8 +243,9 @@ def send_message(channel, sync: payloads.MessageSync):
     SDKs treat as delivered. The stored message is returned as it is: a retry with other
     text does not change it (PUT /message/<id> does).
     """
+    message = {"id": sync.message_id, "text": sync.text, ORIGIN_FIELD: origin_mark(sync.message_id)}
     try:
-        return channel.send_message({"id": sync.message_id, "text": sync.text}, user_id=sync.sender["id"])
+        return channel.send_message(message, user_id=sync.sender["id"])
     except StreamAPIException as error:
         already_exists = (error.status_code == 400 and getattr(error, "error_code", None) == 4
                           and "already exists" in getattr(error, "error_message", ""))
@@ -206,6 +263,75 @@ def delete_repeatably(delete, already_deleted: dict[str, Any]) -> dict[str, Any]
         if error.status_code != 404:
             raise
     return {**already_deleted, "already_deleted": True}
+
+
+def event_message(event: dict[str, Any]) -> dict[str, Any]:
+    """The event's `message` object, or {} for events without one."""
+    message = event.get("message")
+    return message if isinstance(message, dict) else {}
+
+
+class PrimarySyncFailed(Exception):
+    """The primary system did not take an event; Stream is asked to retry (503)."""
+
+
+def forward(event: dict[str, Any], webhook_id: str | None) -> str:
+    """Hand the event, as Stream sent it, to PRIMARY_SYNC_URL; without one, log it."""
+    url = settings().primary_sync_url
+    if url is None:
+        return "logged"
+    try:
+        answer = primary_system().post(url, json=event, headers={"X-Webhook-Id": webhook_id or ""},
+                                       timeout=settings().primary_sync_timeout, allow_redirects=False)
+    except requests.RequestException as error:
+        raise PrimarySyncFailed(f"the primary system could not be reached: {type(error).__name__}") from None
+    if not 200 <= answer.status_code < 300:
+        raise PrimarySyncFailed(f"the primary system answered HTTP {answer.status_code}")
+    return "forwarded"
+
+
+def forward_unless_echo(event: dict[str, Any], webhook_id: str | None) -> str:
+    """`message.new`: a message this service sent came from the primary system: skip it."""
+    message = event_message(event)
+    mark, message_id = message.get(ORIGIN_FIELD), message.get("id")
+    if isinstance(mark, str) and isinstance(message_id, str) and hmac.compare_digest(
+            mark.encode(), origin_mark(message_id).encode()):
+        return "echo"
+    return forward(event, webhook_id)
+
+
+# What to do with each event type; any other type is acknowledged and ignored. Updates and
+# deletes are forwarded even when this service made them (see the README's "Webhooks").
+WEBHOOK_HANDLERS = {
+    "message.new": forward_unless_echo,
+    "message.updated": forward,
+    "message.deleted": forward,
+    "message.undeleted": forward,
+    "reaction.new": forward,
+    "reaction.updated": forward,
+    "reaction.deleted": forward,
+}
+
+
+def handle_once(event: dict[str, Any], webhook_id: str | None) -> str:
+    """Handle a delivery unless a worker already did or is doing it; the outcome's name."""
+    handler = WEBHOOK_HANDLERS.get(event["type"])
+    if handler is None:
+        return "ignored"
+    if webhook_id is None:  # Stream always sends one; without it there is nothing to match on
+        return handler(event, None)
+    claim = delivery_store().claim(webhook_id)
+    if claim.outcome is Claim.DONE:
+        return "duplicate"
+    if claim.outcome is Claim.BUSY:
+        raise ServiceUnavailable("Another worker is handling this delivery; retry later.", retry_after=2)
+    try:
+        outcome = handler(event, webhook_id)
+    except BaseException:
+        delivery_store().release(webhook_id, claim.token)  # so that Stream's retry can succeed
+        raise
+    delivery_store().complete(webhook_id, claim.token)
+    return outcome
 
 
 def error_response(status: int, message: str, **extra: Any):
@@ -312,14 +438,16 @@ def delete_channel(channel_type: str, channel_id: str):
 
 @routes.post("/stream-incoming-wh")
 def stream_webhook():
-    """Receive one of Stream's webhook events.
+    """Receive one of Stream's webhook events and hand it to the primary system, once.
 
     Headers: `X-Signature` (HMAC-SHA256 of the body with the API secret, required),
-    `X-Api-Key` (checked when present), `X-Webhook-Id`. The body may be gzipped.
-    Response: 200 `{"received": "<event type>"}`, for any event type, known or not.
+    `X-Api-Key` (checked when present), `X-Webhook-Id` (the same on every retry).
+    The body may be gzipped. https://getstream.io/chat/docs/python/webhooks_overview/
+    Response: 200 `{"received": "<type>", "outcome": "forwarded" | "logged" | "echo" |
+    "duplicate" | "ignored"}`, only once the event is handed over (or was before).
     Errors: 401 for a missing or wrong signature or another app's key; 400 for a signed body
-    that is not a JSON object with a `type`.
-    https://getstream.io/chat/docs/python/webhooks_overview/
+    that is not a JSON object with a `type`; 503, which Stream retries, when the primary
+    system did not take the event or another worker is handing it over.
     """
     body = request.get_data()  # first, so that an oversized body is a 413 whatever else is wrong
     api_key = request.headers.get("X-Api-Key")
@@ -338,13 +466,17 @@ def stream_webhook():
     if not isinstance(event, dict) or not isinstance(event.get("type"), str):
         abort(400, description="The webhook body must be a JSON object with a 'type'.")
 
+    webhook_id = request.headers.get("X-Webhook-Id") or None
+    outcome = handle_once(event, webhook_id)
     log.info("webhook %s", json.dumps({
+        "outcome": outcome,
         "type": event["type"],
         "cid": event.get("cid"),
-        "webhook_id": request.headers.get("X-Webhook-Id"),
+        "message_id": event_message(event).get("id"),
+        "webhook_id": webhook_id,
         "attempt": request.headers.get("X-Webhook-Attempt"),
     }))
-    return {"received": event["type"]}
+    return {"received": event["type"], "outcome": outcome}
 
 
 # --- Errors: one place turns every failure into JSON -----------------------------------
@@ -397,6 +529,18 @@ def _seconds_until(epoch_seconds: str | None) -> int | None:
         return None
 
 
+@routes.app_errorhandler(PrimarySyncFailed)
+def primary_sync_failed(error: PrimarySyncFailed):
+    log.warning("webhook not handed over: %s", error)
+    return error_response(503, f"The event was not handed over: {error}; Stream will retry.")
+
+
+@routes.app_errorhandler(StoreUnavailable)
+def store_unavailable(error: StoreUnavailable):
+    log.warning("webhook delivery store unavailable: %s", error)
+    return error_response(503, "The webhook delivery store is unavailable; Stream will retry.")
+
+
 @routes.app_errorhandler(requests.Timeout)
 def stream_timeout(error: requests.Timeout):
     log.warning("Stream timed out: %s", error)
@@ -431,6 +575,8 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     # token answer with readLine().
     app.json.compact = True
     app.extensions["stream_chat"] = build_stream_client(app_settings)
+    app.extensions["webhook_store"] = open_delivery_store(app_settings)
+    app.extensions["primary_system"] = requests.Session()
     app.register_blueprint(routes)
     # allow_headers defaults to any, so a preflight for `Content-Type: application/json` passes.
     CORS(app, resources={BROWSER_ROUTES: {"origins": app_settings.cors_origins}})

@@ -7,6 +7,7 @@ Every request the SDK sends through `stream` is kept for the contract test
 
 import os
 import re
+import tempfile
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -16,7 +17,8 @@ import requests_mock
 # keep a developer's own STREAM_CHAT_URL or STREAM_CHAT_TIMEOUT (read by the SDK) out.
 for name in ("STREAM_CHAT_URL", "STREAM_CHAT_TIMEOUT"):
     os.environ.pop(name, None)
-os.environ.update(STREAM_API_KEY="test-key", STREAM_API_SECRET="test-secret-" + "x" * 32)
+os.environ.update(STREAM_API_KEY="test-key", STREAM_API_SECRET="test-secret-" + "x" * 32,
+                  WEBHOOK_DB=os.path.join(tempfile.mkdtemp(), "webhooks.sqlite3"))
 
 import app as service  # noqa: E402
 from examples import API_KEY, API_SECRET  # noqa: E402
@@ -38,8 +40,9 @@ def pytest_configure(config):
 
 
 @pytest.fixture
-def environ():
-    return {"STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET}
+def environ(tmp_path):
+    return {"STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET,
+            "WEBHOOK_DB": str(tmp_path / "webhooks.sqlite3")}
 
 
 @pytest.fixture

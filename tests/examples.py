@@ -40,3 +40,9 @@ def webhook_event(event_type="message.new", **fields) -> bytes:
         **fields,
     }
     return json.dumps(event).encode()
+
+
+def origin_mark(message_id: str, secret: str = API_SECRET) -> str:
+    """The mark the service puts on the messages it sends (app.ORIGIN_FIELD), computed here
+    independently: an HMAC-SHA256 of the message id with the API secret, 32 hex digits."""
+    return hmac.new(secret.encode(), f"primary-origin:{message_id}".encode(), hashlib.sha256).hexdigest()[:32]

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 import live
+from examples import origin_mark
 
 API_KEY = "e2e-key"
 API_SECRET = "e2e-secret-" + "e" * 32
@@ -27,8 +28,9 @@ def stand_in():
 
 
 @pytest.fixture(scope="module")
-def service(stand_in):
-    env = {"STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, "STREAM_CHAT_URL": stand_in}
+def service(stand_in, tmp_path_factory):
+    env = {"STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, "STREAM_CHAT_URL": stand_in,
+           "WEBHOOK_DB": str(tmp_path_factory.mktemp("webhooks") / "webhooks.sqlite3")}
     with live.service(env) as url:
         yield url
 
@@ -97,7 +99,8 @@ def test_message_reaches_the_stand_in_with_its_members(service, received):
     calls = received()
     assert [call["path"] for call in calls][:2] == ["/users", "/channels/messaging/query"]
     assert calls[1]["body"]["data"]["title"] == "E2E"
-    assert calls[2]["body"]["message"] == {"id": "e2e-message-1", "text": "over HTTP", "user": {"id": "ana"}}
+    assert calls[2]["body"]["message"] == {"id": "e2e-message-1", "text": "over HTTP", "user": {"id": "ana"},
+                                           "primary_origin": origin_mark("e2e-message-1", API_SECRET)}
 
 
 def test_stream_error_passes_through_as_json(service):

@@ -43,6 +43,7 @@ def test_process_starts_with_credentials():
 @pytest.mark.parametrize("name, value", [
     ("TOKEN_TTL_SECONDS", "soon"), ("TOKEN_TTL_SECONDS", "-5"), ("TOKEN_TTL_SECONDS", "1.5"),
     ("STREAM_CHAT_TIMEOUT", "nan"), ("STREAM_CHAT_TIMEOUT", "0"), ("MAX_BODY_BYTES", "lots"),
+    ("PRIMARY_SYNC_TIMEOUT", "6"), ("PRIMARY_SYNC_TIMEOUT", "-1"), ("PRIMARY_SYNC_URL", "ftp://primary"),
 ])
 def test_malformed_setting_is_refused_by_name(environ, name, value):
     with pytest.raises(SettingsError, match=name):

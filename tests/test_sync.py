@@ -2,7 +2,7 @@
 
 import copy
 
-from examples import CHANNEL_BODY, MESSAGE_BODY
+from examples import CHANNEL_BODY, MESSAGE_BODY, origin_mark
 
 
 def member_ids(query):
@@ -66,7 +66,8 @@ def test_message_upserts_members_and_sender_once_creates_the_channel_then_sends(
     assert calls(stream)[2][1].endswith("/message")
     assert len(calls(stream)) == 3
     assert stream.request_history[2].json() == {"message": {
-        "id": "123-456-789-01234", "text": "hello there!", "user": {"id": "tommaso"}}}
+        "id": "123-456-789-01234", "text": "hello there!", "user": {"id": "tommaso"},
+        "primary_origin": origin_mark("123-456-789-01234")}}
 
 
 def test_message_sender_who_is_not_a_member_is_upserted_with_them(client, stream):

@@ -1,0 +1,58 @@
+"""A stand-in for the primary chat system's sync endpoint: records the events it is handed,
+answering with a chosen status after a chosen delay."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class PrimarySystem(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, status: int = 200, delay: float = 0) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.status, self.delay = status, delay
+        self.received: list[dict] = []  # {"webhook_id", "event", "status"} per request
+        self.lock = threading.Lock()
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/stream-events"
+
+    def accepted(self) -> list[dict]:
+        """The events it took (answered 2xx): what the primary system now has."""
+        with self.lock:
+            return [entry for entry in self.received if 200 <= entry["status"] < 300]
+
+    def __enter__(self) -> "PrimarySystem":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: PrimarySystem
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        status = self.server.status
+        with self.server.lock:
+            self.server.received.append({"webhook_id": self.headers.get("X-Webhook-Id"),
+                                         "content_type": self.headers.get("Content-Type"),
+                                         "event": json.loads(body), "status": status})
+        if self.server.delay:
+            threading.Event().wait(self.server.delay)
+        data = b"{}"
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format, *args) -> None:
+        pass

@@ -1,0 +1,331 @@
+"""Webhook events reach the primary system once: deduplicated across workers and hosts,
+retried by Stream while they are not handed over, never echoed back."""
+
+import gzip
+import json
+import multiprocessing
+import os
+import shutil
+import subprocess
+import time
+import uuid
+
+import pytest
+import redis
+
+import webhook_store
+from app import create_app
+from examples import MESSAGE_BODY, origin_mark, sign, webhook_event
+from live import free_port
+from primary_system import PrimarySystem
+from webhook_store import Claim, RedisDeliveryStore, SQLiteDeliveryStore
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A real Redis: REDIS_TEST_URL (CI starts one), or a redis-server started here."""
+    if os.environ.get("REDIS_TEST_URL"):
+        yield os.environ["REDIS_TEST_URL"]
+        return
+    server = shutil.which("redis-server")
+    if server is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed; .ci/run installs it")
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    process = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    for _ in range(100):
+        try:
+            redis.Redis.from_url(url).ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def primary():
+    with PrimarySystem() as server:
+        yield server
+
+
+@pytest.fixture
+def environ(environ, primary):
+    return {**environ, "PRIMARY_SYNC_URL": primary.url, "PRIMARY_SYNC_TIMEOUT": "1"}
+
+
+def deliver(client, body, webhook_id="wh-1", attempt=1, compress=False):
+    headers = {"X-Signature": sign(body), "X-Webhook-Id": webhook_id, "X-Webhook-Attempt": str(attempt)}
+    return client.post("/stream-incoming-wh", data=gzip.compress(body) if compress else body, headers=headers)
+
+
+# --- Handing over --------------------------------------------------------------------------
+
+def test_event_is_posted_to_the_primary_as_stream_sent_it(client, primary):
+    body = webhook_event("message.new")
+
+    response = deliver(client, body, webhook_id="wh-7")
+
+    assert response.status_code == 200
+    assert response.get_json() == {"received": "message.new", "outcome": "forwarded"}
+    assert primary.accepted() == [{"webhook_id": "wh-7", "content_type": "application/json",
+                                   "event": json.loads(body), "status": 200}]
+
+
+def test_gzip_delivery_is_handed_over_inflated(client, primary):
+    body = webhook_event("message.updated")
+
+    response = deliver(client, body, compress=True)
+
+    assert response.get_json()["outcome"] == "forwarded"
+    assert primary.accepted()[0]["event"] == json.loads(body)
+
+
+def test_late_retry_of_a_handed_over_delivery_answers_200_without_forwarding(client, primary):
+    body = webhook_event()
+    deliver(client, body, attempt=1)
+
+    retry = deliver(client, body, attempt=2)
+
+    assert retry.status_code == 200
+    assert retry.get_json()["outcome"] == "duplicate"
+    assert len(primary.received) == 1
+
+
+def test_another_delivery_id_is_forwarded_again(client, primary):
+    deliver(client, webhook_event(), webhook_id="wh-1")
+    deliver(client, webhook_event(), webhook_id="wh-2")
+
+    assert [entry["webhook_id"] for entry in primary.accepted()] == ["wh-1", "wh-2"]
+
+
+@pytest.mark.parametrize("status", [500, 503, 404, 302])
+def test_failing_primary_gets_a_503_and_the_retry_forwards_once(client, primary, status):
+    body = webhook_event()
+    primary.status = status
+
+    failed = deliver(client, body, attempt=1)
+    primary.status = 200
+    retry = deliver(client, body, attempt=2)
+    late = deliver(client, body, attempt=3)
+
+    assert failed.status_code == 503
+    assert failed.is_json and f"HTTP {status}" in failed.get_json()["error"]
+    assert retry.get_json()["outcome"] == "forwarded"
+    assert late.get_json()["outcome"] == "duplicate"
+    assert len(primary.accepted()) == 1
+
+
+def test_primary_slower_than_the_timeout_gets_a_503_and_frees_the_id(client, primary):
+    primary.delay = 1.5  # PRIMARY_SYNC_TIMEOUT is 1 s here
+
+    failed = deliver(client, webhook_event())
+    primary.delay = 0
+    retry = deliver(client, webhook_event())
+
+    assert failed.status_code == 503
+    assert "could not be reached" in failed.get_json()["error"]
+    assert retry.get_json()["outcome"] == "forwarded"
+
+
+def test_unreachable_primary_gets_a_503(environ):
+    client = create_app({**environ, "PRIMARY_SYNC_URL": f"http://127.0.0.1:{free_port()}/x"}).test_client()
+
+    response = deliver(client, webhook_event())
+
+    assert response.status_code == 503
+    assert response.is_json
+
+
+def test_copy_arriving_while_another_worker_forwards_gets_a_503(app, primary):
+    store = app.extensions["webhook_store"]
+    assert store.claim("wh-1").outcome is Claim.CLAIMED  # another worker, mid-forward
+
+    response = deliver(app.test_client(), webhook_event())
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "2"
+    assert primary.received == []
+
+
+def test_delivery_without_an_id_is_forwarded_each_time(client, primary):
+    body = webhook_event()
+    headers = {"X-Signature": sign(body)}
+
+    first = client.post("/stream-incoming-wh", data=body, headers=headers)
+    second = client.post("/stream-incoming-wh", data=body, headers=headers)
+
+    assert [first.get_json()["outcome"], second.get_json()["outcome"]] == ["forwarded", "forwarded"]
+    assert [entry["webhook_id"] for entry in primary.received] == ["", ""]
+
+
+def test_claims_expire_a_little_after_the_forward_timeout(app):
+    assert app.extensions["webhook_store"].claim_seconds == 1 + 2  # PRIMARY_SYNC_TIMEOUT is 1 s here
+
+
+def test_unknown_event_types_are_acknowledged_not_forwarded(client, primary):
+    response = deliver(client, webhook_event("something.new.from.stream"))
+
+    assert response.status_code == 200
+    assert response.get_json()["outcome"] == "ignored"
+    assert primary.received == []
+
+
+@pytest.mark.parametrize("event_type", ["message.new", "message.updated", "message.deleted",
+                                        "message.undeleted", "reaction.new", "reaction.updated",
+                                        "reaction.deleted"])
+def test_message_and_reaction_events_are_forwarded(client, primary, event_type):
+    assert deliver(client, webhook_event(event_type)).get_json()["outcome"] == "forwarded"
+
+
+def test_without_primary_sync_url_each_event_is_logged_on_one_line(environ, primary, caplog):
+    client = create_app({**environ, "PRIMARY_SYNC_URL": ""}).test_client()
+
+    response = deliver(client, webhook_event("message.new"), webhook_id="wh-9")
+
+    assert response.get_json()["outcome"] == "logged"
+    lines = [json.loads(r.getMessage().split(" ", 1)[1]) for r in caplog.records if r.name == "stream_backend"]
+    assert lines == [{"outcome": "logged", "type": "message.new", "cid": "messaging:fun", "message_id": "m-1",
+                      "webhook_id": "wh-9", "attempt": "1"}]
+    assert primary.received == []
+
+
+# --- Echoes --------------------------------------------------------------------------------
+
+def test_message_sent_through_this_service_is_not_echoed_back(client, stream, primary):
+    client.post("/message", json=MESSAGE_BODY)
+    stored = stream.stand_in.state.messages["123-456-789-01234"]  # what Stream would put in the event
+
+    response = deliver(client, webhook_event("message.new", message=stored))
+
+    assert response.get_json()["outcome"] == "echo"
+    assert primary.received == []
+
+
+def test_message_written_in_stream_is_forwarded(client, primary):
+    assert deliver(client, webhook_event("message.new")).get_json()["outcome"] == "forwarded"
+
+
+@pytest.mark.parametrize("mark", ["forged", origin_mark("another-message"), origin_mark("m-1", "another-secret"), 42])
+def test_a_wrong_origin_mark_is_not_taken_for_an_echo(client, primary, mark):
+    message = {"id": "m-1", "text": "hi", "user": {"id": "thierry"}, "primary_origin": mark}
+
+    response = deliver(client, webhook_event("message.new", message=message))
+
+    assert response.get_json()["outcome"] == "forwarded"
+
+
+# --- The stores ----------------------------------------------------------------------------
+
+@pytest.fixture(params=["sqlite", "redis"])
+def make_store(request, tmp_path):
+    def make(claim_seconds=5.0, done_seconds=60.0):
+        if request.param == "sqlite":
+            return SQLiteDeliveryStore(str(tmp_path / "store.sqlite3"), claim_seconds, done_seconds)
+        return RedisDeliveryStore(request.getfixturevalue("redis_url"), claim_seconds, done_seconds)
+    return make
+
+
+def test_store_claims_an_id_once_until_completed(make_store):
+    store, webhook_id = make_store(), uuid.uuid4().hex
+    first = store.claim(webhook_id)
+
+    assert first.outcome is Claim.CLAIMED
+    assert store.claim(webhook_id).outcome is Claim.BUSY
+    store.complete(webhook_id, first.token)
+    assert store.claim(webhook_id).outcome is Claim.DONE
+
+
+def test_store_release_frees_the_id(make_store):
+    store, webhook_id = make_store(), uuid.uuid4().hex
+    store.release(webhook_id, store.claim(webhook_id).token)
+
+    assert store.claim(webhook_id).outcome is Claim.CLAIMED
+
+
+def test_claim_of_a_dead_worker_expires(make_store):
+    store, webhook_id = make_store(claim_seconds=0.2), uuid.uuid4().hex
+    dead = store.claim(webhook_id)
+
+    time.sleep(0.3)
+    taken_over = store.claim(webhook_id)
+    store.release(webhook_id, dead.token)  # the dead worker's late release changes nothing
+    store.complete(webhook_id, dead.token)
+
+    assert taken_over.outcome is Claim.CLAIMED
+    assert store.claim(webhook_id).outcome is Claim.BUSY
+
+
+def test_handed_over_ids_expire_so_the_store_stays_bounded(tmp_path):
+    store = SQLiteDeliveryStore(str(tmp_path / "store.sqlite3"), claim_seconds=5, done_seconds=0.2)
+    for n in range(50):
+        store.complete(f"old-{n}", store.claim(f"old-{n}").token)
+
+    time.sleep(0.3)
+    store.complete("new", store.claim("new").token)
+
+    assert store.count() == 1
+    assert store.claim("old-0").outcome is Claim.CLAIMED
+
+
+def test_handed_over_ids_expire_in_redis(redis_url):
+    store, webhook_id = RedisDeliveryStore(redis_url, claim_seconds=5, done_seconds=60), uuid.uuid4().hex
+    store.complete(webhook_id, store.claim(webhook_id).token)
+
+    ttl = store.redis.pttl(RedisDeliveryStore.PREFIX + webhook_id)
+
+    assert 55_000 < ttl <= 60_000
+
+
+def test_unreachable_redis_answers_a_503_so_stream_retries(environ):
+    client = create_app({**environ, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}).test_client()
+
+    response = deliver(client, webhook_event())
+
+    assert response.status_code == 503
+    assert "store" in response.get_json()["error"]
+
+
+# --- Across processes ----------------------------------------------------------------------
+
+def deliver_from_processes(environ, processes=2, copies_each=10):
+    """Copies of one delivery, sent at once from `processes` separate service instances."""
+    body = webhook_event("message.new")
+    headers = {"X-Signature": sign(body), "X-Webhook-Id": f"wh-{uuid.uuid4()}", "X-Webhook-Attempt": "1"}
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Barrier(processes), context.Queue()
+    import delivery_workers
+    workers = [context.Process(target=delivery_workers.deliver_copies,
+                               args=(environ, body, headers, copies_each, start, results))
+               for _ in range(processes)]
+    for worker in workers:
+        worker.start()
+    answers = [answer for _ in workers for answer in results.get(timeout=60)]
+    for worker in workers:
+        worker.join(timeout=30)
+    return answers
+
+
+def test_twenty_copies_across_two_processes_on_one_sqlite_file_forward_once(environ, primary):
+    primary.delay = 0.3  # long enough for the copies to overlap
+
+    answers = deliver_from_processes(environ)
+
+    assert len(answers) == 20
+    assert len(primary.received) == 1
+    assert answers.count((200, "forwarded")) == 1
+    assert (503, None) in answers  # copies did arrive while the first was being forwarded
+    assert {answer for answer in answers} <= {(200, "forwarded"), (200, "duplicate"), (503, None)}
+
+
+def test_two_instances_sharing_redis_forward_once(environ, primary, redis_url):
+    primary.delay = 0.3
+
+    answers = deliver_from_processes({**environ, "REDIS_URL": redis_url})
+
+    assert len(primary.received) == 1
+    assert answers.count((200, "forwarded")) == 1
