@@ -35,6 +35,7 @@ from stream_chat.base.exceptions import InvalidWebhookError, StreamAPIException
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
 import payloads
+from sync_cache import SyncCache
 from webhook_store import Claim, RedisDeliveryStore, SQLiteDeliveryStore, StoreUnavailable
 
 log = logging.getLogger("stream_backend")
@@ -59,6 +60,8 @@ class Settings:
     token_ttl_seconds: int
     cors_origins: str | list[str]
     max_body_bytes: int
+    sync_cache_size: int
+    http_pool_size: int
     primary_sync_url: str | None  # None: accepted webhook events are logged, not forwarded
     primary_sync_timeout: float
     webhook_db: str
@@ -71,14 +74,15 @@ class Settings:
         if missing:
             problems.append(f"{' and '.join(missing)} must be set (your app's keys, from Stream's dashboard)")
 
-        def number(name: str, default: float, kind: type) -> Any:
+        def number(name: str, default: float, kind: type, minimum: float = 0, strict: bool = True) -> Any:
             raw = environ.get(name) or str(default)
             try:
                 value = kind(raw)
             except ValueError:
                 value = None
-            if value is None or not math.isfinite(value) or value <= 0:
-                problems.append(f"{name} must be a positive {kind.__name__}, not {raw!r}")
+            if value is None or not math.isfinite(value) or value < minimum or (strict and value == minimum):
+                adjective = "positive" if strict else "non-negative"
+                problems.append(f"{name} must be a {adjective} {kind.__name__}, not {raw!r}")
             return value
 
         # The SDK's own default is 6 s; it also reads STREAM_CHAT_TIMEOUT and STREAM_CHAT_URL
@@ -91,6 +95,9 @@ class Settings:
             token_ttl_seconds=number("TOKEN_TTL_SECONDS", 3600, int),
             cors_origins=_origins(environ.get("CORS_ORIGINS", "*")),
             max_body_bytes=number("MAX_BODY_BYTES", 1024 * 1024, int),
+            sync_cache_size=number("SYNC_CACHE_SIZE", 10_000, int, strict=False),
+            # The Procfile runs WEB_THREADS threads a worker: one pooled connection each.
+            http_pool_size=number("WEB_THREADS", 16, int),
             primary_sync_url=environ.get("PRIMARY_SYNC_URL") or None,
             primary_sync_timeout=number("PRIMARY_SYNC_TIMEOUT", 4.0, float),
             webhook_db=environ.get("WEBHOOK_DB") or "var/webhooks.sqlite3",
@@ -130,8 +137,9 @@ def build_stream_client(settings: Settings) -> StreamChat:
     client = StreamChat(settings.stream_api_key, settings.stream_api_secret,
                         timeout=settings.stream_timeout, **options)
     session = requests.Session()
-    # As the SDK's own session: retry a failed connection once, never a sent request.
-    adapter = requests.adapters.HTTPAdapter(max_retries=1)
+    # As the SDK's own session, retry a failed connection once, never a sent request; but
+    # keep a connection per thread: the default pool of 10 would reconnect under load.
+    adapter = requests.adapters.HTTPAdapter(max_retries=1, pool_maxsize=settings.http_pool_size)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.hooks["response"].append(_remember_rate_limit_reset)
@@ -148,6 +156,10 @@ def _remember_rate_limit_reset(response: requests.Response, **_: Any) -> None:
 
 def stream() -> StreamChat:
     return current_app.extensions["stream_chat"]
+
+
+def sync_cache() -> SyncCache:
+    return current_app.extensions["sync_cache"]
 
 
 def settings() -> Settings:
@@ -200,9 +212,11 @@ def batches(items: list, size: int = STREAM_BATCH_SIZE) -> list[list]:
 
 
 def upsert_users(users: Mapping[str, dict[str, str]]) -> None:
-    """Create or update `users` in Stream, at most `STREAM_BATCH_SIZE` a call."""
-    for batch in batches(list(users.values())):
+    """Create or update in Stream the `users` it may not have as they are (see sync_cache.py),
+    at most `STREAM_BATCH_SIZE` a call."""
+    for batch in batches(list(sync_cache().users_to_upsert(users).values())):
         stream().upsert_users(batch)
+        sync_cache().remember_users({user["id"]: user for user in batch})
 
 
 def get_or_create_channel(sync: payloads.ChannelSync):
@@ -220,7 +234,38 @@ def get_or_create_channel(sync: payloads.ChannelSync):
     for members in more:
         # Not `channel.add_members`: it sends `"message": null`, which Stream's spec refuses.
         stream().post(channel.url, data={"add_members": members})
+    sync_cache().remember_channel(sync, channel.id)
     return channel, state
+
+
+def known_or_new_channel(sync: payloads.ChannelSync):
+    """The channel to send to: the one this worker created for the same data before, without
+    asking Stream, or else the one Stream gets or creates."""
+    channel_id = sync_cache().channel_id(sync)
+    if channel_id is not None:
+        return stream().channel(sync.type, channel_id)
+    channel, _ = get_or_create_channel(sync)
+    return channel
+
+
+# Stream's answer when a user or channel is not there: 404 (code 16), or 400 (code 4) "The
+# following users are ... but don't exist", "user ... doesn't exist".
+MISSING = re.compile(r"(don't|doesn't|does not|do not) exist|not found", re.IGNORECASE)
+
+
+def trusting_cache(sync_to_stream, forget):
+    """Run `sync_to_stream`, which skips what this worker remembers Stream has. When Stream
+    answers that a user or channel does not exist (deleted elsewhere), `forget` what was
+    remembered and run it once more: the full path, which recreates them."""
+    try:
+        return sync_to_stream()
+    except StreamAPIException as error:
+        missing = error.status_code == 404 or (
+            error.status_code == 400 and MISSING.search(getattr(error, "error_message", "")))
+        if not missing:
+            raise
+    forget()
+    return sync_to_stream()
 
 
 # Messages this service sends carry a custom field that marks them as the primary system's,
@@ -377,8 +422,16 @@ def sync_channel():
     Errors: 400 for an invalid body; Stream's 4xx pass through, other Stream failures are 502/504.
     """
     sync = payloads.channel_sync(json_body())
-    upsert_users(sync.members)
-    channel, state = get_or_create_channel(sync)
+
+    def mirror():
+        upsert_users(sync.members)
+        return get_or_create_channel(sync)
+
+    def forget():
+        sync_cache().forget_users(sync.members)
+        sync_cache().forget_channel(sync)
+
+    channel, state = trusting_cache(mirror, forget)
     return {**state, "cid": channel.cid}
 
 
@@ -392,9 +445,18 @@ def sync_message():
     the stored message. Errors as for `/channel`.
     """
     sync = payloads.message_sync(json_body())
-    upsert_users(sync.users)
-    channel, _ = get_or_create_channel(sync.channel)
-    return {**send_message(channel, sync), "cid": channel.cid}
+
+    def mirror():
+        upsert_users(sync.users)
+        channel = known_or_new_channel(sync.channel)
+        return channel, send_message(channel, sync)
+
+    def forget():
+        sync_cache().forget_users(sync.users)
+        sync_cache().forget_channel(sync.channel)
+
+    channel, sent = trusting_cache(mirror, forget)
+    return {**sent, "cid": channel.cid}
 
 
 @routes.put("/message/<message_id>")
@@ -432,6 +494,7 @@ def delete_channel(channel_type: str, channel_id: str):
     channel_type, channel_id = payloads.channel_ref(channel_type, channel_id)
     hard = payloads.flag(request.args.get("hard"), "hard")
     channel = stream().channel(channel_type, channel_id)
+    sync_cache().forget_channel_by_id(channel_type, channel_id)
     return delete_repeatably(lambda: channel.delete(hard=hard),
                              already_deleted={"channel": {"cid": channel.cid}})
 
@@ -575,6 +638,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     # token answer with readLine().
     app.json.compact = True
     app.extensions["stream_chat"] = build_stream_client(app_settings)
+    app.extensions["sync_cache"] = SyncCache(app_settings.sync_cache_size)
     app.extensions["webhook_store"] = open_delivery_store(app_settings)
     app.extensions["primary_system"] = requests.Session()
     app.register_blueprint(routes)

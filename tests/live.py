@@ -43,12 +43,13 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30) -> N
 
 
 @contextmanager
-def running(command, url: str, env: dict, shell: bool = False):
+def running(command, url: str, env: dict, shell: bool = False, quiet: bool = False):
     """Start `command`, wait until `url` answers, and stop it (and its children) afterwards."""
     # The venv's gunicorn and python come first, whoever started the tests.
     env = {**os.environ, **env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    output = subprocess.DEVNULL if quiet else None
     process = subprocess.Popen(command, cwd=ROOT, env=env, shell=shell, start_new_session=True,
-                               executable="/bin/bash" if shell else None)
+                               executable="/bin/bash" if shell else None, stdout=output, stderr=output)
     try:
         wait_until_up(url, process)
         yield process
@@ -64,14 +65,15 @@ def stand_in(api_key: str, api_secret: str, latency_ms: float = 0):
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, str(STAND_IN), "--port", str(port), "--api-key", api_key,
                "--api-secret", api_secret, "--latency-ms", str(latency_ms)]
-    with running(command, f"{url}/_stand_in/requests", env={}):
+    with running(command, f"{url}/_stand_in/calls", env={}):
         yield url
 
 
 @contextmanager
-def service(env: dict):
-    """The service as the Procfile starts it, on a free port; yields its base URL."""
+def service(env: dict, command: str | None = None, quiet: bool = False):
+    """The service as the Procfile starts it (or as `command` does), on a free port; yields
+    its base URL."""
     port = free_port()
-    with running(f"exec {procfile_command()}", f"http://127.0.0.1:{port}/healthz",
-                 env={**env, "PORT": str(port)}, shell=True):
+    with running(f"exec {command or procfile_command()}", f"http://127.0.0.1:{port}/healthz",
+                 env={**env, "PORT": str(port)}, shell=True, quiet=quiet):
         yield f"http://127.0.0.1:{port}"

@@ -16,8 +16,9 @@ messages in memory until it stops:
 Every call needs the `api_key` query parameter and an `Authorization` JWT signed with the
 API secret, as Stream does. Errors use Stream's body: `{"code", "message", "StatusCode", ...}`.
 
-For tests: `GET /_stand_in/requests` lists what it received (method, path, query, body) and
-`DELETE /_stand_in/requests` forgets it. `--latency-ms` delays every API answer.
+For tests: `GET /_stand_in/requests` lists what it received (method, path, query, body; the
+last 10,000) and `DELETE /_stand_in/requests` forgets it; `GET /_stand_in/calls` counts every
+API call since start. `--latency-ms` delays every API answer.
 
     python tests/stream_stand_in.py --port 8765 --api-key KEY --api-secret SECRET
 """
@@ -217,6 +218,7 @@ class StandIn:
         self.latency = latency_ms / 1000
         self.state = ChatState()
         self.received: deque[dict] = deque(maxlen=10_000)
+        self.calls = 0  # every API call since start, for the benchmark's calls per request
 
     def answer(self, method: str, path: str, query: dict, raw_body: bytes,
                authorization: str | None) -> tuple[int, dict]:
@@ -225,6 +227,7 @@ class StandIn:
             body = json.loads(raw_body) if raw_body else {}
         except ValueError:
             return 400, self._error(StreamError(400, 4, "invalid JSON body"))
+        self.calls += 1
         # Kept without the api_key: what a test needs is the call, not the credentials.
         self.received.append({"method": method, "path": path, "body": body,
                               "query": {key: value for key, value in query.items() if key != "api_key"}})
@@ -291,6 +294,9 @@ class StandInHandler(BaseHTTPRequestHandler):
             if self.command == "DELETE":
                 stand_in.received.clear()
             self._send(200, {"requests": list(stand_in.received)})
+            return
+        if url.path == "/_stand_in/calls":
+            self._send(200, {"calls": stand_in.calls})
             return
         query = {key: values[-1] for key, values in parse_qs(url.query).items()}
         self._send(*stand_in.answer(self.command, url.path, query, raw_body, self.headers.get("Authorization")))

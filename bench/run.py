@@ -1,0 +1,179 @@
+"""Load benchmark: the service as the Procfile starts it, against the Stream stand-in with a
+fixed latency per call, driven by wrk (or a Python load generator without it).
+
+    .venv/bin/python bench/run.py                 # the full table for the README
+    .venv/bin/python bench/run.py --seconds 2     # a short smoke run
+
+For each route and connection count it prints requests/s, p50 and p99 latency, errors, and the
+Stream calls made per request (counted by the stand-in). It runs two setups in the same run, so
+that their ratio holds on a noisy machine:
+
+- `procfile`: the service exactly as the Procfile starts it;
+- `reference`: the reference's setup, for comparison: 4 sync gunicorn workers, and no memory of
+  what Stream already has (SYNC_CACHE_SIZE=0), so each sync makes the reference's 3 calls.
+
+Then it reports each worker's resident memory after the load.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import live  # noqa: E402
+
+API_KEY, API_SECRET = "bench-key", "bench-secret-" + "b" * 32
+MEMBERS = {"tommaso": {"name": "Tommaso", "image": ""}, "thierry": {"name": "Thierry", "image": ""}}
+CHANNEL = {"channel": {"creator_id": "tommaso", "custom_data": {"title": "Benchmark"}}, "members": MEMBERS}
+BODIES = {
+    "/generate-token": {"user_id": "tommaso"},
+    "/channel": CHANNEL,
+    # MESSAGE_ID is replaced per request: every message is a new one, as in a live chat.
+    "/message": {**CHANNEL, "message": {"id": "MESSAGE_ID", "text": "hello there!"},
+                 "user": {"id": "tommaso", "name": "Tommaso", "image": ""}},
+}
+SETUPS = {
+    "procfile": (None, {}),
+    "reference": ("gunicorn app:app --bind 0.0.0.0:${PORT} --workers 4 --no-control-socket",
+                  {"SYNC_CACHE_SIZE": "0"}),
+}
+
+WRK_SCRIPT = """
+local template = [==[BODY]==]
+local threads, counter, tid = {}, 0, 0
+function setup(thread) tid = tid + 1; thread:set("tid", tid); table.insert(threads, thread) end
+function request()
+  counter = counter + 1
+  local body = string.gsub(template, "MESSAGE_ID", "RUN-" .. tid .. "-" .. counter)
+  return wrk.format("POST", "PATH", {["Content-Type"] = "application/json"}, body)
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('RESULT {"requests": %d, "seconds": %f, "p50_ms": %f, "p99_ms": %f, "errors": %d}\\n',
+    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
+
+
+def drive(url, path, connections, seconds, run_id):
+    """Load `url + path` with `connections` concurrent connections for `seconds`."""
+    body = json.dumps(BODIES[path])
+    if shutil.which("wrk"):
+        script = WRK_SCRIPT.replace("BODY", body).replace("PATH", path).replace("RUN", run_id)
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as file:
+            file.write(script)
+        threads = min(connections, 2)
+        out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
+                              "--timeout", "10s", "-s", file.name, url], capture_output=True, text=True,
+                             check=True).stdout
+        os.unlink(file.name)
+        return json.loads(out.split("RESULT ", 1)[1])
+    return drive_with_python(url + path, body, connections, seconds, run_id)
+
+
+def drive_with_python(url, body, connections, seconds, run_id):
+    latencies, errors, lock = [], [0], threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def connection(number):
+        session, count = requests.Session(), 0
+        while time.monotonic() < deadline:
+            count += 1
+            data = body.replace("MESSAGE_ID", f"{run_id}-{number}-{count}")
+            start = time.perf_counter()
+            ok = session.post(url, data=data, headers={"Content-Type": "application/json"}, timeout=10).ok
+            with lock:
+                latencies.append(time.perf_counter() - start)
+                errors[0] += not ok
+
+    started = time.monotonic()
+    workers = [threading.Thread(target=connection, args=(n,)) for n in range(connections)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    cuts = statistics.quantiles(latencies, n=100)
+    return {"requests": len(latencies), "seconds": time.monotonic() - started,
+            "p50_ms": cuts[49] * 1000, "p99_ms": cuts[98] * 1000, "errors": errors[0]}
+
+
+def stream_calls(stand_in):
+    return requests.get(f"{stand_in}/_stand_in/calls", timeout=5).json()["calls"]
+
+
+def worker_memory(service_url):
+    """Resident memory (MiB) of each gunicorn worker serving `service_url`."""
+    port = service_url.rsplit(":", 1)[1]
+    masters = subprocess.run(["pgrep", "-f", f"gunicorn app:app --bind 0.0.0.0:{port}"],
+                             capture_output=True, text=True).stdout.split()
+    sizes = []
+    for master in masters:
+        for worker in subprocess.run(["pgrep", "-P", master], capture_output=True, text=True).stdout.split():
+            status = Path(f"/proc/{worker}/status").read_text()
+            sizes.append(int(status.split("VmRSS:")[1].split()[0]) / 1024)
+    return sizes
+
+
+def run_setup(name, stand_in, args, rows):
+    command, extra_env = SETUPS[name]
+    env = {"STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, "STREAM_CHAT_URL": stand_in,
+           "WEBHOOK_DB": os.path.join(tempfile.mkdtemp(), "webhooks.sqlite3"), "LOG_LEVEL": "WARNING",
+           **extra_env}
+    with live.service(env, command=command, quiet=True) as url:
+        for path in args.routes:
+            # Warm-up: the users and the channel exist, as after the first message of a chat.
+            requests.post(url + path, data=BODIES[path].__str__() and json.dumps(BODIES[path]).replace(
+                "MESSAGE_ID", f"warm-{name}"), timeout=10).raise_for_status()
+            for connections in args.connections:
+                before = stream_calls(stand_in)
+                result = drive(url, path, connections, args.seconds, f"{name}-{connections}-{time.time_ns()}")
+                calls = stream_calls(stand_in) - before
+                rows.append({"setup": name, "route": path, "connections": connections,
+                             "rps": result["requests"] / result["seconds"], "p50": result["p50_ms"],
+                             "p99": result["p99_ms"], "errors": result["errors"],
+                             "calls": calls / max(result["requests"], 1)})
+                print_row(rows[-1])
+        memory = worker_memory(url)
+    print(f"  {name}: resident memory per worker after the load: "
+          + ", ".join(f"{size:.0f} MiB" for size in memory), flush=True)
+
+
+def print_row(row):
+    print(f"| {row['setup']} | `{row['route']}` | {row['connections']} | {row['rps']:,.0f} | "
+          f"{row['p50']:.1f} ms | {row['p99']:.1f} ms | {row['errors']} | {row['calls']:.2f} |", flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--latency-ms", type=float, default=25, help="the stand-in's delay per Stream call")
+    parser.add_argument("--seconds", type=int, default=10, help="duration of each measurement")
+    parser.add_argument("--connections", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--routes", nargs="+", default=list(BODIES), choices=list(BODIES))
+    parser.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
+    args = parser.parse_args()
+
+    print(f"Stream stand-in at {args.latency_ms:g} ms a call; {args.seconds} s a measurement; "
+          f"load from {'wrk' if shutil.which('wrk') else 'a Python load generator'}; {os.cpu_count()} cores\n")
+    print("| setup | route | connections | requests/s | p50 | p99 | errors | Stream calls/request |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    rows = []
+    with live.stand_in(API_KEY, API_SECRET, latency_ms=args.latency_ms) as stand_in:
+        for name in args.setups:
+            run_setup(name, stand_in, args, rows)
+    errors = sum(row["errors"] for row in rows)
+    sys.exit(1 if errors else 0)
+
+
+if __name__ == "__main__":
+    main()
