@@ -14,15 +14,19 @@ Every failure answers JSON `{"error": "..."}` with a status that says whose faul
 Settings come from the environment (or `.env`); `.env.example` lists them all.
 """
 
+import atexit
 import hashlib
 import hmac
 import json
 import logging
+import logging.handlers
 import math
 import os
+import queue
 import re
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -97,7 +101,7 @@ class Settings:
             max_body_bytes=number("MAX_BODY_BYTES", 1024 * 1024, int),
             sync_cache_size=number("SYNC_CACHE_SIZE", 10_000, int, strict=False),
             # The Procfile runs WEB_THREADS threads a worker: one pooled connection each.
-            http_pool_size=number("WEB_THREADS", 16, int),
+            http_pool_size=number("WEB_THREADS", 8, int),
             primary_sync_url=environ.get("PRIMARY_SYNC_URL") or None,
             primary_sync_timeout=number("PRIMARY_SYNC_TIMEOUT", 4.0, float),
             webhook_db=environ.get("WEBHOOK_DB") or "var/webhooks.sqlite3",
@@ -629,6 +633,26 @@ def unexpected_error(error: Exception):
 BROWSER_ROUTES = re.compile(r"/(generate-token|channel|message)(/.*)?$")
 
 
+# An incoming X-Request-Id is kept when it looks like one (a proxy's, a client's); otherwise
+# the request gets a new one. Either way it is answered back and logged.
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+access_log = logging.getLogger("stream_backend.access")
+
+
+def start_request() -> None:
+    g.started = time.perf_counter()
+    incoming = request.headers.get("X-Request-Id", "")
+    g.request_id = incoming if REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+
+
+def log_access(response):
+    """One line per request: method, path (never the query), status, duration, request id."""
+    response.headers["X-Request-Id"] = g.request_id
+    access_log.info("%s %s %s %.1fms %s", request.method, request.path, response.status_code,
+                    (time.perf_counter() - g.started) * 1000, g.request_id)
+    return response
+
+
 def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     """Build the app from `environ` (default: the process environment)."""
     app_settings = Settings.from_environ(os.environ if environ is None else environ)
@@ -642,14 +666,28 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     app.extensions["webhook_store"] = open_delivery_store(app_settings)
     app.extensions["primary_system"] = requests.Session()
     app.register_blueprint(routes)
+    app.before_request(start_request)
+    app.after_request(log_access)
     # allow_headers defaults to any, so a preflight for `Content-Type: application/json` passes.
     CORS(app, resources={BROWSER_ROUTES: {"origins": app_settings.cors_origins}})
     return app
 
 
+def configure_logging(level: str) -> None:
+    """Log lines go to stderr through a queue and one writer thread. Request threads then
+    never queue up behind each other's writes: under load, with a plain handler, waiting
+    for its lock took a quarter of a worker's time (bench/run.py, py-spy)."""
+    lines: queue.SimpleQueue = queue.SimpleQueue()
+    writer = logging.StreamHandler()
+    writer.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    listener = logging.handlers.QueueListener(lines, writer)
+    listener.start()
+    atexit.register(listener.stop)  # writes what is queued before the process ends
+    logging.basicConfig(level=level, handlers=[logging.handlers.QueueHandler(lines)])
+
+
 load_dotenv()
-logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
-                    format="%(asctime)s %(levelname)s %(name)s %(message)s")
+configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
 try:
     app = create_app()
 except SettingsError as error:

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import requests
@@ -44,14 +45,21 @@ BODIES = {
 }
 SETUPS = {
     "procfile": (None, {}),
+    **{f"procfile-{w}x{t}": (None, {"WEB_CONCURRENCY": str(w), "WEB_THREADS": str(t)})
+       for w, t in [(4, 8), (3, 12), (4, 16), (1, 32), (6, 6), (8, 4)]},
+    "procfile-quiet": (None, {"LOG_LEVEL": "WARNING"}),
+    "procfile-4x8-quiet": (None, {"LOG_LEVEL": "WARNING", "WEB_CONCURRENCY": "4", "WEB_THREADS": "8"}),
+    "gevent": ("gunicorn app:app --bind 0.0.0.0:${PORT} -k gevent --workers 2 --worker-connections 64 --access-logfile - --no-control-socket", {}),
+    "sync4-log": ("gunicorn app:app --bind 0.0.0.0:${PORT} --workers 4 --access-logfile - --no-control-socket", {"SYNC_CACHE_SIZE": "0"}),
     "reference": ("gunicorn app:app --bind 0.0.0.0:${PORT} --workers 4 --no-control-socket",
-                  {"SYNC_CACHE_SIZE": "0"}),
+                  {"SYNC_CACHE_SIZE": "0", "LOG_LEVEL": "WARNING"}),
 }
 
 WRK_SCRIPT = """
 local template = [==[BODY]==]
-local threads, counter, tid = {}, 0, 0
-function setup(thread) tid = tid + 1; thread:set("tid", tid); table.insert(threads, thread) end
+local counter, started = 0, 0
+-- setup runs in the main state: each thread gets its own number as the global `tid`.
+function setup(thread) started = started + 1; thread:set("tid", started) end
 function request()
   counter = counter + 1
   local body = string.gsub(template, "MESSAGE_ID", "RUN-" .. tid .. "-" .. counter)
@@ -125,28 +133,27 @@ def worker_memory(service_url):
     return sizes
 
 
-def run_setup(name, stand_in, args, rows):
+def start(name, stand_in, stack):
     command, extra_env = SETUPS[name]
     env = {"STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, "STREAM_CHAT_URL": stand_in,
-           "WEBHOOK_DB": os.path.join(tempfile.mkdtemp(), "webhooks.sqlite3"), "LOG_LEVEL": "WARNING",
-           **extra_env}
-    with live.service(env, command=command, quiet=True) as url:
-        for path in args.routes:
-            # Warm-up: the users and the channel exist, as after the first message of a chat.
-            requests.post(url + path, data=BODIES[path].__str__() and json.dumps(BODIES[path]).replace(
-                "MESSAGE_ID", f"warm-{name}"), timeout=10).raise_for_status()
-            for connections in args.connections:
-                before = stream_calls(stand_in)
-                result = drive(url, path, connections, args.seconds, f"{name}-{connections}-{time.time_ns()}")
-                calls = stream_calls(stand_in) - before
-                rows.append({"setup": name, "route": path, "connections": connections,
-                             "rps": result["requests"] / result["seconds"], "p50": result["p50_ms"],
-                             "p99": result["p99_ms"], "errors": result["errors"],
-                             "calls": calls / max(result["requests"], 1)})
-                print_row(rows[-1])
-        memory = worker_memory(url)
-    print(f"  {name}: resident memory per worker after the load: "
-          + ", ".join(f"{size:.0f} MiB" for size in memory), flush=True)
+           "WEBHOOK_DB": os.path.join(tempfile.mkdtemp(), "webhooks.sqlite3"), **extra_env}
+    return stack.enter_context(live.service(env, command=command, quiet=True))
+
+
+def measure(name, url, stand_in, path, connections, seconds):
+    before = stream_calls(stand_in)
+    result = drive(url, path, connections, seconds, f"{name}-{connections}-{time.time_ns()}")
+    time.sleep(0.5)  # the last requests finish before their Stream calls are counted
+    return {"setup": name, "route": path, "connections": connections,
+            "rps": result["requests"] / result["seconds"], "p50": result["p50_ms"],
+            "p99": result["p99_ms"], "errors": result["errors"],
+            "calls": (stream_calls(stand_in) - before) / max(result["requests"], 1)}
+
+
+def median_row(rows):
+    """The round with the median requests/s, errors summed over all rounds."""
+    middle = sorted(rows, key=lambda row: row["rps"])[len(rows) // 2]
+    return {**middle, "errors": sum(row["errors"] for row in rows)}
 
 
 def print_row(row):
@@ -157,22 +164,40 @@ def print_row(row):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--latency-ms", type=float, default=25, help="the stand-in's delay per Stream call")
-    parser.add_argument("--seconds", type=int, default=10, help="duration of each measurement")
+    parser.add_argument("--seconds", type=int, default=5, help="duration of each measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="measurements per setup; the median is shown")
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--routes", nargs="+", default=list(BODIES), choices=list(BODIES))
-    parser.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
+    parser.add_argument("--setups", nargs="+", default=["procfile", "reference"], choices=list(SETUPS))
     args = parser.parse_args()
 
-    print(f"Stream stand-in at {args.latency_ms:g} ms a call; {args.seconds} s a measurement; "
+    print(f"Stream stand-in at {args.latency_ms:g} ms a call; median of {args.rounds} rounds of {args.seconds} s; "
           f"load from {'wrk' if shutil.which('wrk') else 'a Python load generator'}; {os.cpu_count()} cores\n")
     print("| setup | route | connections | requests/s | p50 | p99 | errors | Stream calls/request |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     rows = []
-    with live.stand_in(API_KEY, API_SECRET, latency_ms=args.latency_ms) as stand_in:
-        for name in args.setups:
-            run_setup(name, stand_in, args, rows)
-    errors = sum(row["errors"] for row in rows)
-    sys.exit(1 if errors else 0)
+    with live.stand_in(API_KEY, API_SECRET, latency_ms=args.latency_ms) as stand_in, ExitStack() as stack:
+        services = {name: start(name, stand_in, stack) for name in args.setups}
+        for path in args.routes:
+            for name, url in services.items():
+                # Warm-up: the users and the channel exist, as after the first message of a chat.
+                drive(url, path, 32, 1, f"warm-{name}")
+            time.sleep(0.5)
+            for connections in args.connections:
+                # The setups take turns, round after round, so that they share the machine's
+                # noise; each row is a setup's median round.
+                rounds = {name: [] for name in services}
+                for _ in range(args.rounds):
+                    for name, url in services.items():
+                        rounds[name].append(measure(name, url, stand_in, path, connections, args.seconds))
+                for name in services:
+                    rows.append(median_row(rounds[name]))
+                    print_row(rows[-1])
+        print()
+        for name, url in services.items():
+            print(f"Resident memory per worker after the load, {name}: "
+                  + ", ".join(f"{size:.0f} MiB" for size in worker_memory(url)), flush=True)
+    sys.exit(1 if any(row["errors"] for row in rows) else 0)
 
 
 if __name__ == "__main__":

@@ -35,9 +35,9 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30) -> N
         if process.poll() is not None:
             raise RuntimeError(f"{url}: the process exited with {process.returncode}")
         try:
-            requests.get(url, timeout=1)
+            requests.get(url, timeout=2)
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             time.sleep(0.1)
     raise TimeoutError(f"{url} did not come up within {timeout} s")
 
