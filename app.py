@@ -15,6 +15,7 @@ Settings come from the environment (or `.env`); `.env.example` lists them all.
 """
 
 import atexit
+import functools
 import hashlib
 import hmac
 import json
@@ -28,15 +29,17 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, NoReturn
 
+import jwt
 import requests
 from dotenv import load_dotenv
 from flask import Blueprint, Flask, abort, current_app, g, has_app_context, jsonify, request
 from flask_cors import CORS
 from stream_chat import StreamChat
 from stream_chat.base.exceptions import InvalidWebhookError, StreamAPIException
-from werkzeug.exceptions import HTTPException, ServiceUnavailable
+from werkzeug.datastructures import WWWAuthenticate
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, ServiceUnavailable, Unauthorized
 
 import payloads
 from sync_cache import SyncCache
@@ -61,6 +64,11 @@ class Settings:
     stream_api_secret: str
     stream_chat_url: str | None  # None: the SDK's default, Stream's own API
     stream_timeout: float
+    token_auth: str  # "open" or "jwt"
+    auth_jwt_secret: str | None
+    auth_jwt_audience: str | None
+    auth_jwt_issuer: str | None
+    sync_api_token: str | None  # set: the sync routes need it as a bearer token
     token_ttl_seconds: int
     cors_origins: str | list[str]
     max_body_bytes: int
@@ -96,6 +104,11 @@ class Settings:
             stream_api_secret=environ.get("STREAM_API_SECRET", ""),
             stream_chat_url=environ.get("STREAM_CHAT_URL") or None,
             stream_timeout=number("STREAM_CHAT_TIMEOUT", 6.0, float),
+            token_auth=environ.get("TOKEN_AUTH", ""),
+            auth_jwt_secret=environ.get("AUTH_JWT_SECRET") or None,
+            auth_jwt_audience=environ.get("AUTH_JWT_AUDIENCE") or None,
+            auth_jwt_issuer=environ.get("AUTH_JWT_ISSUER") or None,
+            sync_api_token=environ.get("SYNC_API_TOKEN") or None,
             token_ttl_seconds=number("TOKEN_TTL_SECONDS", 3600, int),
             cors_origins=_origins(environ.get("CORS_ORIGINS", "*")),
             max_body_bytes=number("MAX_BODY_BYTES", 1024 * 1024, int),
@@ -107,6 +120,7 @@ class Settings:
             webhook_db=environ.get("WEBHOOK_DB") or "var/webhooks.sqlite3",
             redis_url=environ.get("REDIS_URL") or None,
         )
+        problems.extend(_security_problems(settings))
         if settings.primary_sync_url and not settings.primary_sync_url.startswith(("http://", "https://")):
             problems.append("PRIMARY_SYNC_URL must be an http:// or https:// URL")
         # Stream waits 6 s for an answer; the hand-over and our answer must fit inside.
@@ -116,6 +130,34 @@ class Settings:
         if problems:
             raise SettingsError("; ".join(problems) + ". See .env.example for every setting.")
         return settings
+
+
+# A request to Stream may take STREAM_CHAT_TIMEOUT, and the slowest sync makes four in a row
+# (a user deleted elsewhere: send, upsert, create, send): four must end well inside
+# gunicorn's 30 s worker timeout.
+MAX_STREAM_TIMEOUT_SECONDS = 6
+# HS256 keys and shared tokens shorter than the hash are guessable (RFC 7518, section 3.2).
+MIN_SECRET_LENGTH = 32
+
+
+def _security_problems(settings: "Settings") -> list[str]:
+    problems = []
+    if settings.token_auth not in ("open", "jwt"):
+        problems.append("TOKEN_AUTH must be set: 'jwt' (a token only for the user of the caller's "
+                        "own session JWT) or 'open' (a token for any user, to anyone: workshops only)")
+    if settings.token_auth == "jwt":
+        if not settings.auth_jwt_secret or len(settings.auth_jwt_secret) < MIN_SECRET_LENGTH:
+            problems.append(f"AUTH_JWT_SECRET must be set, at least {MIN_SECRET_LENGTH} characters, "
+                            "with TOKEN_AUTH=jwt: the key your app signs its session JWTs with (HS256)")
+        if not settings.sync_api_token:
+            problems.append("SYNC_API_TOKEN must be set with TOKEN_AUTH=jwt: the sync routes must not be open")
+    if settings.sync_api_token and len(settings.sync_api_token) < MIN_SECRET_LENGTH:
+        problems.append(f"SYNC_API_TOKEN must be at least {MIN_SECRET_LENGTH} characters "
+                        "(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    if settings.stream_timeout and settings.stream_timeout > MAX_STREAM_TIMEOUT_SECONDS:
+        problems.append(f"STREAM_CHAT_TIMEOUT must be at most {MAX_STREAM_TIMEOUT_SECONDS} s, "
+                        "so that a sync ends inside gunicorn's 30 s worker timeout")
+    return problems
 
 
 def _origins(raw: str) -> str | list[str]:
@@ -141,6 +183,10 @@ def build_stream_client(settings: Settings) -> StreamChat:
     client = StreamChat(settings.stream_api_key, settings.stream_api_secret,
                         timeout=settings.stream_timeout, **options)
     session = requests.Session()
+    # Proxy settings are read from the environment once, here, rather than with ~/.netrc on
+    # every request: under load that per-request lookup cost more than the JSON work.
+    session.proxies = requests.utils.getproxies()
+    session.trust_env = False
     # As the SDK's own session, retry a failed connection once, never a sent request; but
     # keep a connection per thread: the default pool of 10 would reconnect under load.
     adapter = requests.adapters.HTTPAdapter(max_retries=1, pool_maxsize=settings.http_pool_size)
@@ -209,6 +255,58 @@ def json_body() -> dict[str, Any]:
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
+
+
+def bearer_token() -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, if there is one."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def unauthorized(message: str) -> NoReturn:
+    raise Unauthorized(message, www_authenticate=WWWAuthenticate("bearer"))
+
+
+def session_user() -> str:
+    """The user of the caller's session JWT (TOKEN_AUTH=jwt): its `sub` claim.
+
+    The JWT is the app's own, HS256 with AUTH_JWT_SECRET, and must carry `sub` and `exp`;
+    `aud` and `iss` are checked when AUTH_JWT_AUDIENCE and AUTH_JWT_ISSUER are set.
+    """
+    token = bearer_token()
+    if token is None:
+        unauthorized("An Authorization: Bearer <session JWT> header is required.")
+    config = settings()
+    try:
+        claims = jwt.decode(token, config.auth_jwt_secret, algorithms=["HS256"],
+                            audience=config.auth_jwt_audience, issuer=config.auth_jwt_issuer,
+                            leeway=TOKEN_IAT_LEEWAY_SECONDS,
+                            options={"require": ["exp", "sub"], "verify_aud": bool(config.auth_jwt_audience)})
+    except jwt.ExpiredSignatureError:
+        unauthorized("The session JWT has expired.")
+    except jwt.InvalidTokenError as error:
+        unauthorized(f"The session JWT is not valid: {error}.")
+    try:
+        return payloads.user_id(claims["sub"], "sub")
+    except payloads.InvalidPayload:
+        abort(403, description="The session JWT's sub is not a Stream user id.")
+
+
+def requires_sync_token(view):
+    """With SYNC_API_TOKEN set, the route needs `Authorization: Bearer <SYNC_API_TOKEN>`."""
+    @functools.wraps(view)
+    def guarded(**kwargs):
+        expected = settings().sync_api_token
+        if expected is not None:
+            given = bearer_token()
+            if given is None:
+                unauthorized("An Authorization: Bearer <SYNC_API_TOKEN> header is required.")
+            if not hmac.compare_digest(given.encode(), expected.encode()):  # constant-time
+                unauthorized("The bearer token is not this service's SYNC_API_TOKEN.")
+        return view(**kwargs)
+    return guarded
 
 
 def batches(items: list, size: int = STREAM_BATCH_SIZE) -> list[list]:
@@ -406,9 +504,19 @@ def generate_token():
 
     Request: `{"user_id": "tommaso"}`. Response: 200 `{"token": "<JWT>"}` on one line, the
     token valid for TOKEN_TTL_SECONDS. 400 when `user_id` is not a valid Stream user id.
-    The token is signed locally: Stream is not called.
+    With TOKEN_AUTH=jwt, the caller sends `Authorization: Bearer <session JWT>` and gets a
+    token for its `sub` only: 401 without a valid bearer, 403 for another `user_id`; the body
+    and its `user_id` may be left out. The token is signed locally: Stream is not called.
     """
-    user_id = payloads.token_request(json_body())
+    if settings().token_auth == "jwt":
+        # https://getstream.io/chat/docs/python/tokens_and_authentication/: authenticate the
+        # caller before issuing a token.
+        user_id = session_user()
+        body = json_body() if request.get_data() else {}
+        if body.get("user_id") is not None and payloads.token_request(body) != user_id:
+            abort(403, description="user_id is not the user of the session JWT.")
+    else:
+        user_id = payloads.token_request(json_body())
     now = int(time.time())
     token = stream().create_token(user_id, exp=now + settings().token_ttl_seconds,
                                   iat=now - TOKEN_IAT_LEEWAY_SECONDS)
@@ -416,6 +524,7 @@ def generate_token():
 
 
 @routes.post("/channel")
+@requires_sync_token
 def sync_channel():
     """Mirror a channel into Stream: upsert its members, get or create their channel.
 
@@ -440,6 +549,7 @@ def sync_channel():
 
 
 @routes.post("/message")
+@requires_sync_token
 def sync_message():
     """Mirror a message into Stream: the `/channel` work, then send the message.
 
@@ -464,6 +574,7 @@ def sync_message():
 
 
 @routes.put("/message/<message_id>")
+@requires_sync_token
 def update_message(message_id: str):
     """Set some fields of a message: a partial update.
 
@@ -476,6 +587,7 @@ def update_message(message_id: str):
 
 
 @routes.delete("/message/<message_id>")
+@requires_sync_token
 def delete_message(message_id: str):
     """Delete a message: soft, or hard with `?hard=true`.
 
@@ -489,6 +601,7 @@ def delete_message(message_id: str):
 
 
 @routes.delete("/channel/<channel_type>/<channel_id>")
+@requires_sync_token
 def delete_channel(channel_type: str, channel_id: str):
     """Delete a channel: soft, or hard (its messages too) with `?hard=true`.
 
@@ -639,10 +752,26 @@ REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 access_log = logging.getLogger("stream_backend.access")
 
 
+# Largest request body each route takes, sized to its real payloads; /channel, /message and
+# the webhook take MAX_BODY_BYTES (members and events can be large). Over it: a 413.
+ROUTE_BODY_CAPS = {
+    "stream_backend.generate_token": 4 * 1024,  # {"user_id": up to 255 characters}
+    "stream_backend.update_message": 64 * 1024,  # text and up to 5 KB of custom fields
+    "stream_backend.delete_message": 1024,  # no body
+    "stream_backend.delete_channel": 1024,
+    "stream_backend.healthz": 1024,
+}
+
+
 def start_request() -> None:
     g.started = time.perf_counter()
     incoming = request.headers.get("X-Request-Id", "")
     g.request_id = incoming if REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+    if request.endpoint in ROUTE_BODY_CAPS:
+        cap = request.max_content_length = ROUTE_BODY_CAPS[request.endpoint]
+        # Routes without a body never read it: refuse an oversized one up front.
+        if request.content_length is not None and request.content_length > cap:
+            raise RequestEntityTooLarge()
 
 
 def log_access(response):
@@ -656,6 +785,9 @@ def log_access(response):
 def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     """Build the app from `environ` (default: the process environment)."""
     app_settings = Settings.from_environ(os.environ if environ is None else environ)
+    if app_settings.token_auth == "open":
+        log.warning("TOKEN_AUTH=open: anyone can get a Stream token for any user. "
+                    "For workshops and demos only; see README, 'Running in production'.")
     app = Flask(__name__)
     app.config.update(SETTINGS=app_settings, MAX_CONTENT_LENGTH=app_settings.max_body_bytes)
     # One JSON object per line, in debug mode too: the workshop's Android client reads the
@@ -683,7 +815,9 @@ def configure_logging(level: str) -> None:
     listener = logging.handlers.QueueListener(lines, writer)
     listener.start()
     atexit.register(listener.stop)  # writes what is queued before the process ends
-    logging.basicConfig(level=level, handlers=[logging.handlers.QueueHandler(lines)])
+    queued = logging.handlers.QueueHandler(lines)
+    queued.setFormatter(logging.Formatter("%(message)s"))  # the writer adds time, level, name
+    logging.basicConfig(level=level, handlers=[queued])
 
 
 load_dotenv()

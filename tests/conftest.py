@@ -17,7 +17,7 @@ import requests_mock
 # keep a developer's own STREAM_CHAT_URL or STREAM_CHAT_TIMEOUT (read by the SDK) out.
 for name in ("STREAM_CHAT_URL", "STREAM_CHAT_TIMEOUT"):
     os.environ.pop(name, None)
-os.environ.update(STREAM_API_KEY="test-key", STREAM_API_SECRET="test-secret-" + "x" * 32,
+os.environ.update(STREAM_API_KEY="test-key", STREAM_API_SECRET="test-secret-" + "x" * 32, TOKEN_AUTH="open",
                   WEBHOOK_DB=os.path.join(tempfile.mkdtemp(), "webhooks.sqlite3"))
 
 import app as service  # noqa: E402
@@ -41,7 +41,7 @@ def pytest_configure(config):
 
 @pytest.fixture
 def environ(tmp_path):
-    return {"STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET,
+    return {"STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, "TOKEN_AUTH": "open",
             "WEBHOOK_DB": str(tmp_path / "webhooks.sqlite3")}
 
 

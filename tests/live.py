@@ -54,7 +54,8 @@ def running(command, url: str, env: dict, shell: bool = False, quiet: bool = Fal
         wait_until_up(url, process)
         yield process
     finally:
-        os.killpg(process.pid, 15)
+        if process.poll() is None:
+            os.killpg(process.pid, 15)
         process.wait(timeout=30)
 
 

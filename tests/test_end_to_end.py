@@ -30,6 +30,7 @@ def stand_in():
 @pytest.fixture(scope="module")
 def service(stand_in, tmp_path_factory):
     env = {"STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, "STREAM_CHAT_URL": stand_in,
+           "TOKEN_AUTH": "open",
            "WEBHOOK_DB": str(tmp_path_factory.mktemp("webhooks") / "webhooks.sqlite3")}
     with live.service(env) as url:
         yield url

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def start(environ):
     """Import app.py in a fresh process, as `flask run` and gunicorn do."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("STREAM_", "TOKEN_"))}
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("STREAM_", "TOKEN_", "AUTH_", "SYNC_"))}
     return subprocess.run([sys.executable, "-c", "import app"], cwd=ROOT, env={**env, **environ},
                           capture_output=True, text=True, timeout=60)
 
@@ -23,7 +24,7 @@ def start(environ):
 @pytest.mark.parametrize("missing", [["STREAM_API_KEY"], ["STREAM_API_SECRET"],
                                      ["STREAM_API_KEY", "STREAM_API_SECRET"]])
 def test_missing_credentials_stop_the_process_naming_them(missing, tmp_path):
-    environ = {"STREAM_API_KEY": "key", "STREAM_API_SECRET": "secret"}
+    environ = {"STREAM_API_KEY": "key", "STREAM_API_SECRET": "secret", "TOKEN_AUTH": "open"}
     for name in missing:
         environ[name] = ""
 
@@ -37,7 +38,7 @@ def test_missing_credentials_stop_the_process_naming_them(missing, tmp_path):
 
 
 def test_process_starts_with_credentials():
-    assert start({"STREAM_API_KEY": "key", "STREAM_API_SECRET": "secret"}).returncode == 0
+    assert start({"STREAM_API_KEY": "key", "STREAM_API_SECRET": "secret", "TOKEN_AUTH": "open"}).returncode == 0
 
 
 @pytest.mark.parametrize("name, value", [

@@ -92,7 +92,7 @@ def test_invalid_message_body_is_a_400_naming_the_field(client, stream, path, va
 @pytest.mark.parametrize("route", ["/generate-token", "/channel", "/message"])
 @pytest.mark.parametrize("raw", [
     b"", b"not json", b"[1, 2]", b'"tommaso"', b"null", b"{", b'{"user_id": NaN}',
-    b"\xff\xfe\x00", b"[" * 100_000,
+    b"\xff\xfe\x00", b"[" * 3_000,
 ])
 def test_body_that_is_not_a_json_object_is_a_json_400(client, stream, route, raw):
     response = client.post(route, data=raw, content_type="application/json")

@@ -188,7 +188,7 @@ def test_without_primary_sync_url_each_event_is_logged_on_one_line(environ, prim
     response = deliver(client, webhook_event("message.new"), webhook_id="wh-9")
 
     assert response.get_json()["outcome"] == "logged"
-    lines = [json.loads(r.getMessage().split(" ", 1)[1]) for r in caplog.records if r.name == "stream_backend"]
+    lines = [json.loads(r.getMessage().split(" ", 1)[1]) for r in caplog.records if r.getMessage().startswith("webhook ")]
     assert lines == [{"outcome": "logged", "type": "message.new", "cid": "messaging:fun", "message_id": "m-1",
                       "webhook_id": "wh-9", "attempt": "1"}]
     assert primary.received == []

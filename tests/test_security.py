@@ -1,0 +1,274 @@
+"""Safe on a public URL: tokens only for the authenticated caller, sync routes behind a
+shared token, nothing secret in the logs, bounded bodies."""
+
+import logging
+import os
+import subprocess
+import sys
+import time
+
+import jwt
+import pytest
+import requests
+
+from app import create_app
+from conftest import STREAM_URL
+from examples import API_SECRET, CHANNEL_BODY, MESSAGE_BODY, sign, webhook_event
+from test_settings import ROOT
+
+SESSION_SECRET = "the-app-session-secret-" + "k" * 32
+SYNC_TOKEN = "sync-api-token-" + "t" * 32
+
+
+def session_jwt(sub="tommaso", secret=SESSION_SECRET, expires_in=300, **claims):
+    return jwt.encode({"sub": sub, "exp": int(time.time()) + expires_in, **claims}, secret, algorithm="HS256")
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def jwt_environ(environ):
+    return {**environ, "TOKEN_AUTH": "jwt", "AUTH_JWT_SECRET": SESSION_SECRET, "SYNC_API_TOKEN": SYNC_TOKEN}
+
+
+@pytest.fixture
+def jwt_client(jwt_environ):
+    return create_app(jwt_environ).test_client()
+
+
+def issued_user(response):
+    return jwt.decode(response.get_json()["token"], API_SECRET, algorithms=["HS256"])["user_id"]
+
+
+# --- Start-up ------------------------------------------------------------------------------
+
+def start(environ):
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("STREAM_", "TOKEN_", "AUTH_", "SYNC_"))}
+    return subprocess.run([sys.executable, "-c", "import app"], cwd=ROOT, capture_output=True, text=True,
+                          env={**env, "STREAM_API_KEY": "key", "STREAM_API_SECRET": "secret", **environ},
+                          timeout=60)
+
+
+@pytest.mark.parametrize("token_auth", [None, "", "yes", "JWT"])
+def test_token_auth_unset_or_unknown_refuses_to_start_naming_its_choices(token_auth):
+    result = start({} if token_auth is None else {"TOKEN_AUTH": token_auth})
+
+    assert result.returncode != 0
+    assert "TOKEN_AUTH must be set" in result.stderr
+    assert "'jwt'" in result.stderr and "'open'" in result.stderr
+
+
+def test_open_mode_starts_with_a_warning(environ, caplog):
+    create_app(environ)
+
+    assert any("TOKEN_AUTH=open" in record.getMessage() and record.levelno == logging.WARNING
+               for record in caplog.records)
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"AUTH_JWT_SECRET": ""}, "AUTH_JWT_SECRET"),
+    ({"AUTH_JWT_SECRET": "short"}, "AUTH_JWT_SECRET"),
+    ({"SYNC_API_TOKEN": ""}, "SYNC_API_TOKEN"),
+    ({"SYNC_API_TOKEN": "short"}, "SYNC_API_TOKEN"),
+    ({"STREAM_CHAT_TIMEOUT": "29"}, "STREAM_CHAT_TIMEOUT"),
+])
+def test_jwt_mode_refuses_to_start_without_its_secrets(jwt_environ, change, named):
+    result = start({key: value for key, value in {**jwt_environ, **change}.items() if key != "WEBHOOK_DB"})
+
+    assert result.returncode != 0
+    assert named in result.stderr
+
+
+# --- TOKEN_AUTH=jwt -------------------------------------------------------------------------
+
+def test_valid_bearer_gets_a_token_for_its_sub(jwt_client):
+    response = jwt_client.post("/generate-token", json={"user_id": "tommaso"}, headers=bearer(session_jwt()))
+
+    assert response.status_code == 200
+    assert issued_user(response) == "tommaso"
+
+
+@pytest.mark.parametrize("body", [{}, {"user_id": None}, None])
+def test_without_a_body_user_id_the_token_is_for_the_sub(jwt_client, body):
+    response = jwt_client.post("/generate-token", json=body, headers=bearer(session_jwt("thierry")))
+
+    assert response.status_code == 200
+    assert issued_user(response) == "thierry"
+
+
+def test_no_bearer_is_a_401(jwt_client):
+    response = jwt_client.post("/generate-token", json={"user_id": "tommaso"})
+
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].lower().startswith("bearer")
+    assert response.is_json
+
+
+def test_expired_bearer_is_a_401(jwt_client):
+    response = jwt_client.post("/generate-token", json={}, headers=bearer(session_jwt(expires_in=-60)))
+
+    assert response.status_code == 401
+    assert "expired" in response.get_json()["error"]
+
+
+@pytest.mark.parametrize("token", [
+    session_jwt(secret="another-apps-secret-" + "z" * 32),
+    jwt.encode({"sub": "tommaso", "exp": int(time.time()) + 300}, None, algorithm="none"),
+    jwt.encode({"sub": "tommaso"}, SESSION_SECRET, algorithm="HS256"),  # never expires: refused
+    "not-a-jwt",
+])
+def test_badly_signed_or_malformed_bearer_is_a_401(jwt_client, token):
+    response = jwt_client.post("/generate-token", json={}, headers=bearer(token))
+
+    assert response.status_code == 401
+
+
+def test_bearer_asking_for_another_user_is_a_403(jwt_client):
+    response = jwt_client.post("/generate-token", json={"user_id": "thierry"}, headers=bearer(session_jwt("tommaso")))
+
+    assert response.status_code == 403
+    assert "user_id" in response.get_json()["error"]
+
+
+def test_sub_that_is_not_a_stream_user_id_is_a_403(jwt_client):
+    response = jwt_client.post("/generate-token", json={}, headers=bearer(session_jwt("not a stream id")))
+
+    assert response.status_code == 403
+
+
+def test_audience_and_issuer_are_checked_when_set(jwt_environ):
+    client = create_app({**jwt_environ, "AUTH_JWT_AUDIENCE": "chat", "AUTH_JWT_ISSUER": "https://app.example.com"}).test_client()
+    right = session_jwt(aud="chat", iss="https://app.example.com")
+    wrong_audience = session_jwt(aud="billing", iss="https://app.example.com")
+    wrong_issuer = session_jwt(aud="chat", iss="https://evil.example")
+
+    assert client.post("/generate-token", json={}, headers=bearer(right)).status_code == 200
+    assert client.post("/generate-token", json={}, headers=bearer(wrong_audience)).status_code == 401
+    assert client.post("/generate-token", json={}, headers=bearer(wrong_issuer)).status_code == 401
+
+
+def test_open_mode_issues_tokens_without_a_bearer(client):
+    assert client.post("/generate-token", json={"user_id": "tommaso"}).status_code == 200
+
+
+# --- SYNC_API_TOKEN --------------------------------------------------------------------------
+
+SYNC_REQUESTS = [
+    ("POST", "/channel", CHANNEL_BODY),
+    ("POST", "/message", MESSAGE_BODY),
+    ("PUT", "/message/m-1", {"message": {"text": "x"}, "user": {"id": "tommaso"}}),
+    ("DELETE", "/message/m-1", None),
+    ("DELETE", "/channel/messaging/general", None),
+]
+
+
+@pytest.mark.parametrize("method, path, body", SYNC_REQUESTS)
+@pytest.mark.parametrize("headers", [{}, bearer("wrong-" + "t" * 40), bearer(""), {"Authorization": SYNC_TOKEN},
+                                     {"Authorization": f"Basic {SYNC_TOKEN}"}])
+def test_sync_routes_without_the_right_token_are_a_401(jwt_client, stream, method, path, body, headers):
+    response = jwt_client.open(path, method=method, json=body, headers=headers)
+
+    assert response.status_code == 401
+    assert response.is_json
+    assert stream.call_count == 0
+
+
+@pytest.mark.parametrize("method, path, body", SYNC_REQUESTS)
+def test_sync_routes_with_the_right_token_pass(jwt_client, stream, method, path, body):
+    response = jwt_client.open(path, method=method, json=body, headers=bearer(SYNC_TOKEN))
+
+    assert response.status_code != 401
+    assert stream.call_count > 0
+
+
+def test_sync_token_also_guards_open_mode_when_set(environ, stream):
+    client = create_app({**environ, "SYNC_API_TOKEN": SYNC_TOKEN}).test_client()
+
+    assert client.post("/channel", json=CHANNEL_BODY).status_code == 401
+    assert client.post("/channel", json=CHANNEL_BODY, headers=bearer(SYNC_TOKEN)).status_code == 200
+
+
+def test_webhook_needs_its_signature_not_the_sync_token(jwt_client):
+    body = webhook_event()
+
+    response = jwt_client.post("/stream-incoming-wh", data=body, headers={"X-Signature": sign(body)})
+
+    assert response.status_code == 200
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+
+# --- Hardening ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method, path, size", [
+    ("POST", "/generate-token", 5 * 1024),
+    ("PUT", "/message/m-1", 70 * 1024),
+    ("DELETE", "/message/m-1", 2 * 1024),
+    ("DELETE", "/channel/messaging/general", 2 * 1024),
+])
+def test_routes_cap_bodies_to_their_real_payloads(client, stream, method, path, size):
+    response = client.open(path, method=method, data=b"{" + b" " * size + b"}", content_type="application/json")
+
+    assert response.status_code == 413
+    assert response.is_json
+    assert stream.call_count == 0
+
+
+def test_a_large_channel_body_is_still_accepted(client, stream):
+    body = {"channel": {"creator_id": "user-0", "id": "big"},
+            "members": {f"user-{n}": {"name": "N" * 200} for n in range(500)}}
+
+    assert client.post("/channel", json=body).status_code == 200
+
+
+def test_access_log_line_per_request_with_a_request_id(client, caplog):
+    caplog.set_level(logging.INFO)
+    response = client.post("/generate-token", json={"user_id": "tommaso"})
+
+    lines = [record.getMessage() for record in caplog.records if record.name == "stream_backend.access"]
+    method, path, status, duration, request_id = lines[-1].split()
+    assert (method, path, status) == ("POST", "/generate-token", "200")
+    assert duration.endswith("ms") and float(duration[:-2]) >= 0
+    assert request_id == response.headers["X-Request-Id"]
+    assert len(request_id) == 32
+
+
+def test_incoming_request_id_is_kept_and_answered(client, caplog):
+    caplog.set_level(logging.INFO)
+    response = client.get("/healthz", headers={"X-Request-Id": "edge-42:abc"})
+
+    assert response.headers["X-Request-Id"] == "edge-42:abc"
+    assert caplog.records[-1].getMessage().endswith(" edge-42:abc")
+
+
+@pytest.mark.parametrize("incoming", ["has spaces", "x" * 200, "quote\"s", "semi;colon", "é"])
+def test_unlikely_request_id_is_replaced(client, incoming):
+    response = client.get("/healthz", headers={"X-Request-Id": incoming})
+
+    assert response.headers["X-Request-Id"] != incoming
+    assert len(response.headers["X-Request-Id"]) == 32
+
+
+def test_no_secret_or_token_reaches_the_logs(jwt_environ, stream, caplog, capfd):
+    caplog.set_level(logging.DEBUG)
+    client = create_app(jwt_environ).test_client()
+    session = session_jwt()
+    issued = client.post("/generate-token", json={}, headers=bearer(session)).get_json()["token"]
+    client.post("/generate-token", json={}, headers=bearer(session + "tampered"))
+    client.post("/message", json=MESSAGE_BODY, headers=bearer(SYNC_TOKEN))
+    client.post("/message", json=MESSAGE_BODY, headers=bearer("wrong-" + SYNC_TOKEN))
+    stream.post(f"{STREAM_URL}/users", status_code=401, json={"code": 5, "message": "bad key"})
+    client.post("/channel", json=CHANNEL_BODY, headers=bearer(SYNC_TOKEN))
+    stream.post(f"{STREAM_URL}/users", exc=requests.exceptions.ConnectTimeout)
+    client.post("/channel", json=CHANNEL_BODY, headers=bearer(SYNC_TOKEN))
+    body = webhook_event()
+    client.post("/stream-incoming-wh", data=body, headers={"X-Signature": sign(body)})
+    client.post("/stream-incoming-wh", data=body, headers={"X-Signature": "0" * 64})
+
+    captured = capfd.readouterr()
+    logs = "\n".join(record.getMessage() for record in caplog.records) + captured.out + captured.err
+    assert "POST /generate-token 200" in logs  # the logs were captured
+    for secret in [API_SECRET, SESSION_SECRET, SYNC_TOKEN, session, issued, sign(body)]:
+        assert secret not in logs
