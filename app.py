@@ -797,6 +797,9 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     app.extensions["sync_cache"] = SyncCache(app_settings.sync_cache_size)
     app.extensions["webhook_store"] = open_delivery_store(app_settings)
     app.extensions["primary_system"] = requests.Session()
+    # "//" in a path is a 404 like any unknown path, not a redirect: Flask answers routing
+    # redirects itself, in HTML, past every error handler.
+    app.url_map.merge_slashes = False
     app.register_blueprint(routes)
     app.before_request(start_request)
     app.after_request(log_access)

@@ -8,6 +8,7 @@ Every request the SDK sends through `stream` is kept for the contract test
 import os
 import re
 import tempfile
+from contextlib import contextmanager
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -55,10 +56,10 @@ def client(app):
     return app.test_client()
 
 
-@pytest.fixture
-def stream():
+@contextmanager
+def stream_stand_in():
     """Stream's API, answered in memory by the stand-in's own logic (tests/stream_stand_in.py)
-    through requests-mock. A test overrides a route by registering it again."""
+    through requests-mock. Every request it receives is kept for the contract test."""
     stand_in = StandIn(API_KEY, API_SECRET)
 
     def answer(request, context):
@@ -70,8 +71,18 @@ def stream():
     with requests_mock.Mocker() as mock:
         mock.register_uri(requests_mock.ANY, re.compile(re.escape(STREAM_URL) + "/"), json=answer)
         mock.stand_in = stand_in
+        try:
+            yield mock
+        finally:
+            SENT_TO_STREAM.extend(mock.request_history)
+
+
+@pytest.fixture
+def stream():
+    """Stream's API in memory (see stream_stand_in). A test overrides a route by registering
+    it again."""
+    with stream_stand_in() as mock:
         yield mock
-        SENT_TO_STREAM.extend(mock.request_history)
 
 
 @pytest.fixture

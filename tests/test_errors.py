@@ -100,6 +100,8 @@ def test_a_failed_step_stops_the_ones_after_it(client, stream):
     ("GET", "/channel", 405),
     ("PUT", "/generate-token", 405),
     ("GET", "/stream-incoming-wh", 405),
+    ("DELETE", "/channel/messaging//general", 404),
+    ("DELETE", "/message//m-1", 404),
 ])
 def test_flask_errors_are_json(client, method, path, status):
     response = client.open(path, method=method)
