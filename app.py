@@ -49,6 +49,12 @@ log = logging.getLogger("stream_backend")
 
 # Stream waits this long for each webhook attempt, then retries (stream-facts.md, "Webhooks").
 STREAM_WEBHOOK_WAIT_SECONDS = 6
+# A request to Stream may take STREAM_CHAT_TIMEOUT, and the slowest sync makes four in a row
+# (a user deleted elsewhere: send, upsert, create, send): four must end well inside
+# gunicorn's 30 s worker timeout.
+MAX_STREAM_TIMEOUT_SECONDS = 6
+# HS256 keys and shared tokens shorter than the hash are guessable (RFC 7518, section 3.2).
+MIN_SECRET_LENGTH = 32
 
 
 class SettingsError(Exception):
@@ -117,44 +123,36 @@ class Settings:
             webhook_db=environ.get("WEBHOOK_DB") or "var/webhooks.sqlite3",
             redis_url=environ.get("REDIS_URL") or None,
         )
-        problems.extend(_security_problems(settings))
-        if settings.primary_sync_url and not settings.primary_sync_url.startswith(("http://", "https://")):
-            problems.append("PRIMARY_SYNC_URL must be an http:// or https:// URL")
-        # Stream waits 6 s for an answer; the hand-over and our answer must fit inside.
-        if settings.primary_sync_timeout and settings.primary_sync_timeout > STREAM_WEBHOOK_WAIT_SECONDS - 1:
-            problems.append(f"PRIMARY_SYNC_TIMEOUT must be at most {STREAM_WEBHOOK_WAIT_SECONDS - 1} s, "
-                            f"inside the {STREAM_WEBHOOK_WAIT_SECONDS} s Stream waits for a webhook answer")
+        problems.extend(settings.problems())
         if problems:
             raise SettingsError("; ".join(problems) + ". See .env.example for every setting.")
         return settings
 
-
-# A request to Stream may take STREAM_CHAT_TIMEOUT, and the slowest sync makes four in a row
-# (a user deleted elsewhere: send, upsert, create, send): four must end well inside
-# gunicorn's 30 s worker timeout.
-MAX_STREAM_TIMEOUT_SECONDS = 6
-# HS256 keys and shared tokens shorter than the hash are guessable (RFC 7518, section 3.2).
-MIN_SECRET_LENGTH = 32
-
-
-def _security_problems(settings: "Settings") -> list[str]:
-    problems = []
-    if settings.token_auth not in ("open", "jwt"):
-        problems.append("TOKEN_AUTH must be set: 'jwt' (a token only for the user of the caller's "
-                        "own session JWT) or 'open' (a token for any user, to anyone: workshops only)")
-    if settings.token_auth == "jwt":
-        if not settings.auth_jwt_secret or len(settings.auth_jwt_secret) < MIN_SECRET_LENGTH:
-            problems.append(f"AUTH_JWT_SECRET must be set, at least {MIN_SECRET_LENGTH} characters, "
-                            "with TOKEN_AUTH=jwt: the key your app signs its session JWTs with (HS256)")
-        if not settings.sync_api_token:
-            problems.append("SYNC_API_TOKEN must be set with TOKEN_AUTH=jwt: the sync routes must not be open")
-    if settings.sync_api_token and len(settings.sync_api_token) < MIN_SECRET_LENGTH:
-        problems.append(f"SYNC_API_TOKEN must be at least {MIN_SECRET_LENGTH} characters "
-                        "(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
-    if settings.stream_timeout and settings.stream_timeout > MAX_STREAM_TIMEOUT_SECONDS:
-        problems.append(f"STREAM_CHAT_TIMEOUT must be at most {MAX_STREAM_TIMEOUT_SECONDS} s, "
-                        "so that a sync ends inside gunicorn's 30 s worker timeout")
-    return problems
+    def problems(self) -> list[str]:
+        """What is wrong in how the settings go together."""
+        problems = []
+        if self.token_auth not in ("open", "jwt"):
+            problems.append("TOKEN_AUTH must be set: 'jwt' (a token only for the user of the caller's "
+                            "own session JWT) or 'open' (a token for any user, to anyone: workshops only)")
+        if self.token_auth == "jwt":
+            if not self.auth_jwt_secret or len(self.auth_jwt_secret) < MIN_SECRET_LENGTH:
+                problems.append(f"AUTH_JWT_SECRET must be set, at least {MIN_SECRET_LENGTH} characters, "
+                                "with TOKEN_AUTH=jwt: the key your app signs its session JWTs with (HS256)")
+            if not self.sync_api_token:
+                problems.append("SYNC_API_TOKEN must be set with TOKEN_AUTH=jwt: the sync routes must not be open")
+        if self.sync_api_token and len(self.sync_api_token) < MIN_SECRET_LENGTH:
+            problems.append(f"SYNC_API_TOKEN must be at least {MIN_SECRET_LENGTH} characters "
+                            "(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        if self.stream_timeout and self.stream_timeout > MAX_STREAM_TIMEOUT_SECONDS:
+            problems.append(f"STREAM_CHAT_TIMEOUT must be at most {MAX_STREAM_TIMEOUT_SECONDS} s, "
+                            "so that a sync ends inside gunicorn's 30 s worker timeout")
+        if self.primary_sync_url and not self.primary_sync_url.startswith(("http://", "https://")):
+            problems.append("PRIMARY_SYNC_URL must be an http:// or https:// URL")
+        # The hand-over and our answer must fit inside the time Stream waits for a webhook.
+        if self.primary_sync_timeout and self.primary_sync_timeout > STREAM_WEBHOOK_WAIT_SECONDS - 1:
+            problems.append(f"PRIMARY_SYNC_TIMEOUT must be at most {STREAM_WEBHOOK_WAIT_SECONDS - 1} s, "
+                            f"inside the {STREAM_WEBHOOK_WAIT_SECONDS} s Stream waits for a webhook answer")
+        return problems
 
 
 def _origins(raw: str) -> str | list[str]:
@@ -203,6 +201,11 @@ def _remember_rate_limit_reset(response: requests.Response, **_: Any) -> None:
 
 def stream() -> StreamChat:
     return current_app.extensions["stream_chat"]
+
+
+def stream_error_message(error: StreamAPIException) -> str:
+    """Stream's message in an error; an answer from a proxy in front of Stream has none."""
+    return getattr(error, "error_message", None) or f"HTTP {error.status_code}"
 
 
 def sync_cache() -> SyncCache:
@@ -360,7 +363,7 @@ def trusting_cache(sync_to_stream, forget):
         return sync_to_stream()
     except StreamAPIException as error:
         missing = error.status_code == 404 or (
-            error.status_code == 400 and MISSING.search(getattr(error, "error_message", "")))
+            error.status_code == 400 and MISSING.search(stream_error_message(error)))
         if not missing:
             raise
     forget()
@@ -392,7 +395,7 @@ def send_message(channel, sync: payloads.MessageSync):
         return channel.send_message(message, user_id=sync.sender["id"])
     except StreamAPIException as error:
         already_exists = (error.status_code == 400 and getattr(error, "error_code", None) == 4
-                          and "already exists" in getattr(error, "error_message", ""))
+                          and "already exists" in stream_error_message(error))
         if not already_exists:
             raise
     return stream().get_message(sync.message_id)
@@ -420,7 +423,8 @@ class PrimarySyncFailed(Exception):
 
 
 def forward(event: dict[str, Any], webhook_id: str | None) -> str:
-    """Hand the event, as Stream sent it, to PRIMARY_SYNC_URL; without one, log it."""
+    """Hand the event, as Stream sent it, to PRIMARY_SYNC_URL. Without one, the route's log
+    line is the handling."""
     url = settings().primary_sync_url
     if url is None:
         return "logged"
@@ -681,8 +685,7 @@ def invalid_payload(error: payloads.InvalidPayload):
 @routes.app_errorhandler(StreamAPIException)
 def stream_error(error: StreamAPIException):
     status = error.status_code
-    # Stream's body is JSON with `code` and `message`, except from a proxy in front of it.
-    stream_message = getattr(error, "error_message", f"HTTP {status}")
+    stream_message = stream_error_message(error)
     details = {"api_error": stream_message, "stream_code": getattr(error, "error_code", None)}
     if status in PASSED_THROUGH_STREAM_STATUSES:
         response = error_response(status, f"Stream refused the request: {stream_message}", **details)
