@@ -39,6 +39,7 @@ from urllib.parse import parse_qs, urlsplit
 import jwt
 
 USER_ID = re.compile(r"[A-Za-z0-9@_-]{1,255}")
+STATE_MESSAGES = 25
 
 
 class StreamError(Exception):
@@ -61,6 +62,7 @@ class ChatState:
         self.users: dict[str, dict] = {}
         self.channels: dict[str, dict] = {}  # cid -> channel
         self.messages: dict[str, dict] = {}  # message id -> message
+        self.channel_messages: dict[str, list[str]] = {}  # cid -> its message ids, oldest first
 
     def upsert_users(self, body: dict) -> dict:
         users = body.get("users")
@@ -102,7 +104,8 @@ class ChatState:
                        "deleted_at": None, "members": list(dict.fromkeys(member_ids))}
             self.channels[cid] = channel
             # A recreated channel starts empty, as Stream's does after a delete.
-            self.messages = {mid: m for mid, m in self.messages.items() if m["cid"] != cid}
+            for message_id in self.channel_messages.pop(cid, []):
+                self.messages.pop(message_id, None)
         return self.channel_state(channel)
 
     def update_channel(self, cid: str, body: dict) -> dict:
@@ -142,6 +145,7 @@ class ChatState:
             "html": f"<p>{message.get('text', '')}</p>\n", "created_at": stamp, "updated_at": stamp,
             "deleted_at": None,
         }
+        self.channel_messages.setdefault(cid, []).append(message_id)
         channel["last_message_at"] = stamp
         return {"message": self.messages[message_id]}
 
@@ -160,12 +164,14 @@ class ChatState:
         message = self._message(message_id)
         if hard:
             del self.messages[message_id]
+            self.channel_messages[message["cid"]].remove(message_id)
         else:
             message.update(type="deleted", deleted_at=message["deleted_at"] or now())
         return {"message": {**message, "type": "deleted"}}
 
     def channel_state(self, channel: dict) -> dict:
-        messages = [m for m in self.messages.values() if m["cid"] == channel["cid"]]
+        # Stream's channel state holds the latest messages only (25 unless asked for more).
+        messages = [self.messages[mid] for mid in self.channel_messages.get(channel["cid"], [])[-STATE_MESSAGES:]]
         return {
             "channel": self._channel_response(channel),
             "members": [{"user_id": user_id, "user": self.users.get(user_id, {"id": user_id})}
