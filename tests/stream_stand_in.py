@@ -225,6 +225,7 @@ class StandIn:
         self.state = ChatState()
         self.received: deque[dict] = deque(maxlen=10_000)
         self.calls = 0  # every API call since start, for the benchmark's calls per request
+        self.verified_tokens: set[str] = set()
 
     def answer(self, method: str, path: str, query: dict, raw_body: bytes,
                authorization: str | None) -> tuple[int, dict]:
@@ -250,10 +251,14 @@ class StandIn:
             raise StreamError(401, 2, "api_key not found")
         if not authorization:
             raise StreamError(401, 5, "Authorization header is missing")
+        if authorization in self.verified_tokens:  # a server token is the same on every call
+            return
         try:
             jwt.decode(authorization, self.api_secret, algorithms=["HS256"])
         except jwt.InvalidTokenError as error:
             raise StreamError(401, 5, f"JWTAuth error: signature is not valid ({error})") from None
+        if len(self.verified_tokens) < 100:
+            self.verified_tokens.add(authorization)
 
     def _route(self, method: str, path: str, query: dict, body: dict) -> dict:
         for route_method, pattern, action in ROUTES:
