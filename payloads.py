@@ -128,6 +128,7 @@ def message_sync(body: dict[str, Any]) -> MessageSync:
 
 
 def message_update(body: dict[str, Any]) -> MessageUpdate:
+    """`{"message": {"text", ...custom fields}, "user": {"id"}}`: the fields to set, and by whom."""
     fields = _object(body.get("message"), "message")
     if not fields:
         raise InvalidPayload("message", "must set at least one field")
@@ -150,8 +151,7 @@ def message_id(value: Any, field: str = "message id") -> str:
 
 def channel_ref(channel_type: Any, channel_id: Any) -> tuple[str, str]:
     """A channel's `type` and `id`, as in `DELETE /channel/<type>/<id>`."""
-    return (_matching(channel_type, CHANNEL_TYPE_PATTERN, "channel type", "1 to 64 letters, digits, '_' or '-'"),
-            _matching(channel_id, CHANNEL_ID_PATTERN, "channel id", "1 to 64 letters, digits, '@', '!', '_' or '-'"))
+    return _channel_type(channel_type, "channel type"), _channel_id(channel_id, "channel id")
 
 
 def flag(value: str | None, field: str) -> bool:
@@ -172,12 +172,10 @@ def user_id(value: Any, field: str) -> str:
 
 def _channel(body: dict[str, Any], members: dict[str, dict[str, str]], creator_ids) -> ChannelSync:
     channel = _object(body.get("channel"), "channel")
-    channel_type = _matching(channel.get("type", DEFAULT_CHANNEL_TYPE), CHANNEL_TYPE_PATTERN,
-                             "channel.type", "1 to 64 letters, digits, '_' or '-'")
+    channel_type = _channel_type(channel.get("type", DEFAULT_CHANNEL_TYPE), "channel.type")
     channel_id = channel.get("id")
     if channel_id is not None:
-        channel_id = _matching(channel_id, CHANNEL_ID_PATTERN, "channel.id",
-                               "1 to 64 letters, digits, '@', '!', '_' or '-'")
+        channel_id = _channel_id(channel_id, "channel.id")
     elif len(members) > MAX_DISTINCT_MEMBERS:
         raise InvalidPayload("members", f"may name at most {MAX_DISTINCT_MEMBERS} users for a channel "
                                         "without an id, Stream's limit; give the channel an id")
@@ -185,7 +183,7 @@ def _channel(body: dict[str, Any], members: dict[str, dict[str, str]], creator_i
     if creator_id not in creator_ids:
         # Stream needs the creator to exist, so they must be among the users we upsert;
         # upserting a bare id instead would wipe their name and image.
-        raise InvalidPayload("channel.creator_id", "must be one of the members")
+        raise InvalidPayload("channel.creator_id", "must be one of the members (or the message's sender)")
     return ChannelSync(
         type=channel_type,
         id=channel_id,
@@ -241,9 +239,15 @@ def _id(value: Any, field: str) -> str:
     return value
 
 
-def _matching(value: Any, pattern: re.Pattern, field: str, rule: str) -> str:
-    if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise InvalidPayload(field, f"must be {rule}")
+def _channel_type(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not CHANNEL_TYPE_PATTERN.fullmatch(value):
+        raise InvalidPayload(field, "must be 1 to 64 letters, digits, '_' or '-'")
+    return value
+
+
+def _channel_id(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not CHANNEL_ID_PATTERN.fullmatch(value):
+        raise InvalidPayload(field, "must be 1 to 64 letters, digits, '@', '!', '_' or '-'")
     return value
 
 
