@@ -21,6 +21,7 @@ import secrets
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import redis
@@ -28,6 +29,9 @@ import redis
 
 class StoreUnavailable(Exception):
     """The store could not answer (Redis down, SQLite locked past its busy timeout)."""
+
+
+BUSY_TIMEOUT_SECONDS = 2
 
 
 class Claim(enum.Enum):
@@ -106,26 +110,23 @@ class SQLiteDeliveryStore:
     def _connection(self) -> sqlite3.Connection:
         if getattr(self._local, "db", None) is None:
             # isolation_level=None: transactions are ours to begin, as BEGIN IMMEDIATE below.
-            self._local.db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+            # The busy timeout is short: past it the webhook answers 503 and Stream retries,
+            # well inside the 6 s Stream waits.
+            self._local.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
         return self._local.db
 
+    @contextmanager
     def _transaction(self):
-        return _ImmediateTransaction(self._connection())
-
-
-class _ImmediateTransaction:
-    """BEGIN IMMEDIATE takes the write lock at once (waiting up to the busy timeout), so a
-    claim's insert and its read see one state of the table."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.db.execute("BEGIN IMMEDIATE")
-        return self.db
-
-    def __exit__(self, error_type, error, traceback) -> None:
-        self.db.execute("ROLLBACK" if error_type else "COMMIT")
+        """BEGIN IMMEDIATE takes the write lock at once (waiting up to the busy timeout), so
+        that a claim's insert and its read see one state of the table."""
+        db = self._connection()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
 
 class RedisDeliveryStore:
