@@ -6,9 +6,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from stream_chat import StreamChat
 
+import app as service
 from app import Settings, SettingsError, create_app
 from conftest import STREAM_URL
+from examples import CHANNEL_BODY
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,7 +26,7 @@ def start(environ):
 
 @pytest.mark.parametrize("missing", [["STREAM_API_KEY"], ["STREAM_API_SECRET"],
                                      ["STREAM_API_KEY", "STREAM_API_SECRET"]])
-def test_missing_credentials_stop_the_process_naming_them(missing, tmp_path):
+def test_missing_credentials_stop_the_process_naming_them(missing):
     environ = {"STREAM_API_KEY": "key", "STREAM_API_SECRET": "secret", "TOKEN_AUTH": "open"}
     for name in missing:
         environ[name] = ""
@@ -57,7 +60,6 @@ def test_stream_chat_url_points_the_service_elsewhere(environ, stream):
                 json={"channel": {"id": "x", "cid": "messaging:x"}})
     client = create_app({**environ, "STREAM_CHAT_URL": "http://stand-in.test:8765"}).test_client()
 
-    from examples import CHANNEL_BODY
     response = client.post("/channel", json=CHANNEL_BODY)
 
     assert response.status_code == 200
@@ -72,12 +74,13 @@ def test_stream_timeout_setting_reaches_the_client(environ):
     assert app.extensions["stream_chat"].timeout == 2.5
 
 
-def test_one_stream_client_serves_every_request(app, stream):
-    client = app.extensions["stream_chat"]
-    test_client = app.test_client()
-    from examples import CHANNEL_BODY
-    test_client.post("/channel", json=CHANNEL_BODY)
-    test_client.post("/channel", json=CHANNEL_BODY)
+def test_one_stream_client_serves_every_request(environ, stream, monkeypatch):
+    built = []
+    monkeypatch.setattr(service, "StreamChat", lambda *args, **kwargs: built.append(args) or StreamChat(*args, **kwargs))
+    client = create_app(environ).test_client()
 
-    assert app.extensions["stream_chat"] is client
-    assert STREAM_URL in stream.request_history[0].url
+    client.post("/channel", json=CHANNEL_BODY)
+    client.post("/message", json={**CHANNEL_BODY, "message": {"id": "m-1", "text": "hi"}, "user": {"id": "tommaso"}})
+
+    assert len(built) == 1
+    assert stream.call_count >= 4
