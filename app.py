@@ -24,7 +24,6 @@ import os
 import re
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any, Mapping, NoReturn
 
@@ -764,21 +763,23 @@ ROUTE_BODY_CAPS = {
 
 
 def start_request() -> None:
+    incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
+    g.request_id = incoming if REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
     g.started = time.perf_counter()
-    incoming = request.headers.get("X-Request-Id", "")
-    g.request_id = incoming if REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
-    if request.endpoint in ROUTE_BODY_CAPS:
-        cap = request.max_content_length = ROUTE_BODY_CAPS[request.endpoint]
+    cap = ROUTE_BODY_CAPS.get(request.endpoint)
+    if cap is not None:
+        request.max_content_length = cap
         # Routes without a body never read it: refuse an oversized one up front.
-        if request.content_length is not None and request.content_length > cap:
+        if (request.content_length or 0) > cap:
             raise RequestEntityTooLarge()
 
 
 def log_access(response):
     """One line per request: method, path (never the query), status, duration, request id."""
-    response.headers["X-Request-Id"] = g.request_id
+    request_id = g.request_id
+    response.headers["X-Request-Id"] = request_id
     access_log.info("%s %s %s %.1fms %s", request.method, request.path, response.status_code,
-                    (time.perf_counter() - g.started) * 1000, g.request_id)
+                    (time.perf_counter() - g.started) * 1000, request_id)
     return response
 
 
