@@ -4,6 +4,7 @@ driven by real HTTP clients: requests, and newman running the Postman collection
 import os
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jwt
@@ -11,7 +12,8 @@ import pytest
 import requests
 
 import live
-from examples import origin_mark
+from examples import origin_mark, sign, webhook_event
+from primary_system import PrimarySystem
 
 API_KEY = "e2e-key"
 API_SECRET = "e2e-secret-" + "e" * 32
@@ -170,3 +172,23 @@ def test_run_command_without_credentials_serves_through_the_stand_in(tmp_path):
     assert message.status_code == 200 and message.json()["message"]["id"] == "first"
     assert "LOCAL STREAM STAND-IN" in stderr
     assert ".env" in stderr
+
+
+def test_copies_of_a_delivery_across_gunicorn_workers_reach_the_primary_once(stand_in, tmp_path):
+    """Twenty copies of one webhook delivery at once, over HTTP, to the Procfile's workers."""
+    body = webhook_event("message.new")
+    headers = {"X-Signature": sign(body, API_SECRET), "X-Webhook-Id": "e2e-delivery", "X-Webhook-Attempt": "1",
+               "Content-Type": "application/json"}
+    with PrimarySystem(delay=0.3) as primary, live.service({
+            "STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, "STREAM_CHAT_URL": stand_in,
+            "TOKEN_AUTH": "open", "PRIMARY_SYNC_URL": primary.url,
+            "WEBHOOK_DB": str(tmp_path / "webhooks.sqlite3")}) as url:
+        with ThreadPoolExecutor(20) as pool:
+            answers = list(pool.map(lambda _: requests.post(f"{url}/stream-incoming-wh", data=body,
+                                                            headers=headers, timeout=10), range(20)))
+        late_retry = requests.post(f"{url}/stream-incoming-wh", data=body, headers=headers, timeout=10)
+
+    assert len(primary.accepted()) == 1
+    assert sorted({answer.status_code for answer in answers}) in ([200], [200, 503])
+    assert sum(answer.json().get("outcome") == "forwarded" for answer in answers) == 1
+    assert late_retry.json() == {"received": "message.new", "outcome": "duplicate"}
