@@ -354,10 +354,10 @@ def known_or_new_channel(sync: payloads.ChannelSync):
 MISSING = re.compile(r"(don't|doesn't|does not|do not) exist|not found", re.IGNORECASE)
 
 
-def trusting_cache(sync_to_stream, forget):
-    """Run `sync_to_stream`, which skips what this worker remembers Stream has. When Stream
-    answers that a user or channel does not exist (deleted elsewhere), `forget` what was
-    remembered and run it once more: the full path, which recreates them."""
+def trusting_cache(sync_to_stream, users, channel: payloads.ChannelSync):
+    """Run `sync_to_stream`, which skips what this worker remembers Stream has of `users` and
+    `channel`. When Stream answers that a user or channel does not exist (deleted
+    elsewhere), forget them and run it once more: the full path, which recreates them."""
     try:
         return sync_to_stream()
     except StreamAPIException as error:
@@ -365,7 +365,7 @@ def trusting_cache(sync_to_stream, forget):
             error.status_code == 400 and MISSING.search(stream_error_message(error)))
         if not missing:
             raise
-    forget()
+    sync_cache().forget(users, channel)
     return sync_to_stream()
 
 
@@ -540,11 +540,7 @@ def sync_channel():
         upsert_users(sync.members)
         return get_or_create_channel(sync)
 
-    def forget():
-        sync_cache().forget_users(sync.members)
-        sync_cache().forget_channel(sync)
-
-    channel, state = trusting_cache(mirror, forget)
+    channel, state = trusting_cache(mirror, sync.members, sync)
     return {**state, "cid": channel.cid}
 
 
@@ -565,11 +561,7 @@ def sync_message():
         channel = known_or_new_channel(sync.channel)
         return channel, send_message(channel, sync)
 
-    def forget():
-        sync_cache().forget_users(sync.users)
-        sync_cache().forget_channel(sync.channel)
-
-    channel, sent = trusting_cache(mirror, forget)
+    channel, sent = trusting_cache(mirror, sync.users, sync.channel)
     return {**sent, "cid": channel.cid}
 
 

@@ -74,9 +74,11 @@ class SyncCache:
         for user_id, user in users.items():
             self.users.put(user_id, _digest(user))
 
-    def forget_users(self, user_ids) -> None:
+    def forget(self, user_ids, channel) -> None:
+        """Forget these users and the channel sync `channel`: Stream no longer has them."""
         for user_id in user_ids:
             self.users.discard(user_id)
+        self.channels.discard(self._channel_key(channel))
 
     def channel_id(self, sync) -> str | None:
         """The id of the channel `sync` (a payloads.ChannelSync) created before, if known."""
@@ -85,9 +87,6 @@ class SyncCache:
 
     def remember_channel(self, sync, channel_id: str) -> None:
         self.channels.put(self._channel_key(sync), (sync.type, channel_id))
-
-    def forget_channel(self, sync) -> None:
-        self.channels.discard(self._channel_key(sync))
 
     def forget_channel_by_id(self, channel_type: str, channel_id: str) -> None:
         self.channels.discard_values((channel_type, channel_id))
