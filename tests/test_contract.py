@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from conftest import STREAM_URL
+from examples import API_KEY, API_SECRET
 
 SPEC = Path(os.environ.get(
     "STREAM_OPENAPI_SPEC",
@@ -65,7 +66,7 @@ def test_the_check_catches_the_reference_channel_request(openapi, stream):
     from stream_chat import StreamChat
 
     stream.post(f"{STREAM_URL}/channels/messaging/query", status_code=201, json={"channel": {"id": "x"}})
-    client = StreamChat("test-key", "test-secret-" + "s" * 32)
+    client = StreamChat(API_KEY, API_SECRET)
     client.channel("messaging", data={"members": [{"user": {"id": "tommaso", "name": "T"}}]}).create("tommaso")
     reference_request = copy.copy(stream.request_history[-1])
     stream.request_history.clear()  # deliberately off spec: keep it out of the suite's list

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 import payloads
 from app import create_app
 from conftest import stream_stand_in
-from examples import CHANNEL_BODY, MESSAGE_BODY, sign, webhook_event
+from examples import API_KEY, API_SECRET, CHANNEL_BODY, MESSAGE_BODY, sign, webhook_event
 from test_contract import load_spec, off_spec
 
 json_values = st.recursive(
@@ -92,8 +92,7 @@ requests_to_any_route = st.one_of(
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    environ = {"STREAM_API_KEY": "test-key", "STREAM_API_SECRET": "test-secret-" + "s" * 32,
-               "TOKEN_AUTH": "open", "WEBHOOK_DB": str(tmp_path_factory.mktemp("db") / "webhooks.sqlite3")}
+    environ = {"STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, "TOKEN_AUTH": "open", "WEBHOOK_DB": str(tmp_path_factory.mktemp("db") / "webhooks.sqlite3")}
     return create_app(environ)
 
 
@@ -164,7 +163,7 @@ _jwt_app = []
 def jwt_app(tmp_path_factory):
     if not _jwt_app:
         _jwt_app.append(create_app({
-            "STREAM_API_KEY": "test-key", "STREAM_API_SECRET": "test-secret-" + "s" * 32, "TOKEN_AUTH": "jwt",
+            "STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, "TOKEN_AUTH": "jwt",
             "AUTH_JWT_SECRET": "session-secret-" + "q" * 32, "SYNC_API_TOKEN": "sync-token-" + "w" * 32,
             "WEBHOOK_DB": str(tmp_path_factory.mktemp("db") / "webhooks.sqlite3")}))
     return _jwt_app[0]
