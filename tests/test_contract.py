@@ -11,7 +11,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-import requests
 
 from conftest import STREAM_URL
 from examples import API_KEY, API_SECRET

@@ -10,7 +10,6 @@ from stream_chat import StreamChat
 
 import app as service
 from app import Settings, SettingsError, create_app
-from conftest import STREAM_URL
 from examples import CHANNEL_BODY
 
 ROOT = Path(__file__).resolve().parent.parent

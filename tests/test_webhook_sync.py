@@ -13,7 +13,6 @@ import uuid
 import pytest
 import redis
 
-import webhook_store
 from app import create_app
 from examples import MESSAGE_BODY, origin_mark, sign, webhook_event
 from live import free_port
