@@ -15,7 +15,6 @@ Settings come from the environment (or `.env`); `.env.example` lists them all.
 """
 
 import functools
-import hashlib
 import hmac
 import json
 import logging
@@ -35,11 +34,15 @@ from flask_cors import CORS
 from stream_chat import StreamChat
 from stream_chat.base.exceptions import InvalidWebhookError, StreamAPIException
 from werkzeug.datastructures import WWWAuthenticate
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, ServiceUnavailable, Unauthorized
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, Unauthorized
 
+import handover as handover_module
 import payloads
+import stream_errors
+from handover import DeliveryBusy, Handover, PrimarySyncFailed
+from mirror import Mirror
 from sync_cache import SyncCache
-from webhook_store import Claim, RedisDeliveryStore, SQLiteDeliveryStore, StoreUnavailable
+from webhook_store import RedisDeliveryStore, SQLiteDeliveryStore, StoreUnavailable
 
 log = logging.getLogger("stream_backend")
 
@@ -162,9 +165,6 @@ def _origins(raw: str) -> str | list[str]:
 
 # --- The Stream client ------------------------------------------------------------------
 
-# Stream's limit on users per upsert call, and on members added per call.
-STREAM_BATCH_SIZE = 100
-
 # Tokens are issued a few seconds in the past: Stream refuses a token whose `iat` is in the
 # future (code 42), and servers' clocks drift. `iat` is kept because Stream's token
 # revocation (`revoke_tokens_issued_before`) compares against it.
@@ -202,13 +202,8 @@ def stream() -> StreamChat:
     return current_app.extensions["stream_chat"]
 
 
-def stream_error_message(error: StreamAPIException) -> str:
-    """Stream's message in an error; an answer from a proxy in front of Stream has none."""
-    return getattr(error, "error_message", None) or f"HTTP {error.status_code}"
-
-
-def sync_cache() -> SyncCache:
-    return current_app.extensions["sync_cache"]
+def mirror() -> Mirror:
+    return current_app.extensions["mirror"]
 
 
 def settings() -> Settings:
@@ -230,12 +225,8 @@ def open_delivery_store(settings: Settings):
     return SQLiteDeliveryStore(settings.webhook_db, claim_seconds, DELIVERY_MEMORY_SECONDS)
 
 
-def delivery_store():
-    return current_app.extensions["webhook_store"]
-
-
-def primary_system() -> requests.Session:
-    return current_app.extensions["primary_system"]
+def handover() -> Handover:
+    return current_app.extensions["handover"]
 
 
 # --- Helpers ----------------------------------------------------------------------------
@@ -308,179 +299,6 @@ def requires_sync_token(view):
     return guarded
 
 
-def batches(items: list, size: int = STREAM_BATCH_SIZE) -> list[list]:
-    return [items[start:start + size] for start in range(0, len(items), size)]
-
-
-def upsert_users(users: Mapping[str, dict[str, str]]) -> None:
-    """Create or update in Stream the `users` it may not have as they are (see sync_cache.py),
-    at most `STREAM_BATCH_SIZE` a call."""
-    for batch in batches(list(sync_cache().users_to_upsert(users).values())):
-        stream().upsert_users(batch)
-        sync_cache().remember_users({user["id"]: user for user in batch})
-
-
-def get_or_create_channel(sync: payloads.ChannelSync):
-    """Get or create the channel `sync.type:sync.id` (without an id: the distinct channel of
-    its members). The members must exist in Stream.
-
-    Custom data goes in the channel's data, where Stream stores it; `channel.create`'s
-    keyword options would land at the top level of the query and be ignored. Members go as
-    `{"user_id": ...}` objects, as Stream's spec requires, 100 with the channel and the rest
-    (channels with an id only) 100 a call.
-    """
-    first, *more = batches([{"user_id": member_id} for member_id in sync.members])
-    channel = stream().channel(sync.type, sync.id, data={**sync.custom_data, "members": first})
-    state = channel.create(sync.creator_id)
-    for members in more:
-        # Not `channel.add_members`: it sends `"message": null`, which Stream's spec refuses.
-        stream().post(channel.url, data={"add_members": members})
-    sync_cache().remember_channel(sync, channel.id)
-    return channel, state
-
-
-def known_or_new_channel(sync: payloads.ChannelSync):
-    """The channel to send to: the one this worker created for the same data before, without
-    asking Stream, or else the one Stream gets or creates."""
-    channel_id = sync_cache().channel_id(sync)
-    if channel_id is not None:
-        return stream().channel(sync.type, channel_id)
-    channel, _ = get_or_create_channel(sync)
-    return channel
-
-
-# Stream's answer when a user or channel is not there: 404 (code 16), or 400 (code 4) "The
-# following users are ... but don't exist", "user ... doesn't exist".
-MISSING = re.compile(r"(don't|doesn't|does not|do not) exist|not found", re.IGNORECASE)
-
-
-def trusting_cache(sync_to_stream, users, channel: payloads.ChannelSync):
-    """Run `sync_to_stream`, which skips what this worker remembers Stream has of `users` and
-    `channel`. When Stream answers that a user or channel does not exist (deleted
-    elsewhere), forget them and run it once more: the full path, which recreates them."""
-    try:
-        return sync_to_stream()
-    except StreamAPIException as error:
-        missing = error.status_code == 404 or (
-            error.status_code == 400 and MISSING.search(stream_error_message(error)))
-        if not missing:
-            raise
-    sync_cache().forget(users, channel)
-    return sync_to_stream()
-
-
-# Messages this service sends carry a custom field that marks them as the primary system's,
-# so that their `message.new` webhook is not fed back to it. The mark is an HMAC of the
-# message id with the API secret: no state is shared, and no chat client can forge it. It
-# adds 51 bytes to the message's 5 KB of custom data.
-ORIGIN_FIELD = "primary_origin"
-
-
-def origin_mark(message_id: str) -> str:
-    key = settings().stream_api_secret.encode()
-    return hmac.new(key, f"primary-origin:{message_id}".encode(), hashlib.sha256).hexdigest()[:32]
-
-
-def send_message(channel, sync: payloads.MessageSync):
-    """Send the message; when Stream already has its id, answer the stored message.
-
-    A primary system's outbox retries after any timeout, and Stream answers a reused id with
-    400 code 4 "a message with ID ... already exists", which Stream's own React and Android
-    SDKs treat as delivered. The stored message is returned as it is: a retry with other
-    text does not change it (PUT /message/<id> does).
-    """
-    message = {"id": sync.message_id, "text": sync.text, ORIGIN_FIELD: origin_mark(sync.message_id)}
-    try:
-        return channel.send_message(message, user_id=sync.sender["id"])
-    except StreamAPIException as error:
-        already_exists = (error.status_code == 400 and getattr(error, "error_code", None) == 4
-                          and "already exists" in stream_error_message(error))
-        if not already_exists:
-            raise
-    return stream().get_message(sync.message_id)
-
-
-def delete_repeatably(delete, already_deleted: dict[str, Any]) -> dict[str, Any]:
-    """Run a Stream delete. Its 404 means an earlier attempt (or someone else) deleted it:
-    outboxes retry deletes, so that is answered as done, with `already_deleted`."""
-    try:
-        return dict(delete())
-    except StreamAPIException as error:
-        if error.status_code != 404:
-            raise
-    return {**already_deleted, "already_deleted": True}
-
-
-def event_message(event: dict[str, Any]) -> dict[str, Any]:
-    """The event's `message` object, or {} for events without one."""
-    message = event.get("message")
-    return message if isinstance(message, dict) else {}
-
-
-class PrimarySyncFailed(Exception):
-    """The primary system did not take an event; Stream is asked to retry (503)."""
-
-
-def forward(event: dict[str, Any], webhook_id: str | None) -> str:
-    """Hand the event, as Stream sent it, to PRIMARY_SYNC_URL. Without one, the route's log
-    line is the handling."""
-    url = settings().primary_sync_url
-    if url is None:
-        return "logged"
-    try:
-        answer = primary_system().post(url, json=event, headers={"X-Webhook-Id": webhook_id or ""},
-                                       timeout=settings().primary_sync_timeout, allow_redirects=False)
-    except requests.RequestException as error:
-        raise PrimarySyncFailed(f"the primary system could not be reached: {type(error).__name__}") from None
-    if not 200 <= answer.status_code < 300:
-        raise PrimarySyncFailed(f"the primary system answered HTTP {answer.status_code}")
-    return "forwarded"
-
-
-def forward_unless_echo(event: dict[str, Any], webhook_id: str | None) -> str:
-    """`message.new`: a message this service sent came from the primary system: skip it."""
-    message = event_message(event)
-    mark, message_id = message.get(ORIGIN_FIELD), message.get("id")
-    if isinstance(mark, str) and isinstance(message_id, str) and hmac.compare_digest(
-            mark.encode(), origin_mark(message_id).encode()):
-        return "echo"
-    return forward(event, webhook_id)
-
-
-# What to do with each event type; any other type is acknowledged and ignored. Updates and
-# deletes are forwarded even when this service made them (see the README's "Webhooks").
-WEBHOOK_HANDLERS = {
-    "message.new": forward_unless_echo,
-    "message.updated": forward,
-    "message.deleted": forward,
-    "message.undeleted": forward,
-    "reaction.new": forward,
-    "reaction.updated": forward,
-    "reaction.deleted": forward,
-}
-
-
-def handle_once(event: dict[str, Any], webhook_id: str | None) -> str:
-    """Handle a delivery unless a worker already did or is doing it; the outcome's name."""
-    handler = WEBHOOK_HANDLERS.get(event["type"])
-    if handler is None:
-        return "ignored"
-    if webhook_id is None:  # Stream always sends one; without it there is nothing to match on
-        return handler(event, None)
-    claim = delivery_store().claim(webhook_id)
-    if claim.outcome is Claim.DONE:
-        return "duplicate"
-    if claim.outcome is Claim.BUSY:
-        raise ServiceUnavailable("Another worker is handling this delivery; retry later.", retry_after=2)
-    try:
-        outcome = handler(event, webhook_id)
-    except BaseException:
-        delivery_store().release(webhook_id, claim.token)  # so that Stream's retry can succeed
-        raise
-    delivery_store().complete(webhook_id, claim.token)
-    return outcome
-
-
 def error_response(status: int, message: str, **extra: Any):
     response = jsonify(error=message, **extra)
     response.status_code = status
@@ -535,12 +353,7 @@ def sync_channel():
     Errors: 400 for an invalid body; Stream's 4xx pass through, other Stream failures are 502/504.
     """
     sync = payloads.channel_sync(json_body())
-
-    def mirror():
-        upsert_users(sync.members)
-        return get_or_create_channel(sync)
-
-    channel, state = trusting_cache(mirror, sync.members, sync)
+    channel, state = mirror().sync_channel(sync)
     return {**state, "cid": channel.cid}
 
 
@@ -555,13 +368,7 @@ def sync_message():
     the stored message. Errors as for `/channel`.
     """
     sync = payloads.message_sync(json_body())
-
-    def mirror():
-        upsert_users(sync.users)
-        channel = known_or_new_channel(sync.channel)
-        return channel, send_message(channel, sync)
-
-    channel, sent = trusting_cache(mirror, sync.users, sync.channel)
+    channel, sent = mirror().sync_message(sync)
     return {**sent, "cid": channel.cid}
 
 
@@ -575,7 +382,7 @@ def update_message(message_id: str):
     """
     message_id = payloads.message_id(message_id)
     update = payloads.message_update(json_body())
-    return dict(stream().update_message_partial(message_id, {"set": update.fields}, update.user_id))
+    return mirror().update_message(message_id, update.fields, update.user_id)
 
 
 @routes.delete("/message/<message_id>")
@@ -588,8 +395,7 @@ def delete_message(message_id: str):
     """
     message_id = payloads.message_id(message_id)
     hard = payloads.flag(request.args.get("hard"), "hard")
-    return delete_repeatably(lambda: stream().delete_message(message_id, hard=hard),
-                             already_deleted={"message": {"id": message_id}})
+    return mirror().delete_message(message_id, hard)
 
 
 @routes.delete("/channel/<channel_type>/<channel_id>")
@@ -602,10 +408,7 @@ def delete_channel(channel_type: str, channel_id: str):
     """
     channel_type, channel_id = payloads.channel_ref(channel_type, channel_id)
     hard = payloads.flag(request.args.get("hard"), "hard")
-    channel = stream().channel(channel_type, channel_id)
-    sync_cache().forget_channel_by_id(channel_type, channel_id)
-    return delete_repeatably(lambda: channel.delete(hard=hard),
-                             already_deleted={"channel": {"cid": channel.cid}})
+    return mirror().delete_channel(channel_type, channel_id, hard)
 
 
 @routes.post("/stream-incoming-wh")
@@ -639,12 +442,12 @@ def stream_webhook():
         abort(400, description="The webhook body must be a JSON object with a 'type'.")
 
     webhook_id = request.headers.get("X-Webhook-Id") or None
-    outcome = handle_once(event, webhook_id)
+    outcome = handover().handle_once(event, webhook_id)
     log.info("webhook %s", json.dumps({
         "outcome": outcome,
         "type": event["type"],
         "cid": event.get("cid"),
-        "message_id": event_message(event).get("id"),
+        "message_id": handover_module.event_message(event).get("id"),
         "webhook_id": webhook_id,
         "attempt": request.headers.get("X-Webhook-Attempt"),
     }))
@@ -676,8 +479,8 @@ def invalid_payload(error: payloads.InvalidPayload):
 @routes.app_errorhandler(StreamAPIException)
 def stream_error(error: StreamAPIException):
     status = error.status_code
-    stream_message = stream_error_message(error)
-    details = {"api_error": stream_message, "stream_code": getattr(error, "error_code", None)}
+    stream_message = stream_errors.message_of(error)
+    details = {"api_error": stream_message, "stream_code": stream_errors.code_of(error)}
     if status in PASSED_THROUGH_STREAM_STATUSES:
         response = error_response(status, f"Stream refused the request: {stream_message}", **details)
         retry_after = _seconds_until(g.get("stream_rate_limit_reset")) if status == 429 else None
@@ -704,6 +507,13 @@ def _seconds_until(epoch_seconds: str | None) -> int | None:
 def primary_sync_failed(error: PrimarySyncFailed):
     log.warning("webhook not handed over: %s", error)
     return error_response(503, f"The event was not handed over: {error}; Stream will retry.")
+
+
+@routes.app_errorhandler(DeliveryBusy)
+def delivery_busy(error: DeliveryBusy):
+    response = error_response(503, "Another worker is handling this delivery; retry later.")
+    response.headers["Retry-After"] = "2"
+    return response
 
 
 @routes.app_errorhandler(StoreUnavailable)
@@ -787,9 +597,12 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     # token answer with readLine().
     app.json.compact = True
     app.extensions["stream_chat"] = build_stream_client(app_settings)
-    app.extensions["sync_cache"] = SyncCache(app_settings.sync_cache_size)
-    app.extensions["webhook_store"] = open_delivery_store(app_settings)
-    app.extensions["primary_system"] = requests.Session()
+    origin_key = app_settings.stream_api_secret.encode()
+    app.extensions["mirror"] = Mirror(app.extensions["stream_chat"], SyncCache(app_settings.sync_cache_size),
+                                      origin_key)
+    app.extensions["handover"] = Handover(open_delivery_store(app_settings), requests.Session(),
+                                          app_settings.primary_sync_url, app_settings.primary_sync_timeout,
+                                          origin_key)
     # "//" in a path is a 404 like any unknown path, not a redirect: Flask answers routing
     # redirects itself, in HTML, past every error handler.
     app.url_map.merge_slashes = False

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 import live  # noqa: E402
 
 API_KEY, API_SECRET = "bench-key", "bench-secret-" + "b" * 32

@@ -58,7 +58,7 @@ def client(app):
 
 @contextmanager
 def stream_stand_in():
-    """Stream's API, answered in memory by the stand-in's own logic (tests/stream_stand_in.py)
+    """Stream's API, answered in memory by the stand-in's own logic (tools/stream_stand_in.py)
     through requests-mock. Every request it receives is kept for the contract test."""
     stand_in = StandIn(API_KEY, API_SECRET)
 

@@ -141,7 +141,7 @@ def test_unreachable_primary_gets_a_503(environ):
 
 
 def test_copy_arriving_while_another_worker_forwards_gets_a_503(app, primary):
-    store = app.extensions["webhook_store"]
+    store = app.extensions["handover"].store
     assert store.claim("wh-1").outcome is Claim.CLAIMED  # another worker, mid-forward
 
     response = deliver(app.test_client(), webhook_event())
@@ -163,7 +163,7 @@ def test_delivery_without_an_id_is_forwarded_each_time(client, primary):
 
 
 def test_claims_expire_a_little_after_the_forward_timeout(app):
-    assert app.extensions["webhook_store"].claim_seconds == 1 + 2  # PRIMARY_SYNC_TIMEOUT is 1 s here
+    assert app.extensions["handover"].store.claim_seconds == 1 + 2  # PRIMARY_SYNC_TIMEOUT is 1 s here
 
 
 def test_unknown_event_types_are_acknowledged_not_forwarded(client, primary):

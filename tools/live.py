@@ -12,7 +12,7 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
-STAND_IN = ROOT / "tests" / "stream_stand_in.py"
+STAND_IN = ROOT / "tools" / "stream_stand_in.py"
 
 
 def free_port() -> int:

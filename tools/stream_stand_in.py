@@ -20,7 +20,7 @@ For tests: `GET /_stand_in/requests` lists what it received (method, path, query
 last 10,000) and `DELETE /_stand_in/requests` forgets it; `GET /_stand_in/calls` counts every
 API call since start. `--latency-ms` delays every API answer.
 
-    python tests/stream_stand_in.py --port 8765 --api-key KEY --api-secret SECRET
+    python tools/stream_stand_in.py --port 8765 --api-key KEY --api-secret SECRET
 """
 
 import argparse
