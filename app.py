@@ -36,6 +36,7 @@ from stream_chat.base.exceptions import InvalidWebhookError, StreamAPIException
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, Unauthorized
 
+import commands
 import handover as handover_module
 import payloads
 import stream_errors
@@ -607,6 +608,8 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     # redirects itself, in HTML, past every error handler.
     app.url_map.merge_slashes = False
     app.register_blueprint(routes)
+    app.cli.add_command(commands.backfill)
+    app.cli.add_command(commands.verify)
     app.before_request(start_request)
     app.after_request(log_access)
     # allow_headers defaults to any, so a preflight for `Content-Type: application/json` passes.
