@@ -58,6 +58,11 @@ MESSAGE_IMPORT_ONLY = {"channel_type", "channel_id", "channel_member_ids", "user
                        "updated_at", "deleted_at", "pinned_at", "pinned_by_id", "pin_expires",
                        "mentioned_users_ids"}
 
+# Stream's Attachment fields (its spec); the import format's other attachment fields are custom.
+ATTACHMENT_FIELDS = {"type", "fallback", "color", "pretext", "author_name", "author_link", "author_icon", "title",
+                     "title_link", "text", "image_url", "thumb_url", "footer", "footer_icon", "asset_url",
+                     "og_scrape_url", "original_width", "original_height", "actions", "fields", "giphy", "custom"}
+
 
 def checkpoint_path(path: str) -> str:
     return f"{path}.checkpoint.json"
@@ -74,7 +79,7 @@ class Options:
     progress: bool | None = None  # None: a progress bar when stderr is a terminal
     stop: threading.Event = field(default_factory=threading.Event)  # set: stop, resumably
     part_bytes: int = MAX_PART_BYTES
-    poll_seconds: float = 5.0
+    poll_seconds: float = 5.0  # the longest wait between two reads of an import task
 
 
 @dataclass
@@ -210,7 +215,8 @@ class LiveRun:
                 self._phase(index, number, phase)
                 if self.options.stop.is_set():
                     break
-                self.checkpoint.phase, self.checkpoint.done_through = number + 1, 0
+                if self.checkpoint.phase == number:
+                    self.checkpoint.phase, self.checkpoint.done_through = number + 1, 0
             else:
                 for record in import_file.records(self.path, index, "device", self.report.refused):
                     self.report.refused(Refusal(record.line, "device", "devices are imported by --via import only"))
@@ -224,7 +230,11 @@ class LiveRun:
 
     def _phase(self, index: import_file.Index, number: int, phase: str) -> None:
         checkpoint = self.checkpoint
-        tracker = Tracker(checkpoint.done_through if checkpoint.phase == number else 0)
+        if checkpoint.phase < number:
+            checkpoint.phase, checkpoint.done_through = number, 0
+        # A phase before the checkpoint's was done, but for its failed lines: no mark to move.
+        current = checkpoint.phase == number
+        tracker = Tracker(checkpoint.done_through if current else 0)
         slots = threading.BoundedSemaphore(self.options.concurrency * 2)  # bounds what is read ahead
         total = index.counts["message"] - index.replies_count if phase == "message" else (
             index.replies_count if phase == "reply" else index.counts[phase])
@@ -250,24 +260,26 @@ class LiveRun:
                 future = pool.submit(self._write, number, unit)
                 future.add_done_callback(lambda done, unit=unit: finished(unit, done))
                 if time.monotonic() - saved_at > 1:
-                    checkpoint.done_through = tracker.done_through
+                    if current:
+                        checkpoint.done_through = tracker.done_through
                     checkpoint.save()
                     saved_at = time.monotonic()
                     rate = self.pacer.allowed_rate()
                     bar.set_postfix_str(f"allowed {rate:.0f}/s" if rate else "", refresh=False)
-        checkpoint.done_through = tracker.done_through
+        if current:
+            checkpoint.done_through = tracker.done_through
         bar.close()
 
     def _units(self, index, phase: str, number: int, tracker: Tracker, bar) -> Iterator[Unit]:
         """The phase's records, grouped in Stream's batch sizes; those done before skipped."""
         record_type = "message" if phase == "reply" else phase
 
+        where = (lambda record: is_reply(record.item) == (phase == "reply")) if record_type == "message" else None
+
         def fresh() -> Iterator[Record]:
-            for record in import_file.records(self.path, index, record_type, self.report.refused):
+            for record in import_file.records(self.path, index, record_type, self.report.refused, where):
                 if self.options.stop.is_set():
                     return
-                if record_type == "message" and is_reply(record.item) != (phase == "reply"):
-                    continue
                 if self.checkpoint.is_done(number, record.line):
                     self.summary.done_before += 1
                     bar.update(1)
@@ -398,7 +410,17 @@ def message_object(item: dict[str, Any]) -> dict[str, Any]:
         message["mentioned_users"] = item["mentioned_users_ids"]
     if item.get("created_at"):
         message[ORIGINAL_CREATED_AT] = item["created_at"]
+    if item.get("attachments"):
+        message["attachments"] = [attachment_object(attachment) for attachment in item["attachments"]]
     return message
+
+
+def attachment_object(attachment: dict[str, Any]) -> dict[str, Any]:
+    """The import format keeps an attachment's custom fields beside its own; the live API
+    wants them under `custom` (Stream's spec: Attachment requires `custom`)."""
+    known = {name: value for name, value in attachment.items() if name in ATTACHMENT_FIELDS}
+    custom = {name: value for name, value in attachment.items() if name not in ATTACHMENT_FIELDS}
+    return {**known, "custom": {**attachment.get("custom", {}), **custom}}
 
 
 def write_message(mirror: Mirror, item: dict[str, Any]) -> bool:
@@ -531,12 +553,15 @@ class ImportRun:
 
     def _follow(self, task_id: str, bar) -> str | None:
         """Poll the import task until it ends: its last state, or None when stopped."""
+        delay = 0.25
         while not self.options.stop.is_set():
             state = retrying(lambda: self.client.get_import(task_id))["import_task"]["state"]
             bar.set_postfix_str(state)
             if state == IMPORT_DONE or import_failed(state):
                 return state
-            self.options.stop.wait(self.options.poll_seconds)
+            # Stream's CLI polls every 5 s; a small part is done sooner, so start sooner.
+            self.options.stop.wait(min(delay, self.options.poll_seconds))
+            delay *= 2
         return None
 
 

@@ -330,10 +330,11 @@ def index_file(path: str, on_refused) -> Index:
     return index
 
 
-def records(path: str, index: Index, record_type: str, on_refused=None) -> Iterator[Record]:
-    """The valid records of one type, in file order: a later pass. Lines refused in the first
-    pass are left out again (silently: they were reported then); a record naming what the file
-    does not hold is refused here, through `on_refused`. A duplicate's second copy is left out."""
+def records(path: str, index: Index, record_type: str, on_refused=None, where=None) -> Iterator[Record]:
+    """The valid records of one type (and for which `where(record)` holds, if given), in file
+    order: a later pass. Lines refused in the first pass are left out again (silently: they
+    were reported then); a record naming what the file does not hold is refused here, through
+    `on_refused`. A duplicate's second copy is left out."""
     first_copies: set[int] = set()
     for number, raw in read_lines(path):
         if _type_of(raw) not in (record_type, None):
@@ -342,7 +343,7 @@ def records(path: str, index: Index, record_type: str, on_refused=None) -> Itera
             record = parse(number, raw)
         except Refused:
             continue
-        if record.type != record_type:
+        if record.type != record_type or (where is not None and not where(record)):
             continue
         digest = _digest(record.type, key(record))
         if digest in index.duplicated:

@@ -152,7 +152,7 @@ class Verifier:
         item = record.item
         if stored is None:
             elsewhere = self._or_none(lambda: [retrying(lambda: self.client.get_message(message_id))["message"]])
-            if elsewhere:
+            if elsewhere and elsewhere[0].get("cid") != cid:
                 self.differ(record, "in another channel", expected=cid, actual=elsewhere[0].get("cid"))
             else:
                 self.differ(record, "missing", channel=cid)
