@@ -8,13 +8,16 @@ first pass checks each item's own fields and indexes its id, a second checks ref
 (the message's user and channel, the member's channel, ...) against that index. So one export
 serves Stream's importer, `backfill --via import` and `backfill` over the live API.
 
-Memory stays flat in the file's length except for the index: 8 bytes of digest per record in a
-Python set (about 70 bytes each with the set's overhead), never the records themselves.
+Memory stays flat in the file's length except for the index: 8 bytes of digest per record,
+in sorted arrays, never the records themselves.
 """
 
+import bisect
 import hashlib
+import heapq
 import json
 import re
+from array import array
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterator
@@ -253,34 +256,67 @@ def key(record: Record) -> str:
 
 def _digest(kind: str, value: str) -> int:
     # 8 bytes: a false "duplicate" among a million ids has odds of about 1 in 30 million.
-    return int.from_bytes(hashlib.blake2b(f"{kind}\0{value}".encode(), digest_size=8).digest(), "big")
+    return int.from_bytes(hashlib.blake2b(f"{kind}\0{value}".encode(), digest_size=8).digest(), "big", signed=True)
+
+
+class Digests:
+    """A set of 8-byte digests in 8 bytes each (a Python set takes about 70): appended while
+    the file is read, then sorted once (`freeze`) and searched by bisection."""
+
+    RUN = 1 << 16  # sorted a run at a time, then merged: the sort never holds all as Python ints
+
+    def __init__(self) -> None:
+        self._sorted = array("q")
+        self.duplicated: set[int] = set()  # digests present more than once
+
+    def add(self, digest: int) -> None:
+        self._sorted.append(digest)
+
+    def freeze(self) -> None:
+        unsorted, self._sorted = self._sorted, array("q")
+        runs = [array("q", sorted(unsorted[start:start + self.RUN])) for start in range(0, len(unsorted), self.RUN)]
+        del unsorted
+        previous = None
+        for digest in heapq.merge(*runs):
+            if digest == previous:
+                self.duplicated.add(digest)
+            else:
+                self._sorted.append(digest)
+            previous = digest
+
+    def __contains__(self, digest: int) -> bool:
+        at = bisect.bisect_left(self._sorted, digest)
+        return at < len(self._sorted) and self._sorted[at] == digest
 
 
 class Index:
     """The ids in the file, as digests, for duplicates and references."""
 
     def __init__(self) -> None:
-        self._seen: set[int] = set()
+        self._ids = {record_type: Digests() for record_type in RECORD_TYPES}
+        self._replies = Digests()  # messages with a parent: threads are one level deep
         self.counts = dict.fromkeys(RECORD_TYPES, 0)
-        self.replies: set[int] = set()  # messages with a parent: threads are one level deep
-        self.duplicated: set[int] = set()  # ids seen more than once: the later copies are refused
-        self.replies_count = 0
+        self.replies_count = 0  # messages that refer to another, sent after the others
 
     def add(self, record: Record) -> None:
-        """Index a record whose fields are valid; Refused when its id was seen before."""
-        digest = _digest(record.type, key(record))
-        if digest in self._seen:
-            self.duplicated.add(digest)
-            raise Refused(f"duplicate {record.type} {key(record)[:120]!r}")
-        self._seen.add(digest)
+        """Index a record whose own fields are valid."""
+        self._ids[record.type].add(_digest(record.type, key(record)))
         self.counts[record.type] += 1
         if record.type == "message" and record.item.get("parent_id"):
-            self.replies.add(_digest("message", message_id(record.item)))
+            self._replies.add(_digest("message", message_id(record.item)))
         if record.type == "message" and (record.item.get("parent_id") or record.item.get("quoted_message_id")):
-            self.replies_count += 1  # messages that refer to another, sent after the others
+            self.replies_count += 1
+
+    def freeze(self) -> None:
+        """The file is read: sort the ids, and find those given twice."""
+        for digests in (*self._ids.values(), self._replies):
+            digests.freeze()
 
     def has(self, record_type: str, value: str) -> bool:
-        return _digest(record_type, value) in self._seen
+        return _digest(record_type, value) in self._ids[record_type]
+
+    def is_duplicated(self, record: Record) -> bool:
+        return _digest(record.type, key(record)) in self._ids[record.type].duplicated
 
     def check_references(self, record: Record) -> None:
         """Refused when the record names a user, channel or message the file does not hold
@@ -298,10 +334,9 @@ class Index:
             if user_id and not self.has("user", user_id):
                 raise Refused(f"user {user_id!r} doesn't exist")
         if record.type == "message" and item.get("parent_id"):
-            parent = _digest("message", item["parent_id"])
-            if parent in self.replies:
+            if _digest("message", item["parent_id"]) in self._replies:
                 raise Refused("only one level thread is supported")
-            if parent not in self._seen:
+            if not self.has("message", item["parent_id"]):
                 raise Refused(f"message parent_id {item['parent_id']!r} doesn't exist")
         if record.type == "reaction" and not self.has("message", item["message_id"]):
             raise Refused(f"message_id {item['message_id']!r} doesn't exist")
@@ -313,9 +348,6 @@ class Refusal:
     type: str | None
     reason: str
 
-    def as_json(self) -> str:
-        return json.dumps({"line": self.line, "type": self.type, "reason": self.reason})
-
 
 def index_file(path: str, on_refused) -> Index:
     """The first pass: every line's own fields, and the index of what the file holds.
@@ -323,18 +355,18 @@ def index_file(path: str, on_refused) -> Index:
     index = Index()
     for number, raw in read_lines(path):
         try:
-            record = parse(number, raw)
-            index.add(record)
+            index.add(parse(number, raw))
         except Refused as refusal:
             on_refused(Refusal(number, _type_of(raw), str(refusal)))
+    index.freeze()
     return index
 
 
 def records(path: str, index: Index, record_type: str, on_refused=None, where=None) -> Iterator[Record]:
     """The valid records of one type (and for which `where(record)` holds, if given), in file
     order: a later pass. Lines refused in the first pass are left out again (silently: they
-    were reported then); a record naming what the file does not hold is refused here, through
-    `on_refused`. A duplicate's second copy is left out."""
+    were reported then). Refused here, through `on_refused`: a record naming what the file
+    does not hold, and the later copies of a record given twice (the first is kept)."""
     first_copies: set[int] = set()
     for number, raw in read_lines(path):
         if _type_of(raw) not in (record_type, None):
@@ -343,20 +375,23 @@ def records(path: str, index: Index, record_type: str, on_refused=None, where=No
             record = parse(number, raw)
         except Refused:
             continue
-        if record.type != record_type or (where is not None and not where(record)):
+        if record.type != record_type:
             continue
-        digest = _digest(record.type, key(record))
-        if digest in index.duplicated:
-            if digest in first_copies:
-                continue
-            first_copies.add(digest)
+        wanted = where is None or where(record)
         try:
-            index.check_references(record)
+            if index.is_duplicated(record):
+                digest = _digest(record.type, key(record))
+                if digest in first_copies:
+                    raise Refused(f"duplicate {record.type} {key(record)[:120]!r}")
+                first_copies.add(digest)
+            if wanted:
+                index.check_references(record)
         except Refused as refusal:
-            if on_refused:
+            if on_refused and wanted:
                 on_refused(Refusal(number, record_type, str(refusal)))
             continue
-        yield record
+        if wanted:
+            yield record
 
 
 def _type_of(raw: bytes) -> str | None:
