@@ -251,24 +251,26 @@ class LiveRun:
             slots.release()
             bar.update(len(unit.records))
 
-        with ThreadPoolExecutor(self.options.concurrency) as pool:
-            for unit in self._units(index, phase, number, tracker, bar):
-                slots.acquire()
-                if self.options.stop.is_set():
-                    slots.release()
-                    break
-                future = pool.submit(self._write, number, unit)
-                future.add_done_callback(lambda done, unit=unit: finished(unit, done))
-                if time.monotonic() - saved_at > 1:
-                    if current:
-                        checkpoint.done_through = tracker.done_through
-                    checkpoint.save()
-                    saved_at = time.monotonic()
-                    rate = self.pacer.allowed_rate()
-                    bar.set_postfix_str(f"allowed {rate:.0f}/s" if rate else "", refresh=False)
-        if current:
-            checkpoint.done_through = tracker.done_through
-        bar.close()
+        try:
+            with ThreadPoolExecutor(self.options.concurrency) as pool:  # leaving it waits for those under way
+                for unit in self._units(index, phase, number, tracker, bar):
+                    slots.acquire()
+                    if self.options.stop.is_set():
+                        slots.release()
+                        break
+                    future = pool.submit(self._write, number, unit)
+                    future.add_done_callback(lambda done, unit=unit: finished(unit, done))
+                    if time.monotonic() - saved_at > 1:
+                        if current:
+                            checkpoint.done_through = tracker.done_through
+                        checkpoint.save()
+                        saved_at = time.monotonic()
+                        rate = self.pacer.allowed_rate()
+                        bar.set_postfix_str(f"allowed {rate:.0f}/s" if rate else "", refresh=False)
+        finally:  # on Ctrl-C too
+            if current:
+                checkpoint.done_through = tracker.done_through
+            bar.close()
 
     def _units(self, index, phase: str, number: int, tracker: Tracker, bar) -> Iterator[Unit]:
         """The phase's records, grouped in Stream's batch sizes; those done before skipped."""

@@ -6,8 +6,13 @@ Stream is answered by the stand-in's own logic: in memory through requests-mock 
 `stream` fixture: every request is also checked against Stream's spec), or over HTTP with
 rate limits and injected failures."""
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -20,6 +25,8 @@ from history import (EXAMPLE, channel, member, message, read_jsonl, run_command,
                      user, write_history)
 from pacing import GaveUp, Pacer, paced_client, retrying
 from stream_stand_in import Faults
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def sent(stream, method, path_end=""):
@@ -378,3 +385,43 @@ def wait_for(condition, timeout=10):
     deadline = time.monotonic() + timeout
     while not condition() and time.monotonic() < deadline:
         time.sleep(0.01)
+
+
+# --- Ctrl-C and the progress bar ----------------------------------------------------------------
+
+def test_ctrl_c_stops_resumably_and_the_resume_finishes(environ, tmp_path):
+    path = write_history(tmp_path / "history.jsonl", small_history(messages=300))
+    with stand_in_over_http(latency_ms=20) as (url, stand_in):
+        command = [sys.executable, "-m", "flask", "--app", "app", "backfill", str(path), "--concurrency", "2"]
+        process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **environ, "STREAM_CHAT_URL": url},
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        wait_for(lambda: len(stand_in.state.messages) >= 20)
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=30)[0]
+        arrived_before = len(stand_in.state.messages)
+
+        status, resumed = run_command(app_for(url, environ), "backfill", path, "--resume")
+
+        assert process.returncode == 130, output
+        assert "run again with --resume" in output
+        assert 20 <= arrived_before < 300
+        assert status == 0, resumed
+        assert int(resumed.split("done by an earlier run: ")[1].split()[0]) >= 5 + arrived_before - 4
+        assert len(stand_in.state.messages) == 300
+
+
+def test_the_progress_bar_shows_records_per_second_on_a_terminal(app, stream, tmp_path, capsys):
+    path = write_history(tmp_path / "history.jsonl", small_history(messages=5))
+
+    live_run(app, path, progress=True)
+
+    bars = capsys.readouterr().err
+    assert "messages: 100%" in bars and "records/s" in bars
+
+
+def test_no_progress_bar_when_the_output_is_not_a_terminal(app, stream, tmp_path):
+    path = write_history(tmp_path / "history.jsonl", small_history(messages=5))
+
+    _, output = run_command(app, "backfill", path)
+
+    assert "records/s" not in output and "%" not in output
