@@ -197,29 +197,23 @@ class Unit:
     write: Callable[[], bool]  # True: arrived now; False: Stream had it already
 
 
-class LiveRun:
-    def __init__(self, path: str, mirror: Mirror, pacer: Pacer, options: Options) -> None:
-        self.path, self.mirror, self.pacer, self.options = path, mirror, pacer, options
+class Run:
+    """What both ways share: the summary, the report, the checkpoint, and a stop (or Ctrl-C)
+    that ends the run resumably."""
+
+    via = ""
+
+    def __init__(self, path: str, options: Options) -> None:
+        self.path, self.options = path, options
         self.summary = Summary()
         self.report = Report(report_path(path), self.summary)
-        self.checkpoint = Checkpoint(path, "live")
-        self._lock = threading.Lock()
-        self._failures_in_a_row = 0
+        self.checkpoint = Checkpoint(path, self.via)
 
     def run(self) -> Summary:
         if self.options.resume:
             self.checkpoint.load()
         try:
-            index = import_file.index_file(self.path, self.report.refused)
-            for number, phase in enumerate(LIVE_PHASES, start=1):
-                self._phase(index, number, phase)
-                if self.options.stop.is_set():
-                    break
-                if self.checkpoint.phase == number:
-                    self.checkpoint.phase, self.checkpoint.done_through = number + 1, 0
-            else:
-                for record in import_file.records(self.path, index, "device", self.report.refused):
-                    self.report.refused(Refusal(record.line, "device", "devices are imported by --via import only"))
+            self._run(import_file.index_file(self.path, self.report.refused))
         except KeyboardInterrupt:
             self.options.stop.set()
         finally:
@@ -227,6 +221,32 @@ class LiveRun:
             self.checkpoint.save()
             self.report.close()
         return self.summary
+
+    def _run(self, index: import_file.Index) -> None:
+        raise NotImplementedError
+
+    def _quiet(self) -> bool | None:
+        return None if self.options.progress is None else not self.options.progress
+
+
+class LiveRun(Run):
+    via = "live"
+
+    def __init__(self, path: str, mirror: Mirror, pacer: Pacer, options: Options) -> None:
+        super().__init__(path, options)
+        self.mirror, self.pacer = mirror, pacer
+        self._lock = threading.Lock()
+        self._failures_in_a_row = 0
+
+    def _run(self, index: import_file.Index) -> None:
+        for number, phase in enumerate(LIVE_PHASES, start=1):
+            self._phase(index, number, phase)
+            if self.options.stop.is_set():
+                return
+            if self.checkpoint.phase == number:
+                self.checkpoint.phase, self.checkpoint.done_through = number + 1, 0
+        for record in import_file.records(self.path, index, "device", self.report.refused):
+            self.report.refused(Refusal(record.line, "device", "devices are imported by --via import only"))
 
     def _phase(self, index: import_file.Index, number: int, phase: str) -> None:
         checkpoint = self.checkpoint
@@ -368,9 +388,6 @@ class LiveRun:
             if self._failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
                 self.options.stop.set()
 
-    def _quiet(self) -> bool | None:
-        return None if self.options.progress is None else not self.options.progress
-
 
 # --- From the import format to the live API ----------------------------------------------
 
@@ -485,20 +502,16 @@ def write_parts(path: str, index: import_file.Index, report: Report, directory: 
         yield file.name, count
 
 
-class ImportRun:
+class ImportRun(Run):
+    via = "import"
+
     def __init__(self, path: str, client: StreamChat, options: Options) -> None:
-        self.path, self.client, self.options = path, client, options
-        self.summary = Summary()
-        self.report = Report(report_path(path), self.summary)
-        self.checkpoint = Checkpoint(path, "import")
+        super().__init__(path, options)
+        self.client = client
         self.uploads = requests.Session()
 
-    def run(self) -> Summary:
-        if self.options.resume:
-            self.checkpoint.load()
-        index = import_file.index_file(self.path, self.report.refused)
-        bar = tqdm(total=sum(index.counts.values()), desc="import", unit=" records",
-                   disable=None if self.options.progress is None else not self.options.progress)
+    def _run(self, index: import_file.Index) -> None:
+        bar = tqdm(total=sum(index.counts.values()), desc="import", unit=" records", disable=self._quiet())
         try:
             with tempfile.TemporaryDirectory(prefix="stream-import-") as directory:
                 parts = write_parts(self.path, index, self.report, directory, self.options.part_bytes)
@@ -506,21 +519,15 @@ class ImportRun:
                     if number <= self.checkpoint.parts_done:
                         self.summary.done_before += count
                     elif self.options.stop.is_set():
-                        break
+                        return
                     else:
                         self._import_part(number, part, count, bar)
                     bar.update(count)
                     os.remove(part)
                     if self.summary.failed:
-                        break
-        except KeyboardInterrupt:
-            self.options.stop.set()
+                        return
         finally:
-            self.summary.interrupted = self.options.stop.is_set()
-            self.checkpoint.save()
-            self.report.close()
             bar.close()
-        return self.summary
 
     def _import_part(self, number: int, part: str, count: int, bar) -> None:
         task = self.checkpoint.task

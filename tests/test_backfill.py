@@ -243,12 +243,18 @@ class Clock:
         self.now += seconds
 
 
+def pacer_after_an_answer(clock: Clock, remaining: int, reset_in: float) -> Pacer:
+    """A pacer keeping half of a 100-call limit for live traffic, told of one answer."""
+    pacer = Pacer(0.5, clock=lambda: clock.now, sleep=clock.sleep)
+    pacer.after("POST /users", 201, {"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": str(remaining),
+                                     "X-RateLimit-Reset": str(clock.now + reset_in)})
+    return pacer
+
+
 def test_the_pacer_keeps_to_its_share_of_the_limit():
     clock = Clock()
-    pacer = Pacer(0.5, clock=lambda: clock.now, sleep=clock.sleep)
     # 90 of 100 calls left for 60 s: 50 are kept for live traffic, 40 are ours, one each 1.5 s.
-    pacer.after("POST /users", 201, {"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "90",
-                                     "X-RateLimit-Reset": str(clock.now + 60)})
+    pacer = pacer_after_an_answer(clock, remaining=90, reset_in=60)
 
     pacer.before("POST /users")
     pacer.before("POST /users")
@@ -259,9 +265,7 @@ def test_the_pacer_keeps_to_its_share_of_the_limit():
 
 def test_the_pacer_waits_for_the_next_window_when_its_share_is_used():
     clock = Clock()
-    pacer = Pacer(0.5, clock=lambda: clock.now, sleep=clock.sleep)
-    pacer.after("POST /users", 201, {"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "40",
-                                     "X-RateLimit-Reset": str(clock.now + 30)})
+    pacer = pacer_after_an_answer(clock, remaining=40, reset_in=30)
 
     pacer.before("POST /users")
 
