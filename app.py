@@ -11,6 +11,7 @@ Stream's webhook.
     GET  /healthz             liveness, without calling Stream
 
 Every failure answers JSON `{"error": "..."}` with a status that says whose fault it is.
+Commands (commands.py): `flask --app app backfill FILE` and `flask --app app verify FILE`.
 Settings come from the environment (or `.env`); `.env.example` lists them all.
 """
 

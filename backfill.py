@@ -35,8 +35,8 @@ from mirror import STREAM_BATCH_SIZE, Mirror
 from pacing import GaveUp, Pacer, describe, retrying
 
 # Chosen by measurement (bench/backfill.py, README "Migrating an existing chat"): against a
-# 25 ms Stream, throughput grows with concurrency up to 32 and barely beyond.
-DEFAULT_CONCURRENCY = 32
+# 25 ms Stream, throughput grows with concurrency up to 64 and not beyond.
+DEFAULT_CONCURRENCY = 64
 # Half of each endpoint's limit, the other half left to the live dual-write.
 DEFAULT_RATE_SHARE = 0.5
 # The phases of a live run, in the order their references need: replies (and quotes) after
@@ -94,8 +94,8 @@ class Summary:
     def ok(self) -> bool:
         return not (self.refused or self.failed or self.interrupted)
 
-    def lines(self) -> list[str]:
-        lines = [f"mirrored: {self.mirrored}", f"already there: {self.already_there}",
+    def lines(self, written: str = "mirrored") -> list[str]:
+        lines = [f"{written}: {self.mirrored}", f"already there: {self.already_there}",
                  f"refused: {self.refused}", f"failed: {self.failed}"]
         if self.done_before:
             lines.append(f"done by an earlier run: {self.done_before}")
@@ -267,6 +267,9 @@ class LiveRun(Run):
                 self.report.failed(Refusal(unit.records[0].line, phase, repr(future.exception())),
                                    len(unit.records))
                 self.options.stop.set()
+            elif future.result() == "not started":
+                slots.release()
+                return
             tracker.done([record.line for record in unit.records])
             slots.release()
             bar.update(len(unit.records))
@@ -359,21 +362,28 @@ class LiveRun(Run):
                     or True)
 
     def _write(self, phase_number: int, unit: Unit) -> str:
-        """Write one unit, with retries; its outcome goes to the summary and the report."""
+        """Write one unit, with retries; its outcome goes to the summary and the report.
+        A unit that had not started when the run was stopped is left for --resume."""
+        if self.options.stop.is_set():
+            return "not started"
         try:
             arrived = retrying(unit.write)
         except (Refused, StreamAPIException, GaveUp) as error:
+            # Refused: this record is wrong, a re-run would not help. Failed: Stream is down, or
+            # refuses our credentials or permissions (401, 403): --resume retries it.
+            failed = isinstance(error, GaveUp) or (isinstance(error, StreamAPIException)
+                                                   and error.status_code in (401, 403))
             reason = str(error) if isinstance(error, (Refused, GaveUp)) else f"Stream refused it: {describe(error)}"
             for record in unit.records:
                 entry = Refusal(record.line, record.type, reason)
-                if isinstance(error, GaveUp):
+                if failed:
                     self.report.failed(entry)
                     with self._lock:
                         self.checkpoint.failed.add((phase_number, record.line))
                 else:
                     self.report.refused(entry)
-            self._count_failure(isinstance(error, GaveUp))
-            return "failed" if isinstance(error, GaveUp) else "refused"
+            self._count_failure(failed)
+            return "failed" if failed else "refused"
         with self._lock:
             if arrived:
                 self.summary.mirrored += len(unit.records)

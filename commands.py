@@ -61,7 +61,7 @@ def backfill(file: str, check: bool, resume: bool, concurrency: int, rate_share:
             summary = backfill_module.run_live(file, mirror, pacer, options)
     except ValueError as error:  # a checkpoint that does not fit the file
         _finish([f"Cannot resume: {error}"], 2)
-    lines = summary.lines()
+    lines = summary.lines("imported" if via == "import" else "mirrored")
     if pacer.rate_limited or pacer.waited >= 1:
         lines.append(f"paced: waited {pacer.waited:.0f} s for Stream's rate limits ({pacer.rate_limited} 429s)")
     if summary.refused or summary.failed:

@@ -1,7 +1,8 @@
 """Backfill benchmark: throughput against the Stream stand-in at 25 ms a call, and peak memory.
 
-    .venv/bin/python bench/backfill.py                       # the README's numbers
-    .venv/bin/python bench/backfill.py --messages 400 --concurrency 8 32 --memory-lines 0   # a smoke run
+    .venv/bin/python bench/backfill.py --memory-lines 0 --live-memory-lines      # throughput (README)
+    .venv/bin/python bench/backfill.py --concurrency --memory-lines 1000000 --live-memory-lines 20000 100000
+    .venv/bin/python bench/backfill.py --messages 400 --concurrency 8 32 --memory-lines 0 --live-memory-lines
 
 It runs, in one go so that their ratios hold on a noisy machine:
 
@@ -9,7 +10,7 @@ It runs, in one go so that their ratios hold on a noisy machine:
    Procfile starts it (its sync cache warm, so one Stream call each);
 2. `backfill`: `flask --app app backfill FILE --concurrency N` for each N, on a file of that
    many messages in 10 channels, with no rate limit (the tool itself is measured);
-3. memory: the peak resident memory of `flask --app app backfill FILE --check` on a
+3. memory (alone with `--concurrency` and no value): the peak resident memory of `flask --app app backfill FILE --check` on a
    1,000,000-line file, and of live runs over `--live-memory-lines` lines against a stand-in
    without latency, to show what the index and the in-flight window take.
 
@@ -138,7 +139,7 @@ def memory_runs(directory: str, check_lines: int, live_lines: list[int]) -> list
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=3000, help="messages per backfill run")
+    parser.add_argument("--messages", type=int, default=10_000, help="messages per backfill run")
     parser.add_argument("--loop-messages", type=int, default=200, help="messages of the POST /message loop")
     parser.add_argument("--concurrency", type=int, nargs="*", default=[1, 4, 8, 16, 32, 64])
     parser.add_argument("--latency-ms", type=float, default=25)

@@ -7,6 +7,7 @@ Stream is answered by the stand-in's own logic: in memory through requests-mock 
 rate limits and injected failures."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -329,7 +330,7 @@ def test_via_import_uploads_the_file_and_follows_the_task(environ, tmp_path):
         status, output = run_command(app, "backfill", path, "--via", "import")
 
         assert status == 0, output
-        assert "mirrored: 20" in output
+        assert "imported: 20" in output
         calls = [(request["method"], request["path"].split("/")[1]) for request in stand_in.received]
         assert calls[:3] == [("POST", "import_urls"), ("POST", "imports"), ("GET", "imports")]
         [task] = stand_in.state.importer.tasks.values()
@@ -429,3 +430,15 @@ def test_no_progress_bar_when_the_output_is_not_a_terminal(app, stream, tmp_path
     _, output = run_command(app, "backfill", path)
 
     assert "records/s" not in output and "%" not in output
+
+
+def test_wrong_credentials_fail_the_run_and_stop_it(app, stream, tmp_path):
+    path = write_history(tmp_path / "history.jsonl", [user(f"user-{number:03d}") for number in range(60 * 100)])
+    stream.post(re.compile(r".*/users"), status_code=401, json={"code": 5, "message": "api key not valid"})
+
+    status, output = run_command(app, "backfill", path, "--concurrency", "4")
+
+    calls = len(sent(stream, "POST", "/users"))
+    assert status == 130, output  # stopped after 50 failures in a row, resumable
+    assert 50 <= calls <= 50 + 4  # those under way at the stop finish; no other starts
+    assert f"failed: {calls * 100}" in output and "refused: 0" in output
