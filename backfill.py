@@ -139,6 +139,7 @@ class Checkpoint:
         self.file = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
         self.phase, self.done_through, self.failed = 0, 0, set()
         self.parts_done, self.task = 0, None  # an import's parts done, and its task under way
+        self._lock = threading.Lock()  # workers add failed lines while the run saves
 
     def load(self) -> bool:
         """Read the checkpoint of an earlier run of this file; False when there is none."""
@@ -156,8 +157,10 @@ class Checkpoint:
         return True
 
     def save(self) -> None:
+        with self._lock:
+            failed = sorted(self.failed)
         state = {"file": self.file, "via": self.via, "phase": self.phase, "done_through": self.done_through,
-                 "failed": sorted(self.failed), "parts_done": self.parts_done, "task": self.task}
+                 "failed": failed, "parts_done": self.parts_done, "task": self.task}
         temporary = f"{self.path}.tmp"
         with open(temporary, "w") as file:
             json.dump(state, file)
@@ -167,6 +170,13 @@ class Checkpoint:
         if (phase, line) in self.failed:
             return False
         return phase < self.phase or (phase == self.phase and line <= self.done_through)
+
+    def set_failed(self, phase: int, line: int, failed: bool) -> None:
+        with self._lock:
+            if failed:
+                self.failed.add((phase, line))
+            else:
+                self.failed.discard((phase, line))
 
 
 class Tracker:
@@ -256,9 +266,7 @@ class LiveRun(Run):
         current = checkpoint.phase == number
         tracker = Tracker(checkpoint.done_through if current else 0)
         slots = threading.BoundedSemaphore(self.options.concurrency * 2)  # bounds what is read ahead
-        total = index.counts["message"] - index.replies_count if phase == "message" else (
-            index.replies_count if phase == "reply" else index.counts[phase])
-        bar = tqdm(total=total, desc=f"{phase}s", unit=" records", disable=self._quiet(),
+        bar = tqdm(total=phase_size(index, phase), desc=f"{phase}s", unit=" records", disable=self._quiet(),
                    dynamic_ncols=True)
         saved_at = time.monotonic()
 
@@ -284,16 +292,21 @@ class LiveRun(Run):
                     future = pool.submit(self._write, number, unit)
                     future.add_done_callback(lambda done, unit=unit: finished(unit, done))
                     if time.monotonic() - saved_at > 1:
-                        if current:
-                            checkpoint.done_through = tracker.done_through
-                        checkpoint.save()
+                        self._save(tracker if current else None, bar)
                         saved_at = time.monotonic()
-                        rate = self.pacer.allowed_rate()
-                        bar.set_postfix_str(f"allowed {rate:.0f}/s" if rate else "", refresh=False)
         finally:  # on Ctrl-C too
             if current:
                 checkpoint.done_through = tracker.done_through
             bar.close()
+
+    def _save(self, tracker: Tracker | None, bar) -> None:
+        """Checkpoint what is done (`tracker`: the current phase's mark), and show the rate the
+        pacer allows."""
+        if tracker is not None:
+            self.checkpoint.done_through = tracker.done_through
+        self.checkpoint.save()
+        rate = self.pacer.allowed_rate()
+        bar.set_postfix_str(f"allowed {rate:.0f}/s" if rate else "", refresh=False)
 
     def _units(self, index, phase: str, number: int, tracker: Tracker, bar) -> Iterator[Unit]:
         """The phase's records, grouped in Stream's batch sizes; those done before skipped."""
@@ -309,7 +322,7 @@ class LiveRun(Run):
                     self.summary.done_before += 1
                     bar.update(1)
                     continue
-                self.checkpoint.failed.discard((number, record.line))
+                self.checkpoint.set_failed(number, record.line, False)
                 tracker.read(record.line)
                 yield record
         if phase == "user":
@@ -378,8 +391,7 @@ class LiveRun(Run):
                 entry = Refusal(record.line, record.type, reason)
                 if failed:
                     self.report.failed(entry)
-                    with self._lock:
-                        self.checkpoint.failed.add((phase_number, record.line))
+                    self.checkpoint.set_failed(phase_number, record.line, True)
                 else:
                     self.report.refused(entry)
             self._count_failure(failed)
@@ -411,6 +423,12 @@ def refuse_distinct() -> bool:
     # The live API derives a distinct channel's id from its members, and stream-cli another
     # way: the file's references to it cannot be followed over the live API.
     raise Refused("distinct channels (addressed by member ids) are imported by --via import only")
+
+
+def phase_size(index: import_file.Index, phase: str) -> int:
+    if phase == "message":
+        return index.counts["message"] - index.replies_count
+    return index.replies_count if phase == "reply" else index.counts[phase]
 
 
 def is_reply(item: dict[str, Any]) -> bool:
