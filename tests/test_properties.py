@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 import payloads
 from app import create_app
 from conftest import stream_stand_in
-from examples import API_KEY, API_SECRET, CHANNEL_BODY, MESSAGE_BODY, sign, webhook_event
+from examples import API_KEY, API_SECRET, CHANNEL_BODY, MESSAGE_BODY, PRIMARY_SYNC_SECRET, sign, webhook_event
 from test_contract import load_spec, off_spec
 
 json_values = st.recursive(
@@ -165,5 +165,6 @@ def jwt_app(tmp_path_factory):
         _jwt_app.append(create_app({
             "STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, "TOKEN_AUTH": "jwt",
             "AUTH_JWT_SECRET": "session-secret-" + "q" * 32, "SYNC_API_TOKEN": "sync-token-" + "w" * 32,
+            "PRIMARY_SYNC_SECRET": PRIMARY_SYNC_SECRET,
             "WEBHOOK_DB": str(tmp_path_factory.mktemp("db") / "webhooks.sqlite3")}))
     return _jwt_app[0]

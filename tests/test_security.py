@@ -13,7 +13,7 @@ import requests
 
 from app import create_app
 from conftest import STREAM_URL
-from examples import API_SECRET, CHANNEL_BODY, MESSAGE_BODY, sign, webhook_event
+from examples import API_SECRET, CHANNEL_BODY, MESSAGE_BODY, PRIMARY_SYNC_SECRET, sign, webhook_event
 from test_settings import ROOT
 
 SESSION_SECRET = "the-app-session-secret-" + "k" * 32
@@ -30,7 +30,8 @@ def bearer(token):
 
 @pytest.fixture
 def jwt_environ(environ):
-    return {**environ, "TOKEN_AUTH": "jwt", "AUTH_JWT_SECRET": SESSION_SECRET, "SYNC_API_TOKEN": SYNC_TOKEN}
+    return {**environ, "TOKEN_AUTH": "jwt", "AUTH_JWT_SECRET": SESSION_SECRET, "SYNC_API_TOKEN": SYNC_TOKEN,
+            "PRIMARY_SYNC_SECRET": PRIMARY_SYNC_SECRET}
 
 
 @pytest.fixture
