@@ -110,9 +110,12 @@ class Handover:
                 answer = self.session.post(self.primary_url, data=body.encode(), timeout=self.timeout,
                                            headers=self.headers(delivery_id, body), allow_redirects=False)
             except requests.RequestException as error:
-                problem = (f"did not answer within {self.timeout:g} s" if cutoff.expired
-                           else f"could not be reached: {type(error).__name__}")
-                raise PrimarySyncFailed(f"the primary system {problem}") from None
+                answer, problem = None, f"could not be reached: {type(error).__name__}"
+        # Checked first: an answer cut off after its status line can still parse as a 200.
+        if cutoff.expired:
+            raise PrimarySyncFailed(f"the primary system did not answer within {self.timeout:g} s")
+        if answer is None:
+            raise PrimarySyncFailed(f"the primary system {problem}")
         if not 200 <= answer.status_code < 300:
             raise PrimarySyncFailed(f"the primary system answered HTTP {answer.status_code}")
         return "forwarded"
