@@ -80,18 +80,34 @@ class Handover:
         if self.is_stale(event):
             return "stale"
         digest = hashlib.sha256(signed_body).hexdigest()
-        keys = [f"body:{digest}"] + ([f"id:{webhook_id}"] if webhook_id else [])
-        claims = self._claim_all(keys)
-        if claims is None:
+        claim = self.store.claim(f"body:{digest}")
+        if claim.outcome is Claim.DONE:
             return "duplicate"
+        if claim.outcome is Claim.BUSY:
+            raise DeliveryBusy(digest)
+        claims = [(f"body:{digest}", claim.token)]
         try:
-            # Without Stream's id, the body's digest is the id the primary dedupes on.
-            outcome = handler(event, webhook_id or f"sha256-{digest}")
+            outcome = handler(event, self._delivery_id(webhook_id, digest, claims))
         except BaseException:
             self._release_all(claims)  # so that Stream's retry can succeed
             raise
         self._complete_all(claims)
         return outcome
+
+    def _delivery_id(self, webhook_id: str | None, digest: str, claims: list[tuple[str, str]]) -> str:
+        """The id the primary dedupes on: Stream's `X-Webhook-Id`, claimed too, so that a copy in
+        flight on another worker is a 503. The header is not signed: an id already handed over
+        with another body was borrowed by a replay, and is not reused, or the primary would take
+        this event for that one. Without an id, the body's digest is the id."""
+        if webhook_id is None:
+            return f"sha256-{digest}"
+        claim = self.store.claim(f"id:{webhook_id}")
+        if claim.outcome is Claim.BUSY:
+            raise DeliveryBusy(webhook_id)
+        if claim.outcome is Claim.DONE:
+            return f"{webhook_id}.sha256-{digest}"
+        claims.append((f"id:{webhook_id}", claim.token))
+        return webhook_id
 
     def is_stale(self, event: dict[str, Any]) -> bool:
         """Older than `max_event_age`: past Stream's retries, so a replay. Events without a
@@ -137,25 +153,6 @@ class Handover:
         return self.forward(event, delivery_id)
 
     # --- Claims ---------------------------------------------------------------------------
-
-    def _claim_all(self, keys: list[str]) -> list[tuple[str, str]] | None:
-        """Claim every key, or none: None when one was handed over already; DeliveryBusy when
-        one is being handed over now."""
-        claims: list[tuple[str, str]] = []
-        try:
-            for key in keys:
-                claim = self.store.claim(key)
-                if claim.outcome is Claim.DONE:
-                    self._release_all(claims)
-                    return None
-                if claim.outcome is Claim.BUSY:
-                    raise DeliveryBusy(key)
-                claims.append((key, claim.token))
-        except BaseException:
-            with suppress(StoreUnavailable):
-                self._release_all(claims)
-            raise
-        return claims
 
     def _release_all(self, claims: list[tuple[str, str]]) -> None:
         for key, token in claims:

@@ -212,6 +212,20 @@ def test_signed_body_replayed_under_another_id_or_none_is_not_forwarded_again(cl
     assert [entry["webhook_id"] for entry in primary.received] == ["wh-original"]
 
 
+def test_an_id_borrowed_by_a_replay_is_not_reused_for_the_real_event(client, primary):
+    seen, later = webhook_event(message={"id": "m-seen"}), webhook_event(message={"id": "m-later"})
+    primary.status = 500
+    deliver(client, seen, webhook_id="wh-seen")  # failed: not handed over yet
+    primary.status = 200
+
+    replay = deliver(client, seen, webhook_id="wh-later")  # the attacker saw wh-later too
+    real = deliver(client, later, webhook_id="wh-later")
+
+    assert [replay.get_json()["outcome"], real.get_json()["outcome"]] == ["forwarded", "forwarded"]
+    ids = [entry["webhook_id"] for entry in primary.accepted()]
+    assert ids == ["wh-later", f"wh-later.sha256-{hashlib.sha256(later).hexdigest()}"]
+
+
 def test_a_failed_hand_over_frees_the_body_for_a_retry_under_another_id(client, primary):
     body = webhook_event()
     primary.status = 500
