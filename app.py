@@ -739,7 +739,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     if app_settings.trusted_proxy_count:
         # The client's address as the nearest of those proxies saw it; the header is never
         # believed by default, since any client can send it.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app_settings.trusted_proxy_count)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app_settings.trusted_proxy_count, x_proto=0)
     # "//" in a path is a 404 like any unknown path, not a redirect: Flask answers routing
     # redirects itself, in HTML, past every error handler.
     app.url_map.merge_slashes = False
