@@ -96,7 +96,7 @@ class Settings:
     webhook_db: str
     redis_url: str | None  # set: webhook deliveries are deduplicated in Redis, not SQLite
     primary_sync_secret: str | None  # set: hand-overs are signed the Standard Webhooks way
-    webhook_allowed_ips: tuple | None  # networks allowed to call the webhook; None: any
+    webhook_allowed_ips: "Networks | None"  # who may call the webhook; None: anyone
     trusted_proxy_count: int  # proxies whose X-Forwarded-For is believed; 0: none
 
     @classmethod
@@ -182,7 +182,10 @@ class Settings:
         return problems
 
 
-def _networks(raw: str, problems: list[str]) -> tuple | None:
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
+def _networks(raw: str, problems: list[str]) -> Networks | None:
     """A comma-separated list of addresses and CIDR ranges (`203.0.113.7, 2001:db8::/32`), or
     None when it is empty: then any address may call."""
     networks = []
