@@ -35,15 +35,20 @@ MAX_MEMBERS = 1000
 # `teams`, `banned`, ...) would let any caller change a user's permissions in Stream.
 USER_FIELDS = ("name", "image")
 
-# Message fields Stream gives a meaning to (MessageRequest and MessageResponse): an update
-# may set `text` and custom fields, not these.
+# Message fields Stream gives a meaning to (every property of MessageRequest and
+# MessageResponse in Stream's spec but `text`), and the mirror's own origin mark
+# (mirror.ORIGIN_FIELD, which a caller must not forge): an update may set `text` and custom
+# fields, not these.
 RESERVED_MESSAGE_FIELDS = frozenset({
-    "attachments", "cid", "command", "created_at", "custom", "deleted_at", "html", "i18n", "id",
-    "latest_reactions", "mentioned_channel", "mentioned_users", "mml", "own_reactions",
-    "parent_id", "pin_expires", "pinned", "pinned_at", "pinned_by", "poll", "poll_id",
-    "quoted_message", "quoted_message_id", "reaction_counts", "reaction_scores", "reply_count",
-    "restricted_visibility", "shadowed", "shared_location", "show_in_channel", "silent",
-    "thread_participants", "type", "updated_at", "user", "user_id",
+    "attachments", "cid", "command", "created_at", "custom", "deleted_at", "deleted_for_me",
+    "deleted_reply_count", "draft", "html", "i18n", "id", "image_labels", "latest_reactions",
+    "member", "mentioned_channel", "mentioned_group_ids", "mentioned_groups", "mentioned_here",
+    "mentioned_roles", "mentioned_users", "message_text_updated_at", "mml", "moderation",
+    "own_reactions", "parent_id", "pin_expires", "pinned", "pinned_at", "pinned_by", "poll",
+    "poll_id", "primary_origin", "quoted_message", "quoted_message_id", "reaction_counts",
+    "reaction_groups", "reaction_scores", "reminder", "reply_count", "restricted_visibility",
+    "shadowed", "shared_location", "show_in_channel", "silent", "thread_participants", "type",
+    "updated_at", "user", "user_id",
 })
 
 # Fields of Stream's ChannelInput, and the channel's read-only fields: these are not
