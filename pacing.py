@@ -139,21 +139,28 @@ def is_retryable(error: Exception) -> bool:
 
 
 def retrying(call: Callable[[], T], attempts: int = 8, base_delay: float = 0.2, max_delay: float = 10,
-             sleep: Callable[[float], None] = time.sleep) -> T:
+             sleep: Callable[[float], None] = time.sleep, max_rate_limited: int = 100) -> T:
     """`call()`, retried on retryable errors with exponential backoff and full jitter.
 
-    A 429 is retried too: the pacer has already paused the run until Stream's window resets,
-    so the retry waits for that, not for the backoff alone."""
-    for attempt in range(attempts):
+    A 429 is retried too, without using up an attempt (up to `max_rate_limited` of them): the
+    pacer has already paused the run until Stream's window resets, so a rate limit slows the
+    record down instead of failing it."""
+    failures = rate_limited = 0
+    while True:
         try:
             return call()
         except Exception as error:
             if not is_retryable(error):
                 raise
-            if attempt == attempts - 1:
+            if isinstance(error, StreamAPIException) and error.status_code == 429:
+                rate_limited += 1
+                if rate_limited > max_rate_limited:
+                    raise GaveUp(describe(error)) from error
+                continue
+            failures += 1
+            if failures == attempts:
                 raise GaveUp(describe(error)) from error
-            sleep(random.uniform(0, min(max_delay, base_delay * 2 ** attempt)))
-    raise AssertionError("unreachable")
+            sleep(random.uniform(0, min(max_delay, base_delay * 2 ** (failures - 1))))
 
 
 def describe(error: Exception) -> str:

@@ -17,10 +17,13 @@ from pathlib import Path
 
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings, strategies as st
 from stream_chat.base.exceptions import StreamAPIException
 
 import backfill
 from app import create_app
+from backfill import Tracker
+from conftest import stream_stand_in
 from examples import API_SECRET, origin_mark
 from history import (EXAMPLE, channel, member, message, read_jsonl, run_command, small_history, stand_in_over_http,
                      user, write_history)
@@ -42,7 +45,7 @@ def live_run(app, path, **options):
     client = paced_client(settings.stream_api_key, settings.stream_api_secret, settings.stream_chat_url,
                           settings.stream_timeout, pacer, 8)
     mirror = app.extensions["mirror"].with_client(client)
-    return backfill.run_live(str(path), mirror, pacer, backfill.Options(concurrency=8, **options))
+    return backfill.run_live(str(path), mirror, pacer, backfill.Options(**{"concurrency": 8, **options}))
 
 
 # --- The file: checked as stream-cli's validate-import checks it ---------------------------
@@ -302,6 +305,30 @@ def test_retrying_retries_5xx_429_and_timeouts_but_not_refusals():
         retrying(lambda: (_ for _ in ()).throw(requests.Timeout()), attempts=3, sleep=lambda s: None)
 
 
+def test_wrong_credentials_fail_the_run_and_stop_it(app, stream, tmp_path):
+    path = write_history(tmp_path / "history.jsonl", [user(f"user-{number:03d}") for number in range(60 * 100)])
+    stream.post(re.compile(r".*/users"), status_code=401, json={"code": 5, "message": "api key not valid"})
+
+    status, output = run_command(app, "backfill", path, "--concurrency", "4")
+
+    calls = len(sent(stream, "POST", "/users"))
+    assert status == 130, output  # stopped after 50 failures in a row, resumable
+    assert 50 <= calls <= 50 + 4  # those under way at the stop finish; no other starts
+    assert f"failed: {calls * 100}" in output and "refused: 0" in output
+
+
+def test_429s_do_not_use_up_the_attempts():
+    answers = iter([StreamAPIException("{}", 429)] * 20 + [StreamAPIException("{}", 503), "done"])
+
+    def call():
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert retrying(call, attempts=2, sleep=lambda seconds: None) == "done"
+
+
 def app_for(url, environ, **settings):
     return create_app({**environ, "STREAM_CHAT_URL": url, **settings})
 
@@ -432,13 +459,46 @@ def test_no_progress_bar_when_the_output_is_not_a_terminal(app, stream, tmp_path
     assert "records/s" not in output and "%" not in output
 
 
-def test_wrong_credentials_fail_the_run_and_stop_it(app, stream, tmp_path):
-    path = write_history(tmp_path / "history.jsonl", [user(f"user-{number:03d}") for number in range(60 * 100)])
-    stream.post(re.compile(r".*/users"), status_code=401, json={"code": 5, "message": "api key not valid"})
 
-    status, output = run_command(app, "backfill", path, "--concurrency", "4")
+# --- Over time: any completion order, any stop -------------------------------------------------
 
-    calls = len(sent(stream, "POST", "/users"))
-    assert status == 130, output  # stopped after 50 failures in a row, resumable
-    assert 50 <= calls <= 50 + 4  # those under way at the stop finish; no other starts
-    assert f"failed: {calls * 100}" in output and "refused: 0" in output
+@given(st.permutations(range(1, 31)))
+def test_the_checkpoint_mark_never_passes_a_record_not_done(order):
+    tracker = Tracker(done_through=0)
+    for line in range(1, 31):
+        tracker.read(line)
+    finished: set[int] = set()
+
+    for line in order:
+        tracker.done([line])
+        finished.add(line)
+
+        assert all(done in finished for done in range(1, tracker.done_through + 1))
+        assert tracker.done_through + 1 not in finished or tracker.done_through == 30
+    assert tracker.done_through == 30
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(stop_after=st.integers(min_value=1, max_value=60), concurrency=st.sampled_from([1, 4, 16]))
+def test_stopped_anywhere_then_resumed_every_message_arrives_once(environ, tmp_path_factory, stop_after, concurrency):
+    path = write_history(tmp_path_factory.mktemp("history") / "history.jsonl", small_history(messages=40))
+    app = create_app(environ)  # a process of its own, as each run of the command is
+    with stream_stand_in() as stream:
+        stop = threading.Event()
+        original = stream.stand_in.answer
+
+        def stop_after_calls(*args):
+            if stream.stand_in.calls >= stop_after:
+                stop.set()
+            return original(*args)
+
+        stream.stand_in.answer = stop_after_calls
+        first = live_run(app, path, stop=stop, concurrency=concurrency)
+        stream.stand_in.answer = original
+        second = live_run(app, path, resume=True, concurrency=concurrency)
+
+        sends = [request.json()["message"]["id"] for request in sent(stream, "POST", "/message")]
+        assert second.ok(), second
+        assert sorted(stream.stand_in.state.messages) == [f"m-{number:04d}" for number in range(40)]
+        assert first.mirrored + second.mirrored + second.already_there + second.done_before >= 45
+        assert len(sends) - len(set(sends)) <= 2 * concurrency  # only those under way at the stop are sent again
