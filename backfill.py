@@ -21,7 +21,7 @@ import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import requests
@@ -620,7 +620,3 @@ def check(path: str) -> tuple[Summary, dict[str, int]]:
     finally:
         report.close()
     return summary, valid
-
-
-def summary_dict(summary: Summary) -> dict[str, Any]:
-    return asdict(summary)
