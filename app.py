@@ -16,6 +16,7 @@ Settings come from the environment (or `.env`); `.env.example` lists them all.
 
 import functools
 import hmac
+import inspect
 import json
 import logging
 import math
@@ -24,12 +25,15 @@ import re
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping, NoReturn
 
 import jwt
 import requests
 from dotenv import load_dotenv
-from flask import Blueprint, Flask, abort, current_app, g, has_app_context, jsonify, request
+import flask_swagger_ui
+from flask import (Blueprint, Flask, abort, current_app, g, has_app_context, jsonify, render_template, request,
+                   send_from_directory)
 from flask_cors import CORS
 from stream_chat import StreamChat
 from stream_chat.base.exceptions import InvalidWebhookError, StreamAPIException
@@ -37,7 +41,7 @@ from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, Unauthorized
 
 import handover as handover_module
-import payloads
+import models
 import stream_errors
 from handover import DeliveryBusy, Handover, PrimarySyncFailed
 from mirror import Mirror
@@ -247,6 +251,12 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+def hard_flag() -> bool:
+    """`?hard=true` (or false, 1, 0); absent is false."""
+    flag = request.args.get("hard")
+    return flag is not None and models.validated(models.Flag, flag, "hard")
+
+
 def bearer_token() -> str | None:
     """The token of an `Authorization: Bearer <token>` header, if there is one."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -279,8 +289,8 @@ def session_user() -> str:
     except jwt.InvalidTokenError as error:
         unauthorized(f"The session JWT is not valid: {error}.")
     try:
-        return payloads.user_id(claims["sub"], "sub")
-    except payloads.InvalidPayload:
+        return models.validated(models.UserId, claims["sub"], "sub")
+    except models.InvalidRequest:
         abort(403, description="The session JWT's sub is not a Stream user id.")
 
 
@@ -331,10 +341,10 @@ def generate_token():
         # caller before issuing a token.
         user_id = session_user()
         body = json_body() if request.get_data() else {}
-        if body.get("user_id") is not None and payloads.token_request(body) != user_id:
+        if body.get("user_id") is not None and models.validated(models.TokenRequest, body).user_id != user_id:
             abort(403, description="user_id is not the user of the session JWT.")
     else:
-        user_id = payloads.token_request(json_body())
+        user_id = models.validated(models.TokenRequest, json_body()).user_id
     now = int(time.time())
     token = stream().create_token(user_id, exp=now + settings().token_ttl_seconds,
                                   iat=now - TOKEN_IAT_LEEWAY_SECONDS)
@@ -352,7 +362,7 @@ def sync_channel():
     Response: 200 with Stream's channel state (`channel`, `members`, ...) and its `cid`.
     Errors: 400 for an invalid body; Stream's 4xx pass through, other Stream failures are 502/504.
     """
-    sync = payloads.channel_sync(json_body())
+    sync = models.validated(models.ChannelRequest, json_body()).sync()
     channel, state = mirror().sync_channel(sync)
     return {**state, "cid": channel.cid}
 
@@ -367,7 +377,7 @@ def sync_message():
     Response: 200 `{"message": {...}, "cid"}`; a retry with an id Stream already has answers
     the stored message. Errors as for `/channel`.
     """
-    sync = payloads.message_sync(json_body())
+    sync = models.validated(models.MessageRequest, json_body()).sync()
     channel, sent = mirror().sync_message(sync)
     return {**sent, "cid": channel.cid}
 
@@ -380,8 +390,8 @@ def update_message(message_id: str):
     Request: `{"message": {"text": "...", ...custom fields}, "user": {"id": "..."}}`.
     Response: 200 `{"message": {...}}`, the updated message. 404 for an unknown id.
     """
-    message_id = payloads.message_id(message_id)
-    update = payloads.message_update(json_body())
+    message_id = models.validated(models.MessageId, message_id, "message id")
+    update = models.validated(models.MessageUpdateRequest, json_body()).update()
     return mirror().update_message(message_id, update.fields, update.user_id)
 
 
@@ -393,8 +403,8 @@ def delete_message(message_id: str):
     Response: 200 `{"message": {...}}`; 200 with `"already_deleted": true` when Stream no longer
     has it, so a retried delete succeeds.
     """
-    message_id = payloads.message_id(message_id)
-    hard = payloads.flag(request.args.get("hard"), "hard")
+    message_id = models.validated(models.MessageId, message_id, "message id")
+    hard = hard_flag()
     return mirror().delete_message(message_id, hard)
 
 
@@ -406,9 +416,39 @@ def delete_channel(channel_type: str, channel_id: str):
     Response: 200 with Stream's answer; 200 with `"already_deleted": true` when Stream no
     longer has it. A channel created again after a delete starts empty.
     """
-    channel_type, channel_id = payloads.channel_ref(channel_type, channel_id)
-    hard = payloads.flag(request.args.get("hard"), "hard")
+    channel_type = models.validated(models.ChannelType, channel_type, "channel type")
+    channel_id = models.validated(models.ChannelId, channel_id, "channel id")
+    hard = hard_flag()
     return mirror().delete_channel(channel_type, channel_id, hard)
+
+
+@routes.get("/openapi.json")
+def openapi():
+    """This API's OpenAPI 3.1 document.
+
+    Built from the request models and the route table in models.py, so its constraints are the
+    ones the service enforces. Postman, Insomnia and client generators can import it.
+    """
+    return current_app.extensions["openapi"]
+
+
+# Swagger UI 5 (it renders OpenAPI 3.1), as the flask-swagger-ui package ships it: the page
+# works offline, without a CDN.
+SWAGGER_UI = Path(flask_swagger_ui.__file__).parent / "dist"
+
+
+@routes.get("/docs")
+def docs():
+    """The API reference for people: Swagger UI rendering /openapi.json."""
+    return render_template("docs.html")
+
+
+@routes.get("/docs/<asset>")
+def docs_asset(asset: str):
+    """One of Swagger UI's files that /docs loads."""
+    if asset not in models.DOCS_ASSETS:
+        abort(404, description=f"No such asset: /docs/{asset}.")
+    return send_from_directory(SWAGGER_UI, asset, max_age=24 * 3600)
 
 
 @routes.post("/stream-incoming-wh")
@@ -471,8 +511,8 @@ def http_error(error: HTTPException):
     return response
 
 
-@routes.app_errorhandler(payloads.InvalidPayload)
-def invalid_payload(error: payloads.InvalidPayload):
+@routes.app_errorhandler(models.InvalidRequest)
+def invalid_request(error: models.InvalidRequest):
     return error_response(400, str(error), field=error.field)
 
 
@@ -561,6 +601,9 @@ ROUTE_BODY_CAPS = {
     "stream_backend.delete_message": 1024,  # no body
     "stream_backend.delete_channel": 1024,
     "stream_backend.healthz": 1024,
+    "stream_backend.openapi": 1024,
+    "stream_backend.docs": 1024,
+    "stream_backend.docs_asset": 1024,
 }
 
 
@@ -591,7 +634,8 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     if app_settings.token_auth == "open":
         log.warning("TOKEN_AUTH=open: anyone can get a Stream token for any user. "
                     "For workshops and demos only; see README, 'Running in production'.")
-    app = Flask(__name__)
+    # No /static route: the service has no static files (the docs' assets have their route).
+    app = Flask(__name__, static_folder=None)
     app.config.update(SETTINGS=app_settings, MAX_CONTENT_LENGTH=app_settings.max_body_bytes)
     # One JSON object per line, in debug mode too: the workshop's Android client reads the
     # token answer with readLine().
@@ -607,10 +651,13 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     # redirects itself, in HTML, past every error handler.
     app.url_map.merge_slashes = False
     app.register_blueprint(routes)
+    app.extensions["openapi"] = models.openapi_document(
+        {endpoint.rpartition(".")[2]: inspect.getdoc(view) for endpoint, view in app.view_functions.items()})
     app.before_request(start_request)
     app.after_request(log_access)
     # allow_headers defaults to any, so a preflight for `Content-Type: application/json` passes.
-    CORS(app, resources={BROWSER_ROUTES: {"origins": app_settings.cors_origins}})
+    # X-Request-Id is exposed so that a browser app can read it and quote it in a bug report.
+    CORS(app, resources={BROWSER_ROUTES: {"origins": app_settings.cors_origins}}, expose_headers=["X-Request-Id"])
     return app
 
 
