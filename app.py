@@ -686,6 +686,14 @@ def configure_logging(level: str) -> None:
     writer = LineWriter()
     writer.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=level, handlers=[writer])
+    logging.getLogger("werkzeug").addFilter(skip_request_lines)
+
+
+def skip_request_lines(record: logging.LogRecord) -> bool:
+    """`flask run`'s server (werkzeug) logs every request at INFO, with the line's parts as
+    arguments; our access log already has that line, with the request id. Its other lines
+    (the address it serves on, errors) stay."""
+    return not (record.levelno == logging.INFO and record.args)
 
 
 load_dotenv()

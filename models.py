@@ -439,6 +439,13 @@ SECURITY_SCHEMES = {
                                   "the token is for its `sub`."},
 }
 
+TAGS = {
+    "tokens": "Stream user tokens for your apps.",
+    "mirror": "Dual-write: the primary chat system's users, channels and messages, mirrored into Stream.",
+    "webhook": "Stream's webhook, handed over to the primary system once.",
+    "service": "The service itself: health, this document and its reference page.",
+}
+
 MESSAGE_ID = Parameter("message_id", "path", MessageId)
 HARD = Parameter("hard", "query", Flag, required=False, description="Delete for good.")
 WEBHOOK_HEADERS = (
@@ -491,6 +498,7 @@ def openapi_document(descriptions: dict[str, str] | None = None) -> dict[str, An
                                 "and Stream's webhook. Every answer is JSON and carries `X-Request-Id`; "
                                 "every error is `{\"error\", \"field\"?}`."},
         "servers": [{"url": "/"}],
+        "tags": [{"name": name, "description": description} for name, description in TAGS.items()],
         "paths": paths,
         "components": {
             "schemas": schemas["$defs"],
