@@ -429,7 +429,7 @@ def openapi():
     Built from the request models and the route table in models.py, so its constraints are the
     ones the service enforces. Postman, Insomnia and client generators can import it.
     """
-    return current_app.extensions["openapi"]
+    return current_app.response_class(current_app.extensions["openapi"], mimetype="application/json")
 
 
 # Swagger UI 5 (it renders OpenAPI 3.1), as the flask-swagger-ui package ships it: the page
@@ -651,8 +651,9 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     # redirects itself, in HTML, past every error handler.
     app.url_map.merge_slashes = False
     app.register_blueprint(routes)
-    app.extensions["openapi"] = models.openapi_document(
-        {endpoint.rpartition(".")[2]: inspect.getdoc(view) for endpoint, view in app.view_functions.items()})
+    # Serialized once, in the document's own order ("openapi" first), not sorted as jsonify would.
+    app.extensions["openapi"] = json.dumps(models.openapi_document(
+        {endpoint.rpartition(".")[2]: inspect.getdoc(view) for endpoint, view in app.view_functions.items()}))
     app.before_request(start_request)
     app.after_request(log_access)
     # allow_headers defaults to any, so a preflight for `Content-Type: application/json` passes.

@@ -4,6 +4,7 @@ with the constraints the validation enforces."""
 import copy
 import json
 import re
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -131,3 +132,21 @@ def test_reserved_message_fields_are_those_of_streams_spec():
     stream_fields = {*schemas["MessageRequest"]["properties"], *schemas["MessageResponse"]["properties"]}
 
     assert models.RESERVED_MESSAGE_FIELDS == (stream_fields - {"text"}) | {"primary_origin"}
+
+
+def postman_requests(items):
+    for item in items:
+        yield from postman_requests(item["item"]) if "item" in item else [item["request"]]
+
+
+def test_every_request_of_the_postman_collection_is_a_described_operation(document):
+    collection = json.loads((Path(__file__).resolve().parent.parent / "postman_collection.json").read_text())
+    templates = {(method.upper(), re.compile("/" + re.sub(r"\\{\w+\\}", "[^/]+", re.escape(path.lstrip("/"))) + "$"))
+                 for path, operations in document["paths"].items() for method in operations}
+    called = {(request["method"], "/" + "/".join(request["url"]["path"]).split("?")[0])
+              for request in postman_requests(collection["item"])}
+
+    undescribed = {(method, path) for method, path in called
+                   if not any(method == described and pattern.match(path) for described, pattern in templates)}
+    assert undescribed == set()
+    assert len(called) >= 9
