@@ -14,7 +14,7 @@ app.py, whose docstring becomes the operation's description. No Flask in this mo
 """
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter,
@@ -92,13 +92,10 @@ def json_size(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
-def _within(limit_name: str):
-    def check(value):
-        if json_size(value) > MAX_CUSTOM_DATA_BYTES:
-            raise PydanticCustomError("too_large", f"is over Stream's {{limit}} bytes {limit_name}",
-                                      {"limit": MAX_CUSTOM_DATA_BYTES})
-        return value
-    return AfterValidator(check)
+def _within_custom_data_limit(value: dict) -> dict:
+    if json_size(value) > MAX_CUSTOM_DATA_BYTES:
+        raise PydanticCustomError("too_large", f"is over Stream's {MAX_CUSTOM_DATA_BYTES} bytes of custom data")
+    return value
 
 
 def _not_in(reserved: frozenset, problem: str):
@@ -138,12 +135,13 @@ ChannelId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_CHANNE
                       Field(description="1 to 64 letters, digits, `@`, `!`, `_` or `-`.", examples=["general"])]
 Text = Annotated[str, StringConstraints(pattern=NOT_BLANK_PATTERN),
                  Field(description="Not empty, not only whitespace.")]
-Flag = Annotated[str, StringConstraints(pattern=FLAG_PATTERN), AfterValidator(lambda value: value.lower() in ("true", "1")),
+Flag = Annotated[str, StringConstraints(pattern=FLAG_PATTERN),
+                 AfterValidator(lambda value: value.lower() in ("true", "1")),  # -> bool
                  Field(description="`true` or `false` (any case), `1` or `0`; absent is false.")]
 
 ChannelDataName = Annotated[str, _not_in(RESERVED_CHANNEL_FIELDS, "is a field Stream reserves, not custom data")]
 CustomData = Annotated[
-    dict[ChannelDataName, Any], _within("of custom data"),
+    dict[ChannelDataName, Any], AfterValidator(_within_custom_data_limit),
     Field(description="The channel's custom fields, at most 5 KB as JSON; not Stream's own channel fields.",
           json_schema_extra={"propertyNames": {"not": {"enum": sorted(RESERVED_CHANNEL_FIELDS)}}})]
 MessageFieldName = Annotated[str, _not_in(RESERVED_MESSAGE_FIELDS,
@@ -184,21 +182,23 @@ class ChannelRequest(BaseModel):
     channel: ChannelFields
     members: Members
 
-    def sync(self, creator_ids=()) -> ChannelSync:
-        """The mirror's input, after the rules JSON Schema cannot say. The creator must be one
-        of the members (or of `creator_ids`): Stream needs the creator to exist, and upserting
-        a bare id would wipe their name and image."""
+    def sync(self) -> ChannelSync:
+        """The mirror's input, once the rules JSON Schema cannot say hold."""
+        return self._channel_sync(creators=self.members.keys())
+
+    def _channel_sync(self, creators) -> ChannelSync:
+        """The creator must be one of `creators`, the users the request upserts: Stream needs
+        the creator to exist, and upserting a bare id would wipe their name and image."""
         channel = self.channel
         members = {user_id: _user(fields, user_id, f"members.{_shorten(user_id)}")
                    for user_id, fields in self.members.items()}
         if channel.id is None and len(self.members) > MAX_DISTINCT_MEMBERS:
             raise InvalidRequest("members", f"may name at most {MAX_DISTINCT_MEMBERS} users for a channel "
                                             "without an id, Stream's limit; give the channel an id")
-        if channel.creator_id not in self.members and channel.creator_id not in creator_ids:
+        if channel.creator_id not in creators:
             raise InvalidRequest("channel.creator_id", "must be one of the members (or the message's sender)")
         return ChannelSync(type=channel.type, id=channel.id, creator_id=channel.creator_id,
-                           custom_data=channel.custom_data,
-                           members=members)
+                           custom_data=channel.custom_data, members=members)
 
 
 class NewMessage(BaseModel):
@@ -214,8 +214,8 @@ class MessageRequest(ChannelRequest):
 
     def sync(self) -> MessageSync:
         sender = _user(self.user, self.user.id, "user")
-        return MessageSync(channel=super().sync(creator_ids={self.user.id}), message_id=self.message.id,
-                           text=self.message.text, sender=sender)
+        return MessageSync(channel=self._channel_sync(creators={*self.members, self.user.id}),
+                           message_id=self.message.id, text=self.message.text, sender=sender)
 
 
 class MessageFields(BaseModel):
@@ -227,14 +227,13 @@ class MessageFields(BaseModel):
     text: Text = Field(None, json_schema_extra=_without_default)
 
     @model_validator(mode="after")
-    def some_within_limit(self):
+    def sets_some_fields_within_limit(self):
         fields = self.model_dump(exclude_unset=True)
         if not fields:
             raise PydanticCustomError("no_fields", "must set at least one field")
         custom_data = {name: value for name, value in fields.items() if name != "text"}
         if json_size(custom_data) > MAX_CUSTOM_DATA_BYTES:
-            raise PydanticCustomError("too_large", "has over Stream's {limit} bytes of custom data",
-                                      {"limit": MAX_CUSTOM_DATA_BYTES})
+            raise PydanticCustomError("too_large", f"has over Stream's {MAX_CUSTOM_DATA_BYTES} bytes of custom data")
         return self
 
 
@@ -359,7 +358,7 @@ def validated(kind, value: Any, field: str = ""):
                              _problem(first)) from None
 
 
-_ADAPTERS: dict[int, TypeAdapter] = {}
+_ADAPTERS: dict[int, TypeAdapter] = {}  # by id: the kinds are module-level models and types
 
 
 def _adapter(kind) -> TypeAdapter:
@@ -412,6 +411,7 @@ class Route:
     errors: tuple[int, ...] = ()
     security: tuple[str, ...] = ()
     media_types: tuple[str, ...] = ("application/json",)
+    body_required: bool = True
 
 
 # What each error status means. Stream's own answers about a request pass through.
@@ -458,7 +458,7 @@ DOCS_ASSETS = ("swagger-ui.css", "swagger-ui-bundle.js", "favicon-32x32.png")
 
 ROUTES = (
     Route("POST", "/generate-token", "generate_token", "tokens", TokenAnswer, TokenRequest,
-          errors=(400, 401, 403, 413), security=("sessionJwt",)),
+          errors=(400, 401, 403, 413), security=("sessionJwt",), body_required=False),  # not with a session JWT
     Route("POST", "/channel", "sync_channel", "mirror", ChannelAnswer, ChannelRequest,
           errors=STREAM_ERRORS + (401,), security=SYNC_TOKEN),
     Route("POST", "/message", "sync_message", "mirror", MessageAnswer, MessageRequest,
@@ -523,7 +523,7 @@ def _operation(route: Route, docstring: str) -> dict[str, Any]:
     if route.parameters:
         operation["parameters"] = [_parameter(parameter) for parameter in route.parameters]
     if route.body:
-        operation["requestBody"] = {"required": route.security != ("sessionJwt",),
+        operation["requestBody"] = {"required": route.body_required,
                                     "content": {"application/json": {"schema": _ref(route.body)}}}
     if route.security:
         # Optional: each scheme is required only when the service's settings turn it on.
