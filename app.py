@@ -148,7 +148,7 @@ class Settings:
                 problems.append("SYNC_API_TOKEN must be set with TOKEN_AUTH=jwt: the sync routes must not be open")
         if self.sync_api_token and len(self.sync_api_token) < MIN_SECRET_LENGTH:
             problems.append(f"SYNC_API_TOKEN must be at least {MIN_SECRET_LENGTH} characters "
-                            "(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+                            "(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
         if self.stream_timeout and self.stream_timeout > MAX_STREAM_TIMEOUT_SECONDS:
             problems.append(f"STREAM_CHAT_TIMEOUT must be at most {MAX_STREAM_TIMEOUT_SECONDS} s, "
                             "so that a sync ends inside gunicorn's 30 s worker timeout")
@@ -583,8 +583,9 @@ def unexpected_error(error: Exception):
 
 # --- The application ----------------------------------------------------------------------
 
-# The routes a browser calls, so the ones that answer CORS. The webhook is not among them.
-BROWSER_ROUTES = re.compile(r"/(generate-token|channel|message)(/.*)?$")
+# The routes a browser calls, so the ones that answer CORS, and the API document (for web
+# tools that import it). The webhook is not among them.
+BROWSER_ROUTES = re.compile(r"/(generate-token|channel|message|openapi\.json)(/.*)?$")
 
 
 # An incoming X-Request-Id is kept when it looks like one (a proxy's, a client's); otherwise

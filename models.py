@@ -88,8 +88,9 @@ PATTERN_RULES = {
 
 
 def json_size(value: Any) -> int:
-    """Bytes of `value` as compact UTF-8 JSON, as Stream counts custom data."""
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    """Bytes of `value` as compact UTF-8 JSON, as Stream counts custom data (a lone surrogate,
+    which json_body() refuses, would count 3 rather than fail here)."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode(errors="surrogatepass"))
 
 
 def _within_custom_data_limit(value: dict) -> dict:
@@ -176,8 +177,20 @@ class ChannelFields(BaseModel):
     id: ChannelId | None = Field(None, description="Without it, the distinct channel of its members.")
 
 
+# The reference's own bodies (its Postman collection): the document's examples, which /docs
+# fills in for "Try it out".
+CHANNEL_EXAMPLE = {
+    "channel": {"creator_id": "tommaso", "custom_data": {"title": "Just a test"}},
+    "members": {"tommaso": {"name": "Tommaso", "image": ""}, "thierry": {"name": "Thierry", "image": ""}},
+}
+MESSAGE_EXAMPLE = {"message": {"id": "123-456-789-01234", "text": "hello there!"}, **CHANNEL_EXAMPLE,
+                   "user": {"id": "tommaso", "name": "Tommaso", "image": ""}}
+
+
 class ChannelRequest(BaseModel):
     """`POST /channel`: the channel `type:id` of `members`, created by `creator_id`."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [CHANNEL_EXAMPLE]})
 
     channel: ChannelFields
     members: Members
@@ -208,6 +221,8 @@ class NewMessage(BaseModel):
 
 class MessageRequest(ChannelRequest):
     """`POST /message`: the `/channel` body plus the message and its sender."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [MESSAGE_EXAMPLE]})
 
     message: NewMessage
     user: Sender
@@ -243,6 +258,9 @@ class UserRef(BaseModel):
 
 class MessageUpdateRequest(BaseModel):
     """`PUT /message/<id>`: the fields to set, and by whom."""
+
+    model_config = ConfigDict(json_schema_extra={
+        "examples": [{"message": {"text": "hello again!", "mood": "calm"}, "user": {"id": "tommaso"}}]})
 
     message: MessageFields
     user: UserRef
@@ -344,6 +362,7 @@ PROBLEMS = {
     "too_short": "must not be empty",
     "too_long": "may have at most {max_length} entries",
     "extra_forbidden": "is not accepted here (a user object takes name and image)",
+    "string_unicode": "must be valid Unicode text",
 }
 
 

@@ -59,3 +59,9 @@ def test_browser_can_read_the_request_id(client):
 
     assert "x-request-id" in response.headers["Access-Control-Expose-Headers"].lower()
     assert response.headers["X-Request-Id"]
+
+
+def test_web_tools_can_fetch_the_api_document(client):
+    response = client.get("/openapi.json", headers={"Origin": ORIGIN})
+
+    assert response.headers["Access-Control-Allow-Origin"] in ("*", ORIGIN)

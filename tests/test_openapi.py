@@ -150,3 +150,12 @@ def test_every_request_of_the_postman_collection_is_a_described_operation(docume
                    if not any(method == described and pattern.match(path) for described, pattern in templates)}
     assert undescribed == set()
     assert len(called) >= 9
+
+
+@pytest.mark.parametrize("name", ["ChannelRequest", "MessageRequest", "MessageUpdateRequest"])
+def test_the_documents_examples_are_valid_requests(document, name):
+    """/docs fills them in for "Try it out": they must pass both the document and the service."""
+    schema = refs_to_defs(body_schema(document, name))
+    for example in schema["examples"]:
+        jsonschema.Draft202012Validator(schema).validate(example)
+        models.validated(getattr(models, name), example)
