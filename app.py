@@ -9,6 +9,8 @@ Stream's webhook.
     DELETE /channel/<type>/<id>       delete a channel (?hard=true), repeatable
     POST /stream-incoming-wh  Stream's webhook, signature-checked
     GET  /healthz             liveness, without calling Stream
+    GET  /openapi.json        this API's OpenAPI 3.1 document, built from models.py
+    GET  /docs                its reference page (Swagger UI)
 
 Every failure answers JSON `{"error": "..."}` with a status that says whose fault it is.
 Settings come from the environment (or `.env`); `.env.example` lists them all.
