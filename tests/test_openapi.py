@@ -159,3 +159,15 @@ def test_the_documents_examples_are_valid_requests(document, name):
     for example in schema["examples"]:
         jsonschema.Draft202012Validator(schema).validate(example)
         models.validated(getattr(models, name), example)
+
+
+def test_the_readme_has_a_section_for_every_route_and_no_other(document):
+    """The headings of the README's Routes section name the routes, as `GET /docs/<asset>`."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    routes_section = readme.split("\n## Routes\n")[1].split("\n## ")[0]
+    headings = "\n".join(line for line in routes_section.splitlines() if line.startswith("### "))
+    in_readme = {(method, re.sub(r"<\w+>", "*", path)) for method, path in re.findall(r"`([A-Z]+) (/[^`]*)`", headings)}
+    described = {(method.upper(), re.sub(r"\{\w+\}", "*", path))
+                 for path, operations in document["paths"].items() for method in operations}
+
+    assert in_readme == described
