@@ -361,7 +361,7 @@ PROBLEMS = {
     "string_too_long": "must be at most {max_length} characters",
     "too_short": "must not be empty",
     "too_long": "may have at most {max_length} entries",
-    "extra_forbidden": "is not accepted here (a user object takes name and image)",
+    "extra_forbidden": "is not accepted here (a user object takes name and image)",  # only UserFields refuses
     "string_unicode": "must be valid Unicode text",
 }
 
