@@ -16,9 +16,12 @@ Every failure answers JSON `{"error": "..."}` with a status that says whose faul
 Settings come from the environment (or `.env`); `.env.example` lists them all.
 """
 
+import base64
+import binascii
 import functools
 import hmac
 import inspect
+import ipaddress
 import json
 import logging
 import math
@@ -29,6 +32,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, NoReturn
+from urllib.parse import quote
 
 import jwt
 import requests
@@ -37,15 +41,18 @@ import flask_swagger_ui
 from flask import (Blueprint, Flask, abort, current_app, g, has_app_context, jsonify, render_template, request,
                    send_from_directory)
 from flask_cors import CORS
+from standardwebhooks import Webhook
 from stream_chat import StreamChat
-from stream_chat.base.exceptions import InvalidWebhookError, StreamAPIException
+from stream_chat.base.exceptions import StreamAPIException
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, Unauthorized
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 import handover as handover_module
 import models
 import stream_errors
-from handover import DeliveryBusy, Handover, PrimarySyncFailed
+import webhook_body
+from handover import DeliveryBusy, Handover, PrimarySyncFailed, deadline_session
 from mirror import Mirror
 from sync_cache import SyncCache
 from webhook_store import RedisDeliveryStore, SQLiteDeliveryStore, StoreUnavailable
@@ -63,6 +70,10 @@ STREAM_WEBHOOK_WAIT_SECONDS = 6
 MAX_STREAM_TIMEOUT_SECONDS = 6
 # HS256 keys and shared tokens shorter than the hash are guessable (RFC 7518, section 3.2).
 MIN_SECRET_LENGTH = 32
+# Standard Webhooks secrets are 24 to 64 random bytes, base64 after `whsec_`.
+MIN_SYNC_SECRET_BYTES = 24
+# The project folder: default paths are inside it, whatever the working directory.
+ROOT = Path(__file__).resolve().parent
 
 
 class SettingsError(Exception):
@@ -89,6 +100,9 @@ class Settings:
     primary_sync_timeout: float
     webhook_db: str
     redis_url: str | None  # set: webhook deliveries are deduplicated in Redis, not SQLite
+    primary_sync_secret: str | None  # set: hand-overs are signed the Standard Webhooks way
+    webhook_allowed_ips: tuple | None  # networks allowed to call the webhook; None: any
+    trusted_proxy_count: int  # proxies whose X-Forwarded-For is believed; 0: none
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> "Settings":
@@ -128,8 +142,11 @@ class Settings:
             http_pool_size=number("WEB_THREADS", 8, int),
             primary_sync_url=environ.get("PRIMARY_SYNC_URL") or None,
             primary_sync_timeout=number("PRIMARY_SYNC_TIMEOUT", 4.0, float),
-            webhook_db=environ.get("WEBHOOK_DB") or "var/webhooks.sqlite3",
+            webhook_db=environ.get("WEBHOOK_DB") or str(ROOT / "var" / "webhooks.sqlite3"),
             redis_url=environ.get("REDIS_URL") or None,
+            primary_sync_secret=environ.get("PRIMARY_SYNC_SECRET") or None,
+            webhook_allowed_ips=_networks(environ.get("WEBHOOK_ALLOWED_IPS", ""), problems),
+            trusted_proxy_count=number("TRUSTED_PROXY_COUNT", 0, int, strict=False),
         )
         problems.extend(settings.problems())
         if problems:
@@ -148,6 +165,13 @@ class Settings:
                                 "with TOKEN_AUTH=jwt: the key your app signs its session JWTs with (HS256)")
             if not self.sync_api_token:
                 problems.append("SYNC_API_TOKEN must be set with TOKEN_AUTH=jwt: the sync routes must not be open")
+            if not self.primary_sync_secret:
+                problems.append("PRIMARY_SYNC_SECRET must be set with TOKEN_AUTH=jwt: the primary system "
+                                "must be able to tell our hand-overs from anyone's POST")
+        if self.primary_sync_secret and _sync_secret_bytes(self.primary_sync_secret) < MIN_SYNC_SECRET_BYTES:
+            problems.append(f"PRIMARY_SYNC_SECRET must be 'whsec_' and the base64 of at least "
+                            f"{MIN_SYNC_SECRET_BYTES} random bytes (python -c 'import base64, secrets; "
+                            "print(\"whsec_\" + base64.b64encode(secrets.token_bytes(32)).decode())')")
         if self.sync_api_token and len(self.sync_api_token) < MIN_SECRET_LENGTH:
             problems.append(f"SYNC_API_TOKEN must be at least {MIN_SECRET_LENGTH} characters "
                             "(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
@@ -161,6 +185,28 @@ class Settings:
             problems.append(f"PRIMARY_SYNC_TIMEOUT must be at most {STREAM_WEBHOOK_WAIT_SECONDS - 1} s, "
                             f"inside the {STREAM_WEBHOOK_WAIT_SECONDS} s Stream waits for a webhook answer")
         return problems
+
+
+def _networks(raw: str, problems: list[str]) -> tuple | None:
+    """A comma-separated list of addresses and CIDR ranges (`203.0.113.7, 2001:db8::/32`), or
+    None when it is empty: then any address may call."""
+    networks = []
+    for entry in filter(None, (part.strip() for part in raw.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(entry))
+        except ValueError as error:
+            problems.append(f"WEBHOOK_ALLOWED_IPS: {error}")
+    return tuple(networks) or None
+
+
+def _sync_secret_bytes(secret: str) -> int:
+    """How many bytes a `whsec_<base64>` secret holds; 0 when it is not one."""
+    if not secret.startswith("whsec_"):
+        return 0
+    try:
+        return len(base64.b64decode(secret.removeprefix("whsec_"), validate=True))
+    except binascii.Error:
+        return 0
 
 
 def _origins(raw: str) -> str | list[str]:
@@ -221,14 +267,25 @@ def settings() -> Settings:
 # How long a handed-over delivery id is remembered: Stream retries within 15 s; a day also
 # covers a redelivery by hand, and lets the entries expire so the store stays bounded.
 DELIVERY_MEMORY_SECONDS = 24 * 3600
+# Events older than this (by their `created_at`) are acknowledged and not handed over: far
+# past Stream's 15 s of retries, so a replay. Well inside DELIVERY_MEMORY_SECONDS, so that a
+# replayed body is either remembered or stale.
+MAX_EVENT_AGE_SECONDS = 3600
 
 
 def open_delivery_store(settings: Settings):
-    # A claim outlives the hand-over's timeout by a little: past that, its worker is gone.
+    # A claim outlives the hand-over's deadline (the timeout, for the whole exchange) by a
+    # little: two copies of a delivery are never in flight at once.
     claim_seconds = settings.primary_sync_timeout + 2
     if settings.redis_url:
         return RedisDeliveryStore(settings.redis_url, claim_seconds, DELIVERY_MEMORY_SECONDS)
     return SQLiteDeliveryStore(settings.webhook_db, claim_seconds, DELIVERY_MEMORY_SECONDS)
+
+
+def build_handover(settings: Settings, origin_key: bytes) -> Handover:
+    signer = Webhook(settings.primary_sync_secret) if settings.primary_sync_secret else None
+    return Handover(open_delivery_store(settings), deadline_session(), settings.primary_sync_url,
+                    settings.primary_sync_timeout, origin_key, signer, MAX_EVENT_AGE_SECONDS)
 
 
 def handover() -> Handover:
@@ -246,7 +303,44 @@ def json_body() -> dict[str, Any]:
         abort(400, description="The request body must be JSON.")
     if not isinstance(body, dict):
         abort(400, description="The request body must be a JSON object.")
+    _refuse_unstorable(body)
     return body
+
+
+# Deeper than any real body (custom data included): the SDK and Stream recurse into it.
+MAX_JSON_DEPTH = 32
+# JSON's "\ud800" escapes decode to lone surrogates, which no UTF-8 encoder takes.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _refuse_unstorable(body: dict[str, Any]) -> None:
+    """Refuse what json.loads takes but Stream cannot: nesting deeper than MAX_JSON_DEPTH,
+    lone surrogates, numbers out of a double's range (`1e400` parses to infinity). A 400
+    naming the field, before anything is validated or sent."""
+    pending = [(body, "", 1)]
+    while pending:  # a loop, not recursion: the depth is what is being checked
+        value, path, depth = pending.pop()
+        field = path or "body"
+        if isinstance(value, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                raise models.InvalidRequest(field, f"is nested deeper than {MAX_JSON_DEPTH} levels")
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, child in items:
+                if isinstance(key, str) and LONE_SURROGATE.search(key):
+                    raise models.InvalidRequest(field, "has a key with a lone UTF-16 surrogate (not Unicode text)")
+                child_path = f"{path}[{key}]" if isinstance(value, list) else f"{path}.{key}" if path else key
+                pending.append((child, child_path, depth + 1))
+        elif isinstance(value, str) and LONE_SURROGATE.search(value):
+            raise models.InvalidRequest(field, "has a lone UTF-16 surrogate (not Unicode text)")
+        elif isinstance(value, (int, float)) and not _finite(value):
+            raise models.InvalidRequest(field, "is a number out of range (beyond a double's)")
+
+
+def _finite(number: int | float) -> bool:
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _reject_constant(name: str) -> None:
@@ -275,7 +369,8 @@ def session_user() -> str:
     """The user of the caller's session JWT (TOKEN_AUTH=jwt): its `sub` claim.
 
     The JWT is the app's own, HS256 with AUTH_JWT_SECRET, and must carry `sub` and `exp`;
-    `aud` and `iss` are checked when AUTH_JWT_AUDIENCE and AUTH_JWT_ISSUER are set.
+    `aud` and `iss` are checked when AUTH_JWT_AUDIENCE and AUTH_JWT_ISSUER are set, and a JWT
+    with an `aud` is refused when AUTH_JWT_AUDIENCE is not: it was meant for another service.
     """
     token = bearer_token()
     if token is None:
@@ -284,8 +379,7 @@ def session_user() -> str:
     try:
         claims = jwt.decode(token, config.auth_jwt_secret, algorithms=["HS256"],
                             audience=config.auth_jwt_audience, issuer=config.auth_jwt_issuer,
-                            leeway=TOKEN_IAT_LEEWAY_SECONDS,
-                            options={"require": ["exp", "sub"], "verify_aud": bool(config.auth_jwt_audience)})
+                            leeway=TOKEN_IAT_LEEWAY_SECONDS, options={"require": ["exp", "sub"]})
     except jwt.ExpiredSignatureError:
         unauthorized("The session JWT has expired.")
     except jwt.InvalidTokenError as error:
@@ -461,11 +555,15 @@ def stream_webhook():
     `X-Api-Key` (checked when present), `X-Webhook-Id` (the same on every retry).
     The body may be gzipped. https://getstream.io/chat/docs/python/webhooks_overview/
     Response: 200 `{"received": "<type>", "outcome": "forwarded" | "logged" | "echo" |
-    "duplicate" | "ignored"}`, only once the event is handed over (or was before).
-    Errors: 401 for a missing or wrong signature or another app's key; 400 for a signed body
-    that is not a JSON object with a `type`; 503, which Stream retries, when the primary
-    system did not take the event or another worker is handing it over.
+    "duplicate" | "stale" | "ignored"}`, only once the event is handed over (or was before).
+    Errors: 403 for an address outside WEBHOOK_ALLOWED_IPS; 401 for a missing or wrong
+    signature or another app's key; 413 for a body over MAX_BODY_BYTES, inflated or not; 400
+    for a corrupt gzip body, or a signed body that is not a JSON object with a `type`; 503,
+    which Stream retries, when the primary system did not take the event or another worker
+    is handing it over.
     """
+    if not webhook_caller_allowed():
+        abort(403, description="This address may not call the webhook (WEBHOOK_ALLOWED_IPS).")
     body = request.get_data()  # first, so that an oversized body is a 413 whatever else is wrong
     api_key = request.headers.get("X-Api-Key")
     if api_key is not None and api_key != settings().stream_api_key:
@@ -473,18 +571,16 @@ def stream_webhook():
     signature = request.headers.get("X-Signature")
     if not signature:
         abort(401, description="The X-Signature header is missing.")
+    signed = verified_webhook_body(body, signature)
     try:
-        # Constant-time comparison; inflates gzip bodies, whose signature covers the JSON.
-        event = stream().verify_and_parse_webhook(body, signature)
-    except InvalidWebhookError as error:
-        if str(error) == "signature mismatch":
-            abort(401, description="X-Signature does not match the body.")
-        abort(400, description=f"The webhook body could not be read: {error}.")
+        event = json.loads(signed)
+    except (ValueError, RecursionError):
+        event = None
     if not isinstance(event, dict) or not isinstance(event.get("type"), str):
         abort(400, description="The webhook body must be a JSON object with a 'type'.")
 
     webhook_id = request.headers.get("X-Webhook-Id") or None
-    outcome = handover().handle_once(event, webhook_id)
+    outcome = handover().handle_once(event, webhook_id, signed)
     log.info("webhook %s", json.dumps({
         "outcome": outcome,
         "type": event["type"],
@@ -494,6 +590,38 @@ def stream_webhook():
         "attempt": request.headers.get("X-Webhook-Attempt"),
     }))
     return {"received": event["type"], "outcome": outcome}
+
+
+def verified_webhook_body(body: bytes, signature: str) -> bytes:
+    """The JSON Stream signed: a gzip body inflated, within MAX_BODY_BYTES, before its
+    signature is checked (webhook_body.py). Werkzeug and gunicorn pass a `Content-Encoding:
+    gzip` body through as it came: nothing inflates it before this."""
+    config = settings()
+    try:
+        signed = webhook_body.signed_json(body, request.headers.get("Content-Encoding"), signature,
+                                          config.stream_api_secret, config.max_body_bytes)
+    except webhook_body.BodyTooLarge:
+        raise RequestEntityTooLarge(f"The webhook body inflates to over MAX_BODY_BYTES "
+                                    f"({config.max_body_bytes} bytes).") from None
+    except webhook_body.CorruptBody as error:
+        abort(400, description=f"The webhook body could not be read: {error}.")
+    if signed is None:
+        abort(401, description="X-Signature does not match the body.")
+    return signed
+
+
+def webhook_caller_allowed() -> bool:
+    """Whether the caller's address is in WEBHOOK_ALLOWED_IPS (any address when it is unset).
+    Behind TRUSTED_PROXY_COUNT proxies, ProxyFix has put the address they saw in remote_addr."""
+    allowed = settings().webhook_allowed_ips
+    if allowed is None:
+        return True
+    try:
+        address = ipaddress.ip_address(request.remote_addr or "")
+    except ValueError:
+        return False
+    address = getattr(address, "ipv4_mapped", None) or address  # ::ffff:203.0.113.7 is IPv4
+    return any(address in network for network in allowed)
 
 
 # --- Errors: one place turns every failure into JSON -----------------------------------
@@ -626,9 +754,15 @@ def log_access(response):
     """One line per request: method, path (never the query), status, duration, request id."""
     request_id = g.request_id
     response.headers["X-Request-Id"] = request_id
-    access_log.info("%s %s %s %.1fms %s", request.method, request.path, response.status_code,
-                    (time.perf_counter() - g.started) * 1000, request_id)
+    access_log.info("%s %s %s %.1fms %s", loggable(request.method), loggable(request.path),
+                    response.status_code, (time.perf_counter() - g.started) * 1000, request_id)
     return response
+
+
+def loggable(text: str) -> str:
+    """`text` as it would appear in a URL: percent-encoded, so that a client's `%0a` cannot
+    start a forged log line, nor a space shift the fields."""
+    return quote(text, safe="/!$&'()*+,;=:@~", errors="backslashreplace")
 
 
 def create_app(environ: Mapping[str, str] | None = None) -> Flask:
@@ -647,9 +781,11 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     origin_key = app_settings.stream_api_secret.encode()
     app.extensions["mirror"] = Mirror(app.extensions["stream_chat"], SyncCache(app_settings.sync_cache_size),
                                       origin_key)
-    app.extensions["handover"] = Handover(open_delivery_store(app_settings), requests.Session(),
-                                          app_settings.primary_sync_url, app_settings.primary_sync_timeout,
-                                          origin_key)
+    app.extensions["handover"] = build_handover(app_settings, origin_key)
+    if app_settings.trusted_proxy_count:
+        # The client's address as the nearest of those proxies saw it; the header is never
+        # believed by default, since any client can send it.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app_settings.trusted_proxy_count)
     # "//" in a path is a 404 like any unknown path, not a redirect: Flask answers routing
     # redirects itself, in HTML, past every error handler.
     app.url_map.merge_slashes = False
@@ -687,6 +823,10 @@ class LineWriter(logging.Handler):
 
 def configure_logging(level: str) -> None:
     """The service's log lines (access log included) go to stderr, one line each."""
+    if level.upper() not in logging.getLevelNamesMapping():
+        raise SettingsError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {level!r}. "
+                            "See .env.example for every setting.")
+    level = level.upper()
     writer = LineWriter()
     writer.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=level, handlers=[writer])
@@ -701,8 +841,8 @@ def skip_request_lines(record: logging.LogRecord) -> bool:
 
 
 load_dotenv()
-configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
 try:
+    configure_logging(os.environ.get("LOG_LEVEL") or "INFO")
     app = create_app()
 except SettingsError as error:
     print(f"Cannot start: {error}", file=sys.stderr)

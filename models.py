@@ -52,7 +52,7 @@ MAX_DISTINCT_MEMBERS = 100
 MAX_MEMBERS = 1000
 
 # Message fields Stream gives a meaning to: the properties of MessageRequest and MessageResponse
-# in Stream's spec (tests/test_openapi.py checks this against it), and the mirror's own mark.
+# in Stream's spec (tests/test_security.py checks this against it), and the mirror's own mark.
 # An update may set `text` and custom fields, not these.
 RESERVED_MESSAGE_FIELDS = frozenset({
     "attachments", "cid", "command", "created_at", "custom", "deleted_at", "deleted_for_me",
@@ -317,7 +317,7 @@ class Deleted(Answer):
 
 class WebhookAnswer(Answer):
     received: str = Field(description="The event's type.")
-    outcome: Literal["forwarded", "logged", "echo", "duplicate", "ignored"]
+    outcome: Literal["forwarded", "logged", "echo", "duplicate", "stale", "ignored"]
 
 
 class Health(Answer):
@@ -437,7 +437,8 @@ class Route:
 ERRORS = {
     400: "Invalid request: not a JSON object, or a field is wrong (`field` names it); or Stream's 400.",
     401: "A bearer token or webhook signature is missing or wrong (`WWW-Authenticate: Bearer`).",
-    403: "With TOKEN_AUTH=jwt: a token asked for another user than the session JWT's.",
+    403: "A token asked for another user than the session JWT's (TOKEN_AUTH=jwt); a webhook caller "
+         "outside WEBHOOK_ALLOWED_IPS.",
     404: "Stream has no such message or channel, or no such asset.",
     409: "Stream's 409, passed through.",
     413: "The body is over this route's cap.",
@@ -472,6 +473,8 @@ WEBHOOK_HEADERS = (
     Parameter("X-Api-Key", "header", str, required=False, description="Checked against STREAM_API_KEY when present."),
     Parameter("X-Webhook-Id", "header", str, required=False, description="The same on every retry of a delivery."),
     Parameter("X-Webhook-Attempt", "header", str, required=False, description="1, 2 or 3; logged."),
+    Parameter("Content-Encoding", "header", Literal["gzip"], required=False,
+              description="`gzip`: the body is inflated, within MAX_BODY_BYTES, before its signature is checked."),
 )
 DOCS_ASSETS = ("swagger-ui.css", "swagger-ui-bundle.js", "favicon-32x32.png")
 
@@ -490,7 +493,7 @@ ROUTES = (
           (Parameter("channel_type", "path", ChannelType), Parameter("channel_id", "path", ChannelId), HARD),
           errors=STREAM_ERRORS + (401,), security=SYNC_TOKEN),
     Route("POST", "/stream-incoming-wh", "stream_webhook", "webhook", WebhookAnswer, WebhookEvent,
-          WEBHOOK_HEADERS, errors=(400, 401, 413, 503)),
+          WEBHOOK_HEADERS, errors=(400, 401, 403, 413, 503)),
     Route("GET", "/healthz", "healthz", "service", Health),
     Route("GET", "/openapi.json", "openapi", "service"),
     Route("GET", "/docs", "docs", "service", media_types=("text/html",)),
