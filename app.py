@@ -170,7 +170,7 @@ class Settings:
                                 "must be able to tell our hand-overs from anyone's POST")
         if self.primary_sync_secret and _sync_secret_bytes(self.primary_sync_secret) < MIN_SYNC_SECRET_BYTES:
             problems.append(f"PRIMARY_SYNC_SECRET must be 'whsec_' and the base64 of at least "
-                            f"{MIN_SYNC_SECRET_BYTES} random bytes (python -c 'import base64, secrets; "
+                            f"{MIN_SYNC_SECRET_BYTES} random bytes (python3 -c 'import base64, secrets; "
                             "print(\"whsec_\" + base64.b64encode(secrets.token_bytes(32)).decode())')")
         if self.sync_api_token and len(self.sync_api_token) < MIN_SECRET_LENGTH:
             problems.append(f"SYNC_API_TOKEN must be at least {MIN_SECRET_LENGTH} characters "
