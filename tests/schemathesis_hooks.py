@@ -3,6 +3,7 @@
 - A channel's creator must be one of its members (or, for `/message`, the sender).
 - A webhook delivery is signed with the API secret and names this app's key, as Stream's are
   (gzipped when the case says so).
+- With TOKEN_AUTH=jwt, a caller sends a bearer: SYNC_API_TOKEN, or a session JWT for a token.
 
 The service's settings come from the environment the run shares with it.
 """
@@ -12,7 +13,9 @@ import hashlib
 import hmac
 import json
 import os
+import time
 
+import jwt
 import schemathesis
 
 
@@ -29,10 +32,29 @@ def map_body(context, body):
 
 @schemathesis.hook
 def before_call(context, case, kwargs):
+    if case.operation.path == "/stream-incoming-wh":
+        sign_webhook(case)
+    elif os.environ.get("TOKEN_AUTH") == "jwt":
+        send_bearer(case)
+
+
+def send_bearer(case):
+    """With TOKEN_AUTH=jwt: the sync routes' SYNC_API_TOKEN, and for a token, a session JWT
+    whose user is the one the body asks for (any other is a 403, by design)."""
+    if case.operation.path == "/generate-token":
+        user_id = case.body.get("user_id") if isinstance(case.body, dict) else None
+        claims = {"sub": user_id if isinstance(user_id, str) else "tommaso", "exp": int(time.time()) + 600}
+        token = jwt.encode(claims, os.environ["AUTH_JWT_SECRET"], algorithm="HS256")
+    else:
+        token = os.environ["SYNC_API_TOKEN"]
+    case.headers = {**(case.headers or {}), "Authorization": f"Bearer {token}"}
+
+
+def sign_webhook(case):
     """Sign the webhook's body as Stream does: X-Signature is the hex HMAC-SHA256 of the JSON
     bytes (gzipped after signing when the case says `Content-Encoding: gzip`), so the body is
     serialized here and sent as it is."""
-    if case.operation.path != "/stream-incoming-wh" or not isinstance(case.body, dict):
+    if not isinstance(case.body, dict):
         return
     raw = json.dumps(case.body).encode()
     headers = {**(case.headers or {}), "X-Api-Key": os.environ["STREAM_API_KEY"],
