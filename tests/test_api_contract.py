@@ -41,7 +41,7 @@ def test_schemathesis_finds_no_failure_and_no_warning(tmp_path, mode):
                  "--report", "junit,ndjson", "--report-dir", str(tmp_path / "report")],
                 env={**os.environ, **env, "SCHEMATHESIS_HOOKS": "schemathesis_hooks", "PYTHONPATH": str(TESTS),
                      "NO_COLOR": "1"},
-                capture_output=True, text=True, timeout=300)
+                cwd=tmp_path, capture_output=True, text=True, timeout=300)  # its cache goes there too
 
     print(result.stdout[-3000:])
     assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]

@@ -18,7 +18,9 @@ from test_contract import load_spec, off_spec
 
 # Lone UTF-16 surrogates ("\ud800" in JSON), which no UTF-8 encoder takes, and integers past a
 # double's range: JSON parses both, Stream cannot store either.
-lone_surrogates = st.text(st.characters(categories=["Cs"]), min_size=1, max_size=3)
+# A high surrogate followed by a low one is a pair, which JSON decodes to one valid character.
+lone_surrogates = st.text(st.characters(categories=["Cs"]), min_size=1, max_size=3).filter(
+    lambda text: not re.search("[\ud800-\udbff][\udc00-\udfff]", text))
 huge_integers = st.integers(min_value=10 ** 308, max_value=10 ** 400) | st.integers(max_value=-10 ** 309)
 
 json_values = st.recursive(
