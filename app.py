@@ -101,7 +101,7 @@ class Settings:
     webhook_db: str
     redis_url: str | None  # set: webhook deliveries are deduplicated in Redis, not SQLite
     primary_sync_secret: str | None  # set: hand-overs are signed the Standard Webhooks way
-    webhook_allowed_ips: tuple | None  # networks allowed to call the webhook; None: any
+    webhook_allowed_ips: "Networks | None"  # who may call the webhook; None: anyone
     trusted_proxy_count: int  # proxies whose X-Forwarded-For is believed; 0: none
 
     @classmethod
@@ -187,7 +187,10 @@ class Settings:
         return problems
 
 
-def _networks(raw: str, problems: list[str]) -> tuple | None:
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
+def _networks(raw: str, problems: list[str]) -> Networks | None:
     """A comma-separated list of addresses and CIDR ranges (`203.0.113.7, 2001:db8::/32`), or
     None when it is empty: then any address may call."""
     networks = []
@@ -785,7 +788,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     if app_settings.trusted_proxy_count:
         # The client's address as the nearest of those proxies saw it; the header is never
         # believed by default, since any client can send it.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app_settings.trusted_proxy_count)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app_settings.trusted_proxy_count, x_proto=0)
     # "//" in a path is a 404 like any unknown path, not a redirect: Flask answers routing
     # redirects itself, in HTML, past every error handler.
     app.url_map.merge_slashes = False

@@ -72,8 +72,8 @@ class Handover:
         }
 
     def handle_once(self, event: dict[str, Any], webhook_id: str | None, signed_body: bytes) -> str:
-        """Handle a delivery unless it was handled before, under this id or with this signed
-        body, or is being handled now; the outcome's name."""
+        """Handle a delivery unless its signed body was handed over before (under any id, or
+        none), it is being handed over now, or it is stale; the outcome's name."""
         handler = self.handlers.get(event["type"])
         if handler is None:
             return "ignored"

@@ -473,7 +473,7 @@ WEBHOOK_HEADERS = (
     Parameter("X-Api-Key", "header", str, required=False, description="Checked against STREAM_API_KEY when present."),
     Parameter("X-Webhook-Id", "header", str, required=False, description="The same on every retry of a delivery."),
     Parameter("X-Webhook-Attempt", "header", str, required=False, description="1, 2 or 3; logged."),
-    Parameter("Content-Encoding", "header", Literal["gzip"], required=False,
+    Parameter("Content-Encoding", "header", Literal["gzip", "x-gzip"], required=False,
               description="`gzip`: the body is inflated, within MAX_BODY_BYTES, before its signature is checked."),
 )
 DOCS_ASSETS = ("swagger-ui.css", "swagger-ui-bundle.js", "favicon-32x32.png")

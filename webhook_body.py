@@ -25,7 +25,7 @@ class CorruptBody(Exception):
 def is_gzip(body: bytes, content_encoding: str | None) -> bool:
     """Gzip when the header says so, or when the bytes do (as the SDK decides: a proxy may
     have dropped the header)."""
-    return body[:2] == GZIP_MAGIC or (content_encoding or "").strip().lower() == "gzip"
+    return body[:2] == GZIP_MAGIC or (content_encoding or "").strip().lower() in ("gzip", "x-gzip")
 
 
 def inflate(body: bytes, limit: int) -> bytes:

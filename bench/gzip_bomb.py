@@ -19,6 +19,7 @@ import hmac
 import json
 import subprocess
 import sys
+import tempfile
 import time
 import zlib
 from datetime import datetime, timezone
@@ -98,7 +99,7 @@ def main() -> None:
         port = live.free_port()
         env = {"STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, "STREAM_CHAT_URL": stand_in,
                "TOKEN_AUTH": "open", "WEB_CONCURRENCY": "1", "PORT": str(port), "LOG_LEVEL": "WARNING",
-               "WEBHOOK_DB": str(Path(live.ROOT, "var", "bench-webhooks.sqlite3"))}
+               "WEBHOOK_DB": str(Path(tempfile.mkdtemp(), "webhooks.sqlite3"))}
         url = f"http://127.0.0.1:{port}"
         with live.running(f"exec {live.procfile_command()}", f"{url}/healthz", env=env, shell=True) as master:
             worker = worker_pid(master.pid)

@@ -212,6 +212,17 @@ def test_signed_body_replayed_under_another_id_or_none_is_not_forwarded_again(cl
     assert [entry["webhook_id"] for entry in primary.received] == ["wh-original"]
 
 
+def test_replays_are_refused_across_hosts_sharing_redis(environ, primary, redis_url):
+    body = webhook_event(message={"id": f"m-{uuid.uuid4()}"})
+    host_a, host_b = (create_app({**environ, "REDIS_URL": redis_url}).test_client() for _ in range(2))
+
+    first = deliver(host_a, body, webhook_id=f"wh-{uuid.uuid4()}")
+    replay = deliver(host_b, body, webhook_id=f"wh-{uuid.uuid4()}", compress=True)
+
+    assert [first.get_json()["outcome"], replay.get_json()["outcome"]] == ["forwarded", "duplicate"]
+    assert len(primary.received) == 1
+
+
 def test_an_id_borrowed_by_a_replay_is_not_reused_for_the_real_event(client, primary):
     seen, later = webhook_event(message={"id": "m-seen"}), webhook_event(message={"id": "m-later"})
     primary.status = 500
