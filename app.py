@@ -9,6 +9,8 @@ Stream's webhook.
     DELETE /channel/<type>/<id>       delete a channel (?hard=true), repeatable
     POST /stream-incoming-wh  Stream's webhook, signature-checked
     GET  /healthz             liveness, without calling Stream
+    GET  /openapi.json        this API's OpenAPI 3.1 document, built from models.py
+    GET  /docs                its reference page (Swagger UI)
 
 Every failure answers JSON `{"error": "..."}` with a status that says whose fault it is.
 Commands (commands.py): `flask --app app backfill FILE` and `flask --app app verify FILE`.
@@ -19,6 +21,7 @@ import base64
 import binascii
 import functools
 import hmac
+import inspect
 import ipaddress
 import json
 import logging
@@ -35,7 +38,9 @@ from urllib.parse import quote
 import jwt
 import requests
 from dotenv import load_dotenv
-from flask import Blueprint, Flask, abort, current_app, g, has_app_context, jsonify, request
+import flask_swagger_ui
+from flask import (Blueprint, Flask, abort, current_app, g, has_app_context, jsonify, render_template, request,
+                   send_from_directory)
 from flask_cors import CORS
 from standardwebhooks import Webhook
 from stream_chat import StreamChat
@@ -46,7 +51,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 import commands
 import handover as handover_module
-import payloads
+import models
 import stream_errors
 import webhook_body
 from handover import DeliveryBusy, Handover, PrimarySyncFailed, deadline_session
@@ -167,11 +172,11 @@ class Settings:
                                 "must be able to tell our hand-overs from anyone's POST")
         if self.primary_sync_secret and _sync_secret_bytes(self.primary_sync_secret) < MIN_SYNC_SECRET_BYTES:
             problems.append(f"PRIMARY_SYNC_SECRET must be 'whsec_' and the base64 of at least "
-                            f"{MIN_SYNC_SECRET_BYTES} random bytes (python -c 'import base64, secrets; "
+                            f"{MIN_SYNC_SECRET_BYTES} random bytes (python3 -c 'import base64, secrets; "
                             "print(\"whsec_\" + base64.b64encode(secrets.token_bytes(32)).decode())')")
         if self.sync_api_token and len(self.sync_api_token) < MIN_SECRET_LENGTH:
             problems.append(f"SYNC_API_TOKEN must be at least {MIN_SECRET_LENGTH} characters "
-                            "(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+                            "(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
         if self.stream_timeout and self.stream_timeout > MAX_STREAM_TIMEOUT_SECONDS:
             problems.append(f"STREAM_CHAT_TIMEOUT must be at most {MAX_STREAM_TIMEOUT_SECONDS} s, "
                             "so that a sync ends inside gunicorn's 30 s worker timeout")
@@ -323,17 +328,17 @@ def _refuse_unstorable(body: dict[str, Any]) -> None:
         field = path or "body"
         if isinstance(value, (dict, list)):
             if depth > MAX_JSON_DEPTH:
-                raise payloads.InvalidPayload(field, f"is nested deeper than {MAX_JSON_DEPTH} levels")
+                raise models.InvalidRequest(field, f"is nested deeper than {MAX_JSON_DEPTH} levels")
             items = value.items() if isinstance(value, dict) else enumerate(value)
             for key, child in items:
                 if isinstance(key, str) and LONE_SURROGATE.search(key):
-                    raise payloads.InvalidPayload(field, "has a key with a lone UTF-16 surrogate (not Unicode text)")
+                    raise models.InvalidRequest(field, "has a key with a lone UTF-16 surrogate (not Unicode text)")
                 child_path = f"{path}[{key}]" if isinstance(value, list) else f"{path}.{key}" if path else key
                 pending.append((child, child_path, depth + 1))
         elif isinstance(value, str) and LONE_SURROGATE.search(value):
-            raise payloads.InvalidPayload(field, "has a lone UTF-16 surrogate (not Unicode text)")
+            raise models.InvalidRequest(field, "has a lone UTF-16 surrogate (not Unicode text)")
         elif isinstance(value, (int, float)) and not _finite(value):
-            raise payloads.InvalidPayload(field, "is a number out of range (beyond a double's)")
+            raise models.InvalidRequest(field, "is a number out of range (beyond a double's)")
 
 
 def _finite(number: int | float) -> bool:
@@ -345,6 +350,12 @@ def _finite(number: int | float) -> bool:
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
+
+
+def hard_flag() -> bool:
+    """`?hard=true` (or false, 1, 0); absent is false."""
+    flag = request.args.get("hard")
+    return flag is not None and models.validated(models.Flag, flag, "hard")
 
 
 def bearer_token() -> str | None:
@@ -379,8 +390,8 @@ def session_user() -> str:
     except jwt.InvalidTokenError as error:
         unauthorized(f"The session JWT is not valid: {error}.")
     try:
-        return payloads.user_id(claims["sub"], "sub")
-    except payloads.InvalidPayload:
+        return models.validated(models.UserId, claims["sub"], "sub")
+    except models.InvalidRequest:
         abort(403, description="The session JWT's sub is not a Stream user id.")
 
 
@@ -431,10 +442,10 @@ def generate_token():
         # caller before issuing a token.
         user_id = session_user()
         body = json_body() if request.get_data() else {}
-        if body.get("user_id") is not None and payloads.token_request(body) != user_id:
+        if body.get("user_id") is not None and models.validated(models.TokenRequest, body).user_id != user_id:
             abort(403, description="user_id is not the user of the session JWT.")
     else:
-        user_id = payloads.token_request(json_body())
+        user_id = models.validated(models.TokenRequest, json_body()).user_id
     now = int(time.time())
     token = stream().create_token(user_id, exp=now + settings().token_ttl_seconds,
                                   iat=now - TOKEN_IAT_LEEWAY_SECONDS)
@@ -452,7 +463,7 @@ def sync_channel():
     Response: 200 with Stream's channel state (`channel`, `members`, ...) and its `cid`.
     Errors: 400 for an invalid body; Stream's 4xx pass through, other Stream failures are 502/504.
     """
-    sync = payloads.channel_sync(json_body())
+    sync = models.validated(models.ChannelRequest, json_body()).sync()
     channel, state = mirror().sync_channel(sync)
     return {**state, "cid": channel.cid}
 
@@ -467,7 +478,7 @@ def sync_message():
     Response: 200 `{"message": {...}, "cid"}`; a retry with an id Stream already has answers
     the stored message. Errors as for `/channel`.
     """
-    sync = payloads.message_sync(json_body())
+    sync = models.validated(models.MessageRequest, json_body()).sync()
     channel, sent = mirror().sync_message(sync)
     return {**sent, "cid": channel.cid}
 
@@ -480,8 +491,8 @@ def update_message(message_id: str):
     Request: `{"message": {"text": "...", ...custom fields}, "user": {"id": "..."}}`.
     Response: 200 `{"message": {...}}`, the updated message. 404 for an unknown id.
     """
-    message_id = payloads.message_id(message_id)
-    update = payloads.message_update(json_body())
+    message_id = models.validated(models.MessageId, message_id, "message id")
+    update = models.validated(models.MessageUpdateRequest, json_body()).update()
     return mirror().update_message(message_id, update.fields, update.user_id)
 
 
@@ -493,8 +504,8 @@ def delete_message(message_id: str):
     Response: 200 `{"message": {...}}`; 200 with `"already_deleted": true` when Stream no longer
     has it, so a retried delete succeeds.
     """
-    message_id = payloads.message_id(message_id)
-    hard = payloads.flag(request.args.get("hard"), "hard")
+    message_id = models.validated(models.MessageId, message_id, "message id")
+    hard = hard_flag()
     return mirror().delete_message(message_id, hard)
 
 
@@ -506,9 +517,39 @@ def delete_channel(channel_type: str, channel_id: str):
     Response: 200 with Stream's answer; 200 with `"already_deleted": true` when Stream no
     longer has it. A channel created again after a delete starts empty.
     """
-    channel_type, channel_id = payloads.channel_ref(channel_type, channel_id)
-    hard = payloads.flag(request.args.get("hard"), "hard")
+    channel_type = models.validated(models.ChannelType, channel_type, "channel type")
+    channel_id = models.validated(models.ChannelId, channel_id, "channel id")
+    hard = hard_flag()
     return mirror().delete_channel(channel_type, channel_id, hard)
+
+
+@routes.get("/openapi.json")
+def openapi():
+    """This API's OpenAPI 3.1 document.
+
+    Built from the request models and the route table in models.py, so its constraints are the
+    ones the service enforces. Postman, Insomnia and client generators can import it.
+    """
+    return current_app.response_class(current_app.extensions["openapi"], mimetype="application/json")
+
+
+# Swagger UI 5 (it renders OpenAPI 3.1), as the flask-swagger-ui package ships it: the page
+# works offline, without a CDN.
+SWAGGER_UI = Path(flask_swagger_ui.__file__).parent / "dist"
+
+
+@routes.get("/docs")
+def docs():
+    """The API reference for people: Swagger UI rendering /openapi.json."""
+    return render_template("docs.html")
+
+
+@routes.get("/docs/<asset>")
+def docs_asset(asset: str):
+    """One of Swagger UI's files that /docs loads."""
+    if asset not in models.DOCS_ASSETS:
+        abort(404, description=f"No such asset: /docs/{asset}.")
+    return send_from_directory(SWAGGER_UI, asset, max_age=24 * 3600)
 
 
 @routes.post("/stream-incoming-wh")
@@ -605,8 +646,8 @@ def http_error(error: HTTPException):
     return response
 
 
-@routes.app_errorhandler(payloads.InvalidPayload)
-def invalid_payload(error: payloads.InvalidPayload):
+@routes.app_errorhandler(models.InvalidRequest)
+def invalid_request(error: models.InvalidRequest):
     return error_response(400, str(error), field=error.field)
 
 
@@ -677,8 +718,9 @@ def unexpected_error(error: Exception):
 
 # --- The application ----------------------------------------------------------------------
 
-# The routes a browser calls, so the ones that answer CORS. The webhook is not among them.
-BROWSER_ROUTES = re.compile(r"/(generate-token|channel|message)(/.*)?$")
+# The routes a browser calls, so the ones that answer CORS, and the API document (for web
+# tools that import it). The webhook is not among them.
+BROWSER_ROUTES = re.compile(r"/(generate-token|channel|message|openapi\.json)(/.*)?$")
 
 
 # An incoming X-Request-Id is kept when it looks like one (a proxy's, a client's); otherwise
@@ -695,6 +737,9 @@ ROUTE_BODY_CAPS = {
     "stream_backend.delete_message": 1024,  # no body
     "stream_backend.delete_channel": 1024,
     "stream_backend.healthz": 1024,
+    "stream_backend.openapi": 1024,
+    "stream_backend.docs": 1024,
+    "stream_backend.docs_asset": 1024,
 }
 
 
@@ -731,7 +776,8 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     if app_settings.token_auth == "open":
         log.warning("TOKEN_AUTH=open: anyone can get a Stream token for any user. "
                     "For workshops and demos only; see README, 'Running in production'.")
-    app = Flask(__name__)
+    # No /static route: the service has no static files (the docs' assets have their route).
+    app = Flask(__name__, static_folder=None)
     app.config.update(SETTINGS=app_settings, MAX_CONTENT_LENGTH=app_settings.max_body_bytes)
     # One JSON object per line, in debug mode too: the workshop's Android client reads the
     # token answer with readLine().
@@ -751,10 +797,14 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(routes)
     app.cli.add_command(commands.backfill)
     app.cli.add_command(commands.verify)
+    # Serialized once, in the document's own order ("openapi" first), not sorted as jsonify would.
+    app.extensions["openapi"] = json.dumps(models.openapi_document(
+        {endpoint.rpartition(".")[2]: inspect.getdoc(view) for endpoint, view in app.view_functions.items()}))
     app.before_request(start_request)
     app.after_request(log_access)
     # allow_headers defaults to any, so a preflight for `Content-Type: application/json` passes.
-    CORS(app, resources={BROWSER_ROUTES: {"origins": app_settings.cors_origins}})
+    # X-Request-Id is exposed so that a browser app can read it and quote it in a bug report.
+    CORS(app, resources={BROWSER_ROUTES: {"origins": app_settings.cors_origins}}, expose_headers=["X-Request-Id"])
     return app
 
 
@@ -787,6 +837,14 @@ def configure_logging(level: str) -> None:
     writer = LineWriter()
     writer.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=level, handlers=[writer])
+    logging.getLogger("werkzeug").addFilter(skip_request_lines)
+
+
+def skip_request_lines(record: logging.LogRecord) -> bool:
+    """`flask run`'s server (werkzeug) logs every request at INFO, with the line's parts as
+    arguments; our access log already has that line, with the request id. Its other lines
+    (the address it serves on, errors) stay."""
+    return not (record.levelno == logging.INFO and record.args)
 
 
 load_dotenv()

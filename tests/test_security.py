@@ -15,7 +15,7 @@ import pytest
 import requests
 
 import mirror
-import payloads
+import models
 from app import Settings, SettingsError, create_app
 from conftest import STREAM_URL
 from examples import API_SECRET, CHANNEL_BODY, MESSAGE_BODY, PRIMARY_SYNC_SECRET, sign, webhook_event
@@ -383,7 +383,7 @@ def test_reserved_message_fields_follow_streams_spec(tmp_path):
     schemas = json.load(open(spec_path))["components"]["schemas"]
     spec_fields = set(schemas["MessageRequest"]["properties"]) | set(schemas["MessageResponse"]["properties"])
 
-    assert payloads.RESERVED_MESSAGE_FIELDS == (spec_fields - {"text"}) | {mirror.ORIGIN_FIELD}
+    assert models.RESERVED_MESSAGE_FIELDS == (spec_fields - {"text"}) | {mirror.ORIGIN_FIELD}
 
 
 # --- Start-up -------------------------------------------------------------------------------------
