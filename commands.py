@@ -10,12 +10,14 @@ Exit status: 0 when all is well; 1 when a line was refused or failed, or Stream 
 """
 
 import click
+import requests
 from flask import current_app
 from flask.cli import with_appcontext
+from stream_chat.base.exceptions import StreamAPIException
 
 import backfill as backfill_module
 import verify as verify_module
-from pacing import Pacer, describe, paced_client
+from pacing import GaveUp, Pacer, describe, paced_client
 
 
 def _client(pacer: Pacer, pool_size: int):
@@ -85,7 +87,7 @@ def verify(file: str, out: str | None, concurrency: int) -> None:
     out = out or verify_module.differences_path(file)
     try:
         summary = verify_module.verify(file, _client(Pacer(1.0), concurrency), out, concurrency)
-    except Exception as error:  # Stream still failing after every retry: say so, exit 2
+    except (GaveUp, StreamAPIException, requests.RequestException) as error:  # Stream still failing: exit 2
         _finish([f"Verify could not finish: {describe(error)}"], 2)
     _finish(summary.lines() + ([f"differences: {out}"] if summary.differences else []),
             1 if summary.differences else 0)

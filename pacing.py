@@ -139,7 +139,7 @@ def is_retryable(error: Exception) -> bool:
 
 
 def retrying(call: Callable[[], T], attempts: int = 8, base_delay: float = 0.2, max_delay: float = 10,
-             sleep: Callable[[float], None] = time.sleep, max_rate_limited: int = 100) -> T:
+             sleep: Callable[[float], None] | None = None, max_rate_limited: int = 100) -> T:
     """`call()`, retried on retryable errors with exponential backoff and full jitter.
 
     A 429 is retried too, without using up an attempt (up to `max_rate_limited` of them): the
@@ -160,7 +160,7 @@ def retrying(call: Callable[[], T], attempts: int = 8, base_delay: float = 0.2, 
             failures += 1
             if failures == attempts:
                 raise GaveUp(describe(error)) from error
-            sleep(random.uniform(0, min(max_delay, base_delay * 2 ** (failures - 1))))
+            (sleep or time.sleep)(random.uniform(0, min(max_delay, base_delay * 2 ** (failures - 1))))
 
 
 def describe(error: Exception) -> str:

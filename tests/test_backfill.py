@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from stream_chat.base.exceptions import StreamAPIException
 
 import backfill
+import import_file
 from app import create_app
 from backfill import Tracker
 from conftest import stream_stand_in
@@ -384,6 +385,42 @@ def test_via_import_splits_the_file_into_parts_users_first(environ, tmp_path):
         assert len(tasks) >= 3 and all(task["state"] == "completed" for task in tasks)
         assert all(task["size"] <= 1200 for task in tasks)
         assert run_command(app, "verify", path)[0] == 0
+
+
+def test_via_import_resumes_with_the_first_part_not_completed(environ, tmp_path):
+    path = tmp_path / "history.jsonl"
+    path.write_bytes(EXAMPLE.read_bytes())
+    with stand_in_over_http() as (url, stand_in):
+        app = app_for(url, environ)
+        settings = app.config["SETTINGS"]
+        client = paced_client(settings.stream_api_key, settings.stream_api_secret, url, 5, Pacer(1.0), 2)
+        stop, importer = threading.Event(), stand_in.state.importer
+        get_task = importer.get_task
+
+        def stop_after_the_first_part(*args):
+            answer = get_task(*args)
+            if answer["import_task"]["state"] == "completed":
+                stop.set()
+            return answer
+
+        importer.get_task = stop_after_the_first_part
+        first = backfill.run_import(str(path), client, backfill.Options(part_bytes=1200, poll_seconds=0, stop=stop))
+        importer.get_task = get_task
+        second = backfill.run_import(str(path), client, backfill.Options(part_bytes=1200, poll_seconds=0,
+                                                                         resume=True))
+
+        assert first.interrupted and 0 < first.mirrored < 20
+        assert second.ok() and second.done_before == first.mirrored
+        assert second.mirrored + second.done_before == 20
+        assert len(importer.tasks) == parts_of(path, 1200, tmp_path) >= 3  # no part imported twice
+        assert run_command(app, "verify", path)[0] == 0
+
+
+def parts_of(path, part_bytes, directory) -> int:
+    index = import_file.index_file(str(path), lambda refusal: None)
+    report = backfill.Report(str(directory / "parts.refused.jsonl"), backfill.Summary())
+    return sum(1 for part, _ in backfill.write_parts(str(path), index, report, str(directory), part_bytes))
+
 
 
 # --- Injected failures, an interruption, a resume, then verify -------------------------------------

@@ -1,6 +1,8 @@
 """`flask verify FILE`: Stream is read in batches and compared with the file; every difference is
 written as JSON Lines, and the exit status says whether there was any."""
 
+import re
+
 from history import EXAMPLE, channel, member, message, read_jsonl, run_command, user, write_history
 
 
@@ -100,3 +102,14 @@ def test_verify_only_reads(app, stream, tmp_path):
 
     assert {request.method for request in stream.request_history} == {"GET", "POST"}
     assert [request.path for request in stream.request_history if request.method == "POST"] == ["/channels"]
+
+
+def test_stream_failing_after_every_retry_is_exit_status_2(app, stream, tmp_path, monkeypatch):
+    path = backfilled_example(app, tmp_path)
+    monkeypatch.setattr("pacing.time.sleep", lambda seconds: None)  # the backoff, not the behaviour
+    stream.get(re.compile(r".*/users\?"), status_code=503, json={"code": -1, "message": "unavailable"})
+
+    status, output = run_command(app, "verify", path)
+
+    assert status == 2
+    assert "Verify could not finish: Stream answered 503" in output
