@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -371,13 +372,20 @@ def test_via_import_uploads_the_file_and_follows_the_task(environ, tmp_path):
         assert run_command(app, "verify", path)[0] == 0
 
 
-def test_via_import_splits_the_file_into_parts_users_first(environ, tmp_path):
+@contextmanager
+def example_over_http(environ, tmp_path):
+    """The example file, the stand-in over HTTP, an app and a client for it."""
     path = tmp_path / "history.jsonl"
     path.write_bytes(EXAMPLE.read_bytes())
     with stand_in_over_http() as (url, stand_in):
         app = app_for(url, environ)
         settings = app.config["SETTINGS"]
         client = paced_client(settings.stream_api_key, settings.stream_api_secret, url, 5, Pacer(1.0), 2)
+        yield path, app, client, stand_in
+
+
+def test_via_import_splits_the_file_into_parts_users_first(environ, tmp_path):
+    with example_over_http(environ, tmp_path) as (path, app, client, stand_in):
         summary = backfill.run_import(str(path), client, backfill.Options(part_bytes=1200, poll_seconds=0))
 
         assert summary.ok() and summary.mirrored == 20
@@ -385,15 +393,12 @@ def test_via_import_splits_the_file_into_parts_users_first(environ, tmp_path):
         assert len(tasks) >= 3 and all(task["state"] == "completed" for task in tasks)
         assert all(task["size"] <= 1200 for task in tasks)
         assert run_command(app, "verify", path)[0] == 0
+    types = [read_jsonl(part)[0]["type"] for part in parts_of(path, 1200, tmp_path)]
+    assert types == sorted(types, key=import_file.RECORD_TYPES.index) and types[0] == "user"
 
 
 def test_via_import_resumes_with_the_first_part_not_completed(environ, tmp_path):
-    path = tmp_path / "history.jsonl"
-    path.write_bytes(EXAMPLE.read_bytes())
-    with stand_in_over_http() as (url, stand_in):
-        app = app_for(url, environ)
-        settings = app.config["SETTINGS"]
-        client = paced_client(settings.stream_api_key, settings.stream_api_secret, url, 5, Pacer(1.0), 2)
+    with example_over_http(environ, tmp_path) as (path, app, client, stand_in):
         stop, importer = threading.Event(), stand_in.state.importer
         get_task = importer.get_task
 
@@ -412,15 +417,18 @@ def test_via_import_resumes_with_the_first_part_not_completed(environ, tmp_path)
         assert first.interrupted and 0 < first.mirrored < 20
         assert second.ok() and second.done_before == first.mirrored
         assert second.mirrored + second.done_before == 20
-        assert len(importer.tasks) == parts_of(path, 1200, tmp_path) >= 3  # no part imported twice
+        assert len(importer.tasks) == len(parts_of(path, 1200, tmp_path)) >= 3  # no part imported twice
         assert run_command(app, "verify", path)[0] == 0
 
 
-def parts_of(path, part_bytes, directory) -> int:
+def parts_of(path, part_bytes, directory) -> list[str]:
+    """The parts `--via import` uploads, written again into `directory`."""
     index = import_file.index_file(str(path), lambda refusal: None)
     report = backfill.Report(str(directory / "parts.refused.jsonl"), backfill.Summary())
-    return sum(1 for part, _ in backfill.write_parts(str(path), index, report, str(directory), part_bytes))
-
+    try:
+        return [part for part, _ in backfill.write_parts(str(path), index, report, str(directory), part_bytes)]
+    finally:
+        report.close()
 
 
 # --- Injected failures, an interruption, a resume, then verify -------------------------------------
