@@ -19,7 +19,7 @@ import os
 import tempfile
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -30,6 +30,7 @@ from stream_chat.base.exceptions import StreamAPIException
 from tqdm import tqdm
 
 import import_file
+import stream_errors
 from import_file import Record, Refusal, Refused
 from mirror import STREAM_BATCH_SIZE, Mirror
 from pacing import GaveUp, Pacer, describe, retrying
@@ -103,24 +104,42 @@ class Summary:
 
 
 class Report:
-    """The refused and failed lines, one JSON object a line, beside the file."""
+    """The refused and failed lines, one JSON object a line, beside the file.
 
-    def __init__(self, path: str, summary: Summary) -> None:
+    A resumed run keeps the earlier run's refusals made when writing (Stream's 400s, what only
+    Stream's importer takes): those records are done and not read again, so no later run
+    would report them. The file's own refusals and the failures are reported anew by each run
+    (every run checks the whole file, and retries what failed)."""
+
+    def __init__(self, path: str, summary: Summary, resume: bool = False) -> None:
         self.path, self.summary = path, summary
-        self._file = open(path, "w")
+        if resume and os.path.exists(path):
+            self._keep_refused_when_written()
+        self._file = open(path, "a" if resume else "w")
         self._lock = threading.Lock()
 
-    def refused(self, refusal: Refusal) -> None:
-        self._write(refusal, "refused")
+    def _keep_refused_when_written(self) -> None:
+        temporary = f"{self.path}.tmp"
+        with open(self.path) as earlier, open(temporary, "w") as kept:
+            for line in earlier:
+                if '"stage": "write"' in line and '"outcome": "refused"' in line:
+                    kept.write(line)
+                    self.summary.refused += 1
+        os.replace(temporary, self.path)
+
+    def refused(self, refusal: Refusal, when_written: bool = False) -> None:
+        self._write(refusal, "refused", stage="write" if when_written else None)
 
     def failed(self, refusal: Refusal, records: int = 1) -> None:
-        self._write(refusal, "failed", records)
+        self._write(refusal, "failed", records=records)
 
-    def _write(self, refusal: Refusal, outcome: str, records: int = 1) -> None:
+    def _write(self, refusal: Refusal, outcome: str, records: int = 1, stage: str | None = None) -> None:
+        entry = {"line": refusal.line, "type": refusal.type, "outcome": outcome, "reason": refusal.reason}
+        if stage:
+            entry["stage"] = stage
         with self._lock:
             setattr(self.summary, outcome, getattr(self.summary, outcome) + records)
-            self._file.write(json.dumps({"line": refusal.line, "type": refusal.type, "outcome": outcome,
-                                         "reason": refusal.reason}) + "\n")
+            self._file.write(json.dumps(entry) + "\n")
 
     def close(self) -> None:
         self._file.close()
@@ -205,6 +224,54 @@ class Unit:
 
     records: list[Record]
     write: Callable[[], bool]  # True: arrived now; False: Stream had it already
+    # A batch Stream refused (400) is written again a record at a time, so that only the bad
+    # one is refused: these are its records' units.
+    one_by_one: Callable[[], list["Unit"]] | None = None
+    channel: str | None = None  # a message's channel: one channel's messages go one at a time
+
+
+class Lanes:
+    """Run jobs `concurrency` at a time, but those of one channel one after another, in the
+    order given: Stream's live API orders a channel's messages by their arrival. At most
+    `max_held` jobs are held (read ahead, waiting or running), so memory stays flat."""
+
+    def __init__(self, concurrency: int, max_held: int) -> None:
+        self._pool = ThreadPoolExecutor(concurrency)
+        self._held = threading.BoundedSemaphore(max_held)
+        self._lock = threading.Lock()
+        self._waiting: dict[str, deque] = {}  # channel -> its jobs waiting; there while one of them runs
+
+    def submit(self, channel: str | None, job: Callable[[], None]) -> None:
+        self._held.acquire()
+        with self._lock:
+            if channel is not None:
+                if channel in self._waiting:
+                    self._waiting[channel].append(job)
+                    return
+                self._waiting[channel] = deque()
+        self._pool.submit(self._run, channel, job)
+
+    def _run(self, channel: str | None, job: Callable[[], None] | None) -> None:
+        while job is not None:  # then the channel's next job, in this thread: its order holds
+            try:
+                job()
+            finally:
+                self._held.release()
+            job = self._next(channel)
+
+    def _next(self, channel: str | None) -> Callable[[], None] | None:
+        if channel is None:
+            return None
+        with self._lock:
+            waiting = self._waiting[channel]
+            if waiting:
+                return waiting.popleft()
+            del self._waiting[channel]
+        return None
+
+    def close(self) -> None:
+        """Wait for every job submitted."""
+        self._pool.shutdown(wait=True)
 
 
 class Run:
@@ -216,7 +283,7 @@ class Run:
     def __init__(self, path: str, options: Options) -> None:
         self.path, self.options = path, options
         self.summary = Summary()
-        self.report = Report(report_path(path), self.summary)
+        self.report = Report(report_path(path), self.summary, options.resume)
         self.checkpoint = Checkpoint(path, self.via)
 
     def run(self) -> Summary:
@@ -259,45 +326,47 @@ class LiveRun(Run):
             self.report.refused(Refusal(record.line, "device", "devices are imported by --via import only"))
 
     def _phase(self, index: import_file.Index, number: int, phase: str) -> None:
+        """One phase: its records not done yet, written; its mark in the checkpoint moved."""
         checkpoint = self.checkpoint
         if checkpoint.phase < number:
             checkpoint.phase, checkpoint.done_through = number, 0
         # A phase before the checkpoint's was done, but for its failed lines: no mark to move.
         current = checkpoint.phase == number
         tracker = Tracker(checkpoint.done_through if current else 0)
-        slots = threading.BoundedSemaphore(self.options.concurrency * 2)  # bounds what is read ahead
         bar = tqdm(total=phase_size(index, phase), desc=f"{phase}s", unit=" records", disable=self._quiet(),
                    dynamic_ncols=True)
-        saved_at = time.monotonic()
-
-        def finished(unit: Unit, future) -> None:
-            if future.exception() is not None:  # a bug of ours: stop, resumably, and say why
-                self.report.failed(Refusal(unit.records[0].line, phase, repr(future.exception())),
-                                   len(unit.records))
-                self.options.stop.set()
-            elif future.result() == "not started":
-                slots.release()
-                return
-            tracker.done([record.line for record in unit.records])
-            slots.release()
-            bar.update(len(unit.records))
-
         try:
-            with ThreadPoolExecutor(self.options.concurrency) as pool:  # leaving it waits for those under way
-                for unit in self._units(index, phase, number, tracker, bar):
-                    slots.acquire()
-                    if self.options.stop.is_set():
-                        slots.release()
-                        break
-                    future = pool.submit(self._write, number, unit)
-                    future.add_done_callback(lambda done, unit=unit: finished(unit, done))
-                    if time.monotonic() - saved_at > 1:
-                        self._save(tracker if current else None, bar)
-                        saved_at = time.monotonic()
+            self._write_all(self._units(index, phase, number, tracker, bar), number, tracker if current else None,
+                            bar)
         finally:  # on Ctrl-C too
             if current:
                 checkpoint.done_through = tracker.done_through
             bar.close()
+
+    def _write_all(self, units: Iterator[Unit], number: int, tracker: Tracker | None, bar) -> None:
+        """Write the units through the lanes, checkpointing every second. `tracker`: the mark
+        of the checkpoint's phase (None for an earlier phase, whose failed lines are retried)."""
+        lanes = Lanes(self.options.concurrency, 4 * self.options.concurrency)
+        saved_at = time.monotonic()
+        try:
+            for unit in units:
+                if self.options.stop.is_set():
+                    break
+                lanes.submit(unit.channel, lambda unit=unit: self._write_unit(number, unit, tracker, bar))
+                if time.monotonic() - saved_at > 1:
+                    self._save(tracker, bar)
+                    saved_at = time.monotonic()
+        finally:
+            lanes.close()  # those under way finish
+
+    def _write_unit(self, number: int, unit: Unit, tracker: Tracker | None, bar) -> None:
+        """A unit not started when the run was stopped is left for --resume (not done)."""
+        if self.options.stop.is_set():
+            return
+        self._write(number, unit)
+        if tracker is not None:
+            tracker.done([record.line for record in unit.records])
+        bar.update(len(unit.records))
 
     def _save(self, tracker: Tracker | None, bar) -> None:
         """Checkpoint what is done (`tracker`: the current phase's mark), and show the rate the
@@ -311,7 +380,6 @@ class LiveRun(Run):
     def _units(self, index, phase: str, number: int, tracker: Tracker, bar) -> Iterator[Unit]:
         """The phase's records, grouped in Stream's batch sizes; those done before skipped."""
         record_type = "message" if phase == "reply" else phase
-
         where = (lambda record: is_reply(record.item) == (phase == "reply")) if record_type == "message" else None
 
         def fresh() -> Iterator[Record]:
@@ -322,87 +390,75 @@ class LiveRun(Run):
                     self.summary.done_before += 1
                     bar.update(1)
                     continue
-                self.checkpoint.set_failed(number, record.line, False)
                 tracker.read(record.line)
                 yield record
         if phase == "user":
             yield from self._user_units(fresh())
         elif phase == "member":
-            yield from self._member_units(fresh())
+            for _, batch in import_file.by_channel(fresh(), STREAM_BATCH_SIZE, 10 * STREAM_BATCH_SIZE):
+                yield self._members_unit(batch)
         else:
             for record in fresh():
-                yield Unit([record], lambda record=record: WRITERS[record_type](self.mirror, record.item))
+                channel = import_file.cid(record.item, "message") if record_type == "message" else None
+                yield Unit([record], lambda record=record: WRITERS[record_type](self.mirror, record.item),
+                           channel=channel)
 
     def _user_units(self, records: Iterator[Record]) -> Iterator[Unit]:
-        batch: list[Record] = []
-        for record in records:
-            batch.append(record)
-            if len(batch) == STREAM_BATCH_SIZE:
-                yield self._users_unit(batch)
-                batch = []
-        if batch:
-            yield self._users_unit(batch)
+        for batch in import_file.chunks(records, STREAM_BATCH_SIZE):
+            active = [record for record in batch if not is_inactive(record.item)]
+            yield from (Unit([record], refuse_inactive) for record in batch if is_inactive(record.item))
+            if active:
+                yield self._users_unit(active)
 
     def _users_unit(self, batch: list[Record]) -> Unit:
         users = {record.item["id"]: user_object(record.item) for record in batch}
-        return Unit(batch, lambda: self.mirror.upsert_users(users) or True)
-
-    def _member_units(self, records: Iterator[Record]) -> Iterator[Unit]:
-        """Members of the same channel, 100 a call; a channel's members need not be adjacent."""
-        pending: dict[str, list[Record]] = {}
-        held = 0
-        for record in records:
-            if import_file.is_distinct(record.item, "member"):
-                yield Unit([record], refuse_distinct)
-                continue
-            channel = import_file.cid(record.item, "member")
-            batch = pending.setdefault(channel, [])
-            batch.append(record)
-            held += 1
-            if len(batch) == STREAM_BATCH_SIZE:
-                held -= len(batch)
-                yield self._members_unit(pending.pop(channel))
-            elif held >= 10 * STREAM_BATCH_SIZE:  # many channels with few members: bound what is held
-                yield from (self._members_unit(batch) for batch in pending.values())
-                pending, held = {}, 0
-        for batch in pending.values():
-            yield self._members_unit(batch)
+        return Unit(batch, lambda: self.mirror.upsert_users(users) or True,
+                    lambda: [self._users_unit([record]) for record in batch])
 
     def _members_unit(self, batch: list[Record]) -> Unit:
+        """Members of one channel, 100 a call."""
         item = batch[0].item
+        if import_file.is_distinct(item, "member"):
+            return Unit(batch, refuse_distinct)
         user_ids = [record.item["user_id"] for record in batch]
         return Unit(batch, lambda: self.mirror.import_members(item["channel_type"], item["channel_id"], user_ids)
-                    or True)
+                    or True, lambda: [self._members_unit([record]) for record in batch])
 
-    def _write(self, phase_number: int, unit: Unit) -> str:
-        """Write one unit, with retries; its outcome goes to the summary and the report.
-        A unit that had not started when the run was stopped is left for --resume."""
-        if self.options.stop.is_set():
-            return "not started"
+    def _write(self, phase_number: int, unit: Unit) -> None:
+        """Write one unit, with retries; its outcome goes to the summary, the report and the
+        checkpoint (a failed record is retried by --resume; any other is done)."""
         try:
             arrived = retrying(unit.write)
-        except (Refused, StreamAPIException, GaveUp) as error:
-            # Refused: this record is wrong, a re-run would not help. Failed: Stream is down, or
-            # refuses our credentials or permissions (401, 403): --resume retries it.
-            failed = isinstance(error, GaveUp) or (isinstance(error, StreamAPIException)
-                                                   and error.status_code in (401, 403))
-            reason = str(error) if isinstance(error, (Refused, GaveUp)) else f"Stream refused it: {describe(error)}"
-            for record in unit.records:
-                entry = Refusal(record.line, record.type, reason)
-                if failed:
-                    self.report.failed(entry)
-                    self.checkpoint.set_failed(phase_number, record.line, True)
-                else:
-                    self.report.refused(entry)
-            self._count_failure(failed)
-            return "failed" if failed else "refused"
+        except StreamAPIException as error:
+            if error.status_code == 400 and unit.one_by_one is not None and len(unit.records) > 1:
+                for single in unit.one_by_one():
+                    self._write(phase_number, single)
+                return
+            self._not_written(phase_number, unit, error)
+            return
+        except Exception as error:  # noqa: BLE001 -- even a bug of ours fails its record, not the run
+            self._not_written(phase_number, unit, error)
+            return
+        for record in unit.records:
+            self.checkpoint.set_failed(phase_number, record.line, False)
         with self._lock:
             if arrived:
                 self.summary.mirrored += len(unit.records)
             else:
                 self.summary.already_there += len(unit.records)
         self._count_failure(False)
-        return "mirrored" if arrived else "already there"
+
+    def _not_written(self, phase_number: int, unit: Unit, error: Exception) -> None:
+        failed = is_failure(error)
+        reason = failure_reason(error)
+        for record in unit.records:
+            entry = Refusal(record.line, record.type, reason)
+            self.checkpoint.set_failed(phase_number, record.line, failed)
+            if failed:
+                self.report.failed(entry)
+            else:
+                self.report.refused(entry, when_written=True)
+        self._count_failure(failed)
 
     def _count_failure(self, failed: bool) -> None:
         with self._lock:
@@ -411,12 +467,42 @@ class LiveRun(Run):
                 self.options.stop.set()
 
 
+def is_failure(error: Exception) -> bool:
+    """Failed (--resume retries it), not refused: Stream is down, refuses our credentials or
+    permissions (401, 403), or does not hold a channel, message or user the record refers to
+    (an earlier record failed); or an error of ours. Refused: the record itself is wrong."""
+    if isinstance(error, Refused):
+        return False
+    if isinstance(error, StreamAPIException):
+        return error.status_code in (401, 403) or stream_errors.is_missing(error)
+    return True
+
+
+def failure_reason(error: Exception) -> str:
+    if isinstance(error, (Refused, GaveUp)):
+        return str(error)
+    if isinstance(error, StreamAPIException):
+        verb = "does not hold what it refers to" if stream_errors.is_missing(error) else "refused it"
+        return f"Stream {verb}: {describe(error)}"
+    return f"error: {error!r}"
+
+
 # --- From the import format to the live API ----------------------------------------------
 
 def user_object(item: dict[str, Any]) -> dict[str, Any]:
     """A user record as an upsert: what the live API keeps of a user (name, image, role,
     teams, language and custom fields; mutes, push settings and times are the importer's)."""
     return {name: value for name, value in item.items() if name not in USER_IMPORT_ONLY}
+
+
+def is_inactive(item: dict[str, Any]) -> bool:
+    return bool(item.get("deleted_at") or item.get("deactivated_at"))
+
+
+def refuse_inactive() -> bool:
+    # Deleted and deactivated users cannot send their history over the live API; Stream's
+    # importer keeps them as the file says.
+    raise Refused("deleted and deactivated users are imported by --via import only")
 
 
 def refuse_distinct() -> bool:

@@ -6,7 +6,9 @@
 FILE is in Stream's import format (JSON Lines). The work is done by backfill.py and verify.py;
 this module only reads the options, builds a paced Stream client and prints the summary.
 Exit status: 0 when all is well; 1 when a line was refused or failed, or Stream differs;
-2 when the run could not finish; 130 when interrupted (run again with --resume).
+2 when the run could not finish (a checkpoint of another file, or Stream unreachable or
+failing after every retry: for a backfill, run again with --resume); 130 when stopped before
+the end (Ctrl-C, or too many failures in a row: run again with --resume).
 """
 
 import click
@@ -63,6 +65,8 @@ def backfill(file: str, check: bool, resume: bool, concurrency: int, rate_share:
             summary = backfill_module.run_live(file, mirror, pacer, options)
     except ValueError as error:  # a checkpoint that does not fit the file
         _finish([f"Cannot resume: {error}"], 2)
+    except (GaveUp, StreamAPIException, requests.RequestException) as error:  # Stream still failing
+        _finish([f"Backfill could not finish: {describe(error)}; run again with --resume"], 2)
     lines = summary.lines("imported" if via == "import" else "mirrored")
     if pacer.rate_limited or pacer.waited >= 1:
         lines.append(f"paced: waited {pacer.waited:.0f} s for Stream's rate limits ({pacer.rate_limited} 429s)")

@@ -16,6 +16,7 @@ import bisect
 import hashlib
 import heapq
 import json
+import math
 import re
 from array import array
 from dataclasses import dataclass
@@ -64,11 +65,23 @@ class Record:
 
 
 def read_lines(path: str) -> Iterator[tuple[int, bytes]]:
-    """`(line number, raw line)` for each non-blank line, one at a time."""
+    """`(line number, raw line)` for each non-blank line, one at a time. A line over
+    `MAX_LINE_BYTES` is read no further than that (its start is given, which `parse` refuses):
+    memory stays bounded whatever a line's length."""
     with open(path, "rb") as file:
-        for number, raw in enumerate(file, start=1):
+        number = 0
+        while raw := file.readline(MAX_LINE_BYTES + 1):
+            number += 1
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                _skip_rest_of_line(file)
             if raw.strip():
                 yield number, raw
+
+
+def _skip_rest_of_line(file, chunk_bytes: int = 64 * 1024) -> None:
+    while chunk := file.readline(chunk_bytes):
+        if chunk.endswith(b"\n"):
+            return
 
 
 def parse(number: int, raw: bytes) -> Record:
@@ -76,7 +89,9 @@ def parse(number: int, raw: bytes) -> Record:
     if len(raw) > MAX_LINE_BYTES:
         raise Refused(f"line is over {MAX_LINE_BYTES} bytes")
     try:
-        document = json.loads(raw, parse_constant=_no_constant)
+        document = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
+    except Refused:
+        raise
     except (ValueError, RecursionError):
         raise Refused("not a JSON object: malformed JSON") from None
     if not isinstance(document, dict) or not isinstance(document.get("item"), dict):
@@ -91,6 +106,14 @@ def parse(number: int, raw: bytes) -> Record:
 
 def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    # JSON has no infinity, but Python reads 1e999 as one; sent on, it would not be JSON.
+    number = float(text)
+    if not math.isfinite(number):
+        raise Refused(f"number {text[:40]} is out of range")
+    return number
 
 
 # --- Field checks (stream-cli's validateFields) ------------------------------------------
@@ -188,6 +211,8 @@ def check_message(item: dict) -> None:
     attachments = item.get("attachments") or []
     if not isinstance(attachments, list) or not all(isinstance(a, dict) and a.get("type") for a in attachments):
         raise Refused("attachment.type required")
+    if not all(isinstance(attachment.get("custom", {}), dict) for attachment in attachments):
+        raise Refused("attachment.custom must be an object")
     _string_list(item, "mentioned_users_ids", "message.mentioned_users_ids")
     _reserved(item, "message")
 
@@ -401,3 +426,36 @@ def _type_of(raw: bytes) -> str | None:
 
 
 _TYPE = re.compile(rb'^\s*\{\s*"type"\s*:\s*"([a-z]+)"')
+
+
+# --- Grouping records for Stream's batch calls -------------------------------------------
+
+def chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
+    """Records `size` at a time, in file order."""
+    batch: list[Record] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def by_channel(records: Iterator[Record], size: int, max_held: int) -> Iterator[tuple[str, list[Record]]]:
+    """Records (members or messages) grouped by channel, `size` at most a group and
+    `max_held` at most held: a channel's records need not be adjacent, and memory stays flat."""
+    pending: dict[str, list[Record]] = {}
+    held = 0
+    for record in records:
+        channel = cid(record.item, record.type)
+        batch = pending.setdefault(channel, [])
+        batch.append(record)
+        held += 1
+        if len(batch) == size:
+            held -= size
+            yield channel, pending.pop(channel)
+        elif held >= max_held:
+            yield from pending.items()
+            pending, held = {}, 0
+    yield from pending.items()

@@ -74,8 +74,9 @@ class Pacer:
                 self.rate_limited += 1
                 retry_after = _number(headers.get("Retry-After"))
                 until = now + retry_after if retry_after is not None else reset
-                # Without either header, back off for a second: Stream's windows are a minute.
-                self._paused_until = max(self._paused_until, until if until is not None else now + 1)
+                # At least a second: without either header, or with a reset already past
+                # (clocks differ), a 429 must still slow the run.
+                self._paused_until = max(self._paused_until, until or 0.0, now + 1)
                 return
             limit = _number(headers.get("X-RateLimit-Limit"))
             remaining = _number(headers.get("X-RateLimit-Remaining"))

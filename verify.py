@@ -103,10 +103,11 @@ class Verifier:
     # --- One check each ------------------------------------------------------------------
 
     def _users(self, records: Iterator[Record]) -> Iterator[Callable[[], None]]:
-        for batch in chunks(records, USERS_PER_QUERY):
+        for batch in import_file.chunks(records, USERS_PER_QUERY):
             def check(batch=batch):
                 ids = [record.item["id"] for record in batch]
-                found = retrying(lambda: self.client.query_users({"id": {"$in": ids}}, limit=USERS_PER_QUERY))
+                found = retrying(lambda: self.client.query_users(
+                    {"id": {"$in": ids}}, limit=USERS_PER_QUERY, include_deactivated_users=True))
                 present = {user["id"] for user in found["users"]}
                 for record in batch:
                     if record.item["id"] not in present:
@@ -114,7 +115,7 @@ class Verifier:
             yield check
 
     def _channels(self, records: Iterator[Record]) -> Iterator[Callable[[], None]]:
-        for batch in chunks(records, CHANNELS_PER_QUERY):
+        for batch in import_file.chunks(records, CHANNELS_PER_QUERY):
             def check(batch=batch):
                 cids = [import_file.cid(record.item, "channel") for record in batch]
                 found = retrying(lambda: self.client.query_channels(
@@ -126,7 +127,7 @@ class Verifier:
             yield check
 
     def _members(self, records: Iterator[Record]) -> Iterator[Callable[[], None]]:
-        for cid, batch in by_channel(records, "member", MEMBERS_PER_QUERY):
+        for cid, batch in import_file.by_channel(records, MEMBERS_PER_QUERY, MAX_HELD):
             def check(cid=cid, batch=batch):
                 channel = self.client.channel(*cid.split(":", 1))
                 ids = [record.item["user_id"] for record in batch]
@@ -138,7 +139,7 @@ class Verifier:
             yield check
 
     def _messages(self, records: Iterator[Record]) -> Iterator[Callable[[], None]]:
-        for cid, batch in by_channel(records, "message", MESSAGES_PER_QUERY):
+        for cid, batch in import_file.by_channel(records, MESSAGES_PER_QUERY, MAX_HELD):
             def check(cid=cid, batch=batch):
                 channel = self.client.channel(*cid.split(":", 1))
                 ids = [import_file.message_id(record.item) for record in batch]
@@ -173,35 +174,6 @@ class Verifier:
             if not stream_errors.is_not_found(error):
                 raise
         return []
-
-
-def chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
-    batch: list[Record] = []
-    for record in records:
-        batch.append(record)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def by_channel(records: Iterator[Record], record_type: str, size: int) -> Iterator[tuple[str, list[Record]]]:
-    """Records grouped by channel, `size` at most a group, `MAX_HELD` at most held."""
-    pending: dict[str, list[Record]] = {}
-    held = 0
-    for record in records:
-        cid = import_file.cid(record.item, record_type)
-        batch = pending.setdefault(cid, [])
-        batch.append(record)
-        held += 1
-        if len(batch) == size:
-            held -= size
-            yield cid, pending.pop(cid)
-        elif held >= MAX_HELD:
-            yield from pending.items()
-            pending, held = {}, 0
-    yield from pending.items()
 
 
 def verify(path: str, client: StreamChat, out_path: str | None = None, concurrency: int = 8) -> VerifySummary:

@@ -6,6 +6,7 @@ Stream is answered by the stand-in's own logic: in memory through requests-mock 
 `stream` fixture: every request is also checked against Stream's spec), or over HTTP with
 rate limits and injected failures."""
 
+import json
 import os
 import re
 import signal
@@ -280,7 +281,9 @@ def test_the_pacer_waits_for_the_next_window_when_its_share_is_used():
 
 @pytest.mark.parametrize("headers, pause", [({"Retry-After": "7"}, 7),
                                              ({"X-RateLimit-Reset": "1012"}, 12),
-                                             ({}, 1)])
+                                             ({}, 1),
+                                             ({"X-RateLimit-Reset": "990"}, 1),  # a reset already past
+                                             ({"Retry-After": "0"}, 1)])
 def test_a_429_pauses_every_call_of_the_run(headers, pause):
     clock = Clock()
     pacer = Pacer(0.5, clock=lambda: clock.now, sleep=clock.sleep)
@@ -336,8 +339,11 @@ def app_for(url, environ, **settings):
 
 
 def test_a_rate_limited_run_slows_down_instead_of_failing(environ, tmp_path):
-    path = write_history(tmp_path / "history.jsonl", small_history(messages=40))
-    # 20 calls per endpoint per 0.5 s: the messages alone need two windows and more.
+    channels = [f"room-{number}" for number in range(4)]
+    path = write_history(tmp_path / "history.jsonl", [
+        user("ana"), *[channel(name) for name in channels], *[member(name, "ana") for name in channels],
+        *[message(f"m-{number:02d}", channel_id=channels[number % 4]) for number in range(40)]])
+    # 20 calls per endpoint per 0.5 s: the messages alone (four channels at once) need two windows and more.
     with stand_in_over_http(Faults(rate_limit=20, rate_window_seconds=0.5)) as (url, stand_in):
         started = time.monotonic()
         status, output = run_command(app_for(url, environ), "backfill", path, "--rate-share", "1")
@@ -547,3 +553,249 @@ def test_stopped_anywhere_then_resumed_every_message_arrives_once(environ, tmp_p
         assert sorted(stream.stand_in.state.messages) == [f"m-{number:04d}" for number in range(40)]
         assert first.mirrored + second.mirrored + second.already_there + second.done_before >= 45
         assert len(sends) - len(set(sends)) <= 2 * concurrency  # only those under way at the stop are sent again
+
+
+# --- A record's outcome: failed (retried by --resume) or refused, and never lost ----------------
+
+def fault(stream, answer, stand_in=None):
+    """Stream's answers through `answer(method, path, body, original)` (the stand-in's by default)."""
+    stand_in = stand_in or stream.stand_in
+    original = stand_in.answer
+
+    def answering(method, path, query, body, authorization):
+        text = body.decode() if isinstance(body, bytes) else body
+        return answer(method, path, text, lambda: original(method, path, query, body, authorization))
+    stand_in.answer = answering
+
+
+def stream_error(status, message, code=4):
+    return status, {"code": code, "message": message, "StatusCode": status, "duration": "0ms", "more_info": "",
+                    "details": []}
+
+
+def sent_messages(stream):
+    return [request.json()["message"]["id"] for request in sent(stream, "POST", "/message")]
+
+
+def test_a_write_that_raises_fails_its_record_and_the_run_goes_on(app, stream, tmp_path):
+    path = write_history(tmp_path / "history.jsonl", [user("ana"), channel("general"), *[
+        message(f"m-{number}") for number in range(4)]])
+    crashed = []
+
+    def crash_once_on_m_1(method, path, body, answer):
+        if '"m-1"' in body and not crashed:
+            crashed.append(path)
+            raise TypeError("a bug")
+        return answer()
+    fault(stream, crash_once_on_m_1)
+
+    status, output = run_command(app, "backfill", path)
+
+    assert status == 1, output  # not stopped (130): the other records went on
+    assert "failed: 1" in output and "refused: 0" in output
+    assert sent_messages(stream) == ["m-0", "m-1", "m-2", "m-3"]
+    assert read_jsonl(f"{path}.refused.jsonl") == [
+        {"line": 4, "type": "message", "outcome": "failed", "reason": "error: TypeError('a bug')"}]
+    stream.reset_mock()
+
+    status, output = run_command(app, "backfill", path, "--resume")
+
+    assert status == 0, output
+    assert sent_messages(stream) == ["m-1"]
+    assert sorted(stream.stand_in.state.messages) == ["m-0", "m-1", "m-2", "m-3"]
+
+
+def test_an_attachment_whose_custom_is_not_an_object_is_refused(app, stream, tmp_path):
+    path = write_history(tmp_path / "history.jsonl", [
+        user("ana"), channel("general"), message("m-0", attachments=[{"type": "image", "custom": None}]),
+        message("m-1", attachments=[{"type": "image", "custom": {"size": 3}}])])
+
+    status, output = run_command(app, "backfill", path)
+
+    assert status == 1 and "refused: 1" in output and "failed: 0" in output
+    assert read_jsonl(f"{path}.refused.jsonl") == [
+        {"line": 3, "type": "message", "outcome": "refused", "reason": "attachment.custom must be an object"}]
+    [send] = sent(stream, "POST", "/message")
+    assert send.json()["message"]["attachments"] == [{"type": "image", "custom": {"size": 3}}]
+
+
+def test_a_resume_keeps_the_earlier_run_s_refusals(app, stream, tmp_path):
+    path = write_history(tmp_path / "history.jsonl", [
+        user("ana"), user("gone", deactivated_at="2020-01-01T00:00:00Z"), "{not json", channel("general"),
+        message("m-0")])
+    expected = [{"line": 3, "type": None, "outcome": "refused", "reason": "not a JSON object: malformed JSON"},
+                {"line": 2, "type": "user", "outcome": "refused", "stage": "write",
+                 "reason": "deleted and deactivated users are imported by --via import only"}]
+    assert run_command(app, "backfill", path)[0] == 1
+    assert read_jsonl(f"{path}.refused.jsonl") == expected
+    stream.reset_mock()
+
+    status, output = run_command(app, "backfill", path, "--resume")
+
+    assert status == 1, output
+    assert "refused: 2" in output and "done by an earlier run: 4" in output
+    assert sorted(read_jsonl(f"{path}.refused.jsonl"), key=lambda entry: entry["line"]) \
+        == sorted(expected, key=lambda entry: entry["line"])
+    assert [request.method for request in stream.request_history] == []
+    assert sorted(stream.stand_in.state.users) == ["ana"]
+
+
+def test_records_of_a_channel_that_failed_are_failed_and_resumed(app, stream, tmp_path, monkeypatch):
+    monkeypatch.setattr("pacing.time.sleep", lambda seconds: None)  # the backoff, not the behaviour
+    path = write_history(tmp_path / "history.jsonl", small_history(messages=3))
+    down = [True]
+    fault(stream, lambda method, path, body, answer: stream_error(503, "unavailable", -1)
+          if down[0] and path.endswith("/query") else answer())
+
+    status, output = run_command(app, "backfill", path)
+
+    assert status == 1, output
+    assert "failed: 6" in output and "refused: 0" in output  # the channel, its 2 members, its 3 messages
+    failed = read_jsonl(f"{path}.refused.jsonl")
+    assert [(entry["line"], entry["outcome"]) for entry in failed] == [(line, "failed") for line in range(3, 9)]
+    assert "Can't find channel with id messaging:general" in failed[1]["reason"]
+    down[0] = False
+    stream.reset_mock()
+
+    status, output = run_command(app, "backfill", path, "--resume")
+
+    assert status == 0, output
+    assert "mirrored: 6" in output and "done by an earlier run: 2" in output
+    assert sent_messages(stream) == ["m-0000", "m-0001", "m-0002"]
+    assert stream.stand_in.state.channels["messaging:general"]["members"] == ["ana", "bo"]
+
+
+def test_failed_lines_of_an_earlier_phase_survive_an_interrupted_resume(app, stream, tmp_path, monkeypatch):
+    monkeypatch.setattr("pacing.time.sleep", lambda seconds: None)
+    path = write_history(tmp_path / "history.jsonl", small_history(messages=10)[:-1])  # 9 messages, none deleted
+    down = [True]
+    fault(stream, lambda method, path, body, answer: stream_error(503, "unavailable", -1)
+          if down[0] and path.endswith("/message") else answer())
+    assert run_command(app, "backfill", path)[0] == 1  # every message failed; the later phases done
+    down[0] = False
+    stop = threading.Event()
+
+    def ctrl_c_during_the_first_write(method, path, body, answer):
+        threading.Event().wait(0.2)  # the next records are read meanwhile (time.sleep is patched out)
+        stop.set()
+        return answer()
+    fault(stream, ctrl_c_during_the_first_write)
+
+    first = live_run(app, path, resume=True, stop=stop, concurrency=1)
+    sent_first = sent_messages(stream)[9 * 8:]  # after the first run's 8 attempts each
+
+    assert first.interrupted and 1 <= len(sent_first) < 9
+    stream.reset_mock()
+    status, output = run_command(app, "backfill", path, "--resume")
+
+    assert status == 0, output
+    assert sorted(sent_first + sent_messages(stream)) == [f"m-{number:04d}" for number in range(9)]
+    assert len(stream.stand_in.state.messages) == 9
+
+
+def test_one_bad_user_or_member_refuses_only_itself(app, stream, tmp_path):
+    users = [user(f"user-{number}") for number in range(5)]
+    users[2][1]["role"] = "no-such-role"
+    path = write_history(tmp_path / "history.jsonl", [
+        *users, channel("general", created_by="user-0"), *[member("general", f"user-{number}") for number in range(5)]])
+    fault(stream, lambda method, path, body, answer: stream_error(400, 'UpdateUsers failed: "role no-such-role"')
+          if path == "/users" and "no-such-role" in body else answer())
+
+    status, output = run_command(app, "backfill", path)
+
+    assert status == 1, output
+    assert [[user["id"] for user in request.json()["users"].values()] for request in sent(stream, "POST", "/users")] \
+        == [[f"user-{number}" for number in range(5)], *[[f"user-{number}"] for number in range(5)]]
+    adds = [[entry["user_id"] for entry in request.json()["add_members"]]
+            for request in sent(stream, "POST", "/channels/messaging/general")]
+    assert adds == [[f"user-{number}" for number in range(5)], *[[f"user-{number}"] for number in range(5)]]
+    assert stream.stand_in.state.channels["messaging:general"]["members"] == ["user-0", "user-1", "user-3", "user-4"]
+    assert [(entry["line"], entry["outcome"]) for entry in read_jsonl(f"{path}.refused.jsonl")] \
+        == [(3, "refused"), (9, "failed")]  # the member: its user is not in Stream, --resume retries it
+
+
+# --- One channel's history in order ----------------------------------------------------------------
+
+def test_a_channel_s_messages_arrive_in_file_order_and_channels_go_at_once(environ, tmp_path):
+    channels = ["a", "b", "c"]
+    records = [user("ana"), *[channel(name) for name in channels]]
+    records += [message(f"{channels[number % 3]}-{number // 3}", channel_id=channels[number % 3])
+                for number in range(30)]
+    records += [message("a-quote", channel_id="a", quoted_message_id="a-0"),
+                message("a-reply", channel_id="a", parent_id="a-quote"),  # its parent is sent in the reply phase
+                message("a-reply-2", channel_id="a", parent_id="a-quote")]
+    path = write_history(tmp_path / "history.jsonl", records)
+    arrived, under_way, most = [], [0], [0]
+    lock = threading.Lock()
+
+    def slow_first_of_each_channel(method, path, body, answer):
+        if not path.endswith("/message"):
+            return answer()
+        with lock:
+            under_way[0] += 1
+            most[0] = max(most[0], under_way[0])
+        message_id = json.loads(body)["message"]["id"]
+        time.sleep(0.05 if message_id.endswith(("-0", "-quote")) else 0.001)
+        with lock:
+            arrived.append(message_id)
+            under_way[0] -= 1
+        return answer()
+    with stand_in_over_http() as (url, stand_in):  # requests-mock would answer one call at a time
+        fault(None, slow_first_of_each_channel, stand_in)
+        status, output = run_command(app_for(url, environ), "backfill", path, "--concurrency", "8")
+
+    assert status == 0, output
+    for name in channels:
+        assert [message_id for message_id in arrived if message_id.startswith(f"{name}-")][:10] \
+            == [f"{name}-{number}" for number in range(10)]
+    assert arrived[-3:] == ["a-quote", "a-reply", "a-reply-2"]
+    assert most[0] == 3  # the three channels at once, one message each
+
+
+# --- Lines that must not be read whole, numbers that are not JSON -------------------------------
+
+def test_an_over_long_line_is_read_no_further_than_the_limit(app, stream, tmp_path, monkeypatch):
+    monkeypatch.setattr(import_file, "MAX_LINE_BYTES", 1000)
+    path = write_history(tmp_path / "history.jsonl", [user("ana"), user("bo", bio="x" * 5000), user("cy")])
+
+    assert [(number, len(raw)) for number, raw in import_file.read_lines(str(path))] \
+        == [(1, len(user_line("ana"))), (2, 1001), (3, len(user_line("cy")))]
+    status, output = run_command(app, "backfill", path)
+
+    assert status == 1 and "refused: 1" in output
+    assert read_jsonl(f"{path}.refused.jsonl") == [
+        {"line": 2, "type": "user", "outcome": "refused", "reason": "line is over 1000 bytes"}]
+    assert sorted(stream.stand_in.state.users) == ["ana", "cy"]
+
+
+def user_line(user_id):
+    return (json.dumps({"type": "user", "item": {"id": user_id}}) + "\n").encode()
+
+
+def test_a_number_json_cannot_hold_is_refused_at_the_check(app, stream, tmp_path):
+    path = write_history(tmp_path / "history.jsonl", [user("ana"), channel("general")])
+    with open(path, "a") as file:
+        file.write('{"type": "message", "item": {"id": "m-0", "channel_type": "messaging", "channel_id": "general", '
+                   '"user": "ana", "text": "hi", "score": 1e999}}\n')
+
+    status, output = run_command(app, "backfill", path, "--check")
+
+    assert status == 1 and "refused: 1" in output
+    assert read_jsonl(f"{path}.refused.jsonl") == [
+        {"line": 3, "type": "message", "outcome": "refused", "reason": "number 1e999 is out of range"}]
+    assert stream.request_history == []
+
+
+# --- --via import when Stream stays unreachable -----------------------------------------------------
+
+def test_via_import_with_stream_failing_is_exit_status_2(app, stream, tmp_path, monkeypatch):
+    monkeypatch.setattr("pacing.time.sleep", lambda seconds: None)
+    path = tmp_path / "history.jsonl"
+    path.write_bytes(EXAMPLE.read_bytes())
+    stream.post(re.compile(r".*/import_urls"), status_code=503, json={"code": -1, "message": "unavailable"})
+
+    status, output = run_command(app, "backfill", path, "--via", "import")
+
+    assert status == 2
+    assert "Backfill could not finish: Stream answered 503: unavailable; run again with --resume" in output
+    assert len(sent(stream, "POST", "/import_urls")) == 8

@@ -1,6 +1,7 @@
 """`flask verify FILE`: Stream is read in batches and compared with the file; every difference is
 written as JSON Lines, and the exit status says whether there was any."""
 
+import json
 import re
 
 from history import EXAMPLE, channel, member, message, read_jsonl, run_command, user, write_history
@@ -92,6 +93,10 @@ def test_stream_is_read_in_batches(app, stream, tmp_path):
     message_batches = [request.qs["ids"][0].split(",") for request in stream.request_history
                        if request.path.endswith("/messages")]
     assert sorted(len(batch) for batch in message_batches) == [20, 50]
+    user_queries = [json.loads(request.qs["payload"][0]) for request in stream.request_history
+                    if request.path == "/users"]
+    assert [(len(query["filter_conditions"]["id"]["$in"]), query["include_deactivated_users"])
+            for query in user_queries] == [(100, True), (50, True)]  # a deactivated user is there, not missing
 
 
 def test_verify_only_reads(app, stream, tmp_path):
