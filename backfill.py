@@ -4,14 +4,16 @@ Two ways, one file (import_file.py reads and checks it):
 
 - `run_live`: through the mirror, over Stream's live API, as the dual-write does: users 100 a
   call, channels, members 100 a call, messages, reactions, in that order (each needs the one
-  before), `concurrency` calls at a time, paced by pacing.py. Every write is safe to repeat, so
-  a retry or a re-run changes nothing that already arrived.
+  before), `concurrency` calls at a time but one channel's messages one after another, in
+  file order (Stream's live API orders a channel by arrival), paced by pacing.py. Every write
+  is safe to repeat, so a retry or a re-run changes nothing that already arrived.
 - `run_import`: the file handed to Stream's own importer (the SDK's import calls), in parts of
   at most 300 MB, Stream's limit per file, each followed until Stream reports it done.
 
 Both are resumable: progress is checkpointed beside the file (`FILE.checkpoint.json`), and a
-run with `resume` skips what is done. Refused lines (with their line number and reason) and
-failed ones go to `FILE.refused.jsonl`. Nothing here knows of Flask.
+run with `resume` skips what is done and retries what failed. Refused lines (wrong: done) and
+failed ones (Stream down, or without what they refer to: retried), with their line number and
+reason, go to `FILE.refused.jsonl`. Nothing here knows of Flask.
 """
 
 import json
@@ -356,6 +358,9 @@ class LiveRun(Run):
                 if time.monotonic() - saved_at > 1:
                     self._save(tracker, bar)
                     saved_at = time.monotonic()
+        except KeyboardInterrupt:
+            self.options.stop.set()  # before the close: the units waiting are not started
+            raise
         finally:
             lanes.close()  # those under way finish
 

@@ -8,8 +8,9 @@ It runs, in one go so that their ratios hold on a noisy machine:
 
 1. `loop`: what a team writes by hand: one `POST /message` after another to the service as the
    Procfile starts it (its sync cache warm, so one Stream call each);
-2. `backfill`: `flask --app app backfill FILE --concurrency N` for each N, on a file of that
-   many messages in 10 channels, with no rate limit (the tool itself is measured);
+2. `backfill`: `flask --app app backfill FILE --concurrency N` for each N, on a file of
+   `--messages` messages going round `--channels` channels (200: a channel's messages go one at
+   a time, in order), with no rate limit (the tool itself is measured);
 3. memory (alone with `--concurrency` and no value): the peak resident memory of `flask --app app backfill FILE --check` on a
    1,000,000-line file, and of live runs over `--live-memory-lines` lines against a stand-in
    without latency, to show what the index and the in-flight window take.
@@ -34,11 +35,16 @@ import live  # noqa: E402
 
 API_KEY, API_SECRET = "bench-key", "bench-secret-" + "b" * 32
 USERS = [f"user-{number:04d}" for number in range(50)]
-CHANNELS = [f"channel-{number:02d}" for number in range(10)]
 
 
-def write_history(path: Path, messages: int, run: str, users=USERS, channels=CHANNELS) -> int:
-    """Users, channels with five members each, and `messages` messages: the number of lines."""
+def channel_ids(count: int) -> list[str]:
+    return [f"channel-{number:03d}" for number in range(count)]
+
+
+def write_history(path: Path, messages: int, run: str, users=USERS, channels=channel_ids(200)) -> int:
+    """Users, channels with five members each, and `messages` messages: the number of lines.
+    The messages go round the channels, as a history exported in time order does: a channel's
+    messages are sent one at a time, in order, so concurrency comes from many channels."""
     lines = 0
     with open(path, "w") as file:
         def record(record_type, item):
@@ -101,9 +107,9 @@ def loop_over_post_message(stand_in_url: str, directory: str, messages: int) -> 
         return messages / (time.perf_counter() - started)
 
 
-def backfill_throughput(stand_in_url: str, directory: str, concurrency: int, messages: int) -> dict:
+def backfill_throughput(stand_in_url: str, directory: str, concurrency: int, messages: int, channels: int) -> dict:
     path = Path(directory) / f"history-{concurrency}.jsonl"
-    lines = write_history(path, messages, run=f"c{concurrency}-{time.time_ns()}")
+    lines = write_history(path, messages, run=f"c{concurrency}-{time.time_ns()}", channels=channel_ids(channels))
     seconds, peak, status, output = run_measured(
         flask("backfill", str(path), "--concurrency", str(concurrency), "--rate-share", "1"),
         service_env(stand_in_url, directory))
@@ -140,6 +146,7 @@ def memory_runs(directory: str, check_lines: int, live_lines: list[int]) -> list
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=10_000, help="messages per backfill run")
+    parser.add_argument("--channels", type=int, default=200, help="channels the messages go round")
     parser.add_argument("--loop-messages", type=int, default=200, help="messages of the POST /message loop")
     parser.add_argument("--concurrency", type=int, nargs="*", default=[1, 4, 8, 16, 32, 64])
     parser.add_argument("--latency-ms", type=float, default=25)
@@ -157,7 +164,7 @@ def main() -> None:
             print("| --- | --- | --- | --- | --- | --- | --- |")
             for concurrency in args.concurrency:
                 messages = args.messages if concurrency > 1 else min(args.messages, args.loop_messages)
-                result = backfill_throughput(stand_in_url, directory, concurrency, messages)
+                result = backfill_throughput(stand_in_url, directory, concurrency, messages, args.channels)
                 print(f"| {concurrency} | {result['lines']:,} | {result['seconds']:.1f} | "
                       f"{result['records_per_second']:,.0f} | {result['messages_per_second']:,.0f} | "
                       f"{result['messages_per_second'] / loop:.1f}× | {result['peak_mib']:.0f} MiB |", flush=True)

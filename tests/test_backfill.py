@@ -735,7 +735,7 @@ def test_a_channel_s_messages_arrive_in_file_order_and_channels_go_at_once(envir
             under_way[0] += 1
             most[0] = max(most[0], under_way[0])
         message_id = json.loads(body)["message"]["id"]
-        time.sleep(0.05 if message_id.endswith(("-0", "-quote")) else 0.001)
+        time.sleep(0.2 if message_id.endswith(("-0", "-quote")) else 0.001)
         with lock:
             arrived.append(message_id)
             under_way[0] -= 1
