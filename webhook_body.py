@@ -61,7 +61,14 @@ def inflate(body: bytes, limit: int) -> bytes:
 def signed_json(body: bytes, content_encoding: str | None, signature: str, secret: str,
                 limit: int) -> bytes | None:
     """The JSON bytes Stream signed, or None when `signature` does not match them.
-    Raises BodyTooLarge or CorruptBody for a gzip body that cannot be read within `limit`."""
+    Raises BodyTooLarge or CorruptBody for a gzip body that cannot be read within `limit`,
+    CorruptBody for a signed body that is not UTF-8."""
     if is_gzip(body, content_encoding):
         body = inflate(body, limit)
-    return body if verify_signature(body, signature, secret) else None
+    if not verify_signature(body, signature, secret):
+        return None
+    try:  # JSON between systems is UTF-8 (RFC 8259), and it is handed over as it is
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CorruptBody("the body is not UTF-8") from None
+    return body

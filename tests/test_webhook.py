@@ -209,6 +209,15 @@ def test_corrupt_gzip_is_a_400_naming_the_problem(client, corrupt):
     assert "gzip" in response.get_json()["error"]
 
 
+def test_a_signed_body_that_is_not_utf8_is_a_400(client):
+    body = json.dumps(json.loads(webhook_event())).encode("utf-16")
+
+    response = deliver(client, body, signature=sign(body))
+
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "The webhook body could not be read: the body is not UTF-8."
+
+
 def test_gzip_header_on_a_plain_body_is_a_400(client):
     body = webhook_event()
 
