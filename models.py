@@ -91,7 +91,7 @@ PATTERN_RULES = {
 
 def json_size(value: Any) -> int:
     """Bytes of `value` as compact UTF-8 JSON, as Stream counts custom data (a lone surrogate,
-    which json_body() refuses, would count 3 rather than fail here)."""
+    which parse_body() refuses, would count 3 rather than fail here)."""
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode(errors="surrogatepass"))
 
 
