@@ -346,7 +346,7 @@ def test_the_deadline_starts_at_the_first_claim(app, primary, tmp_path, wait, re
 
     assert response.status_code == 503
     assert "did not answer within 1 s" in response.get_json()["error"]
-    assert time.monotonic() - started < 1.5  # well before the claim (3 s) expires
+    assert time.monotonic() - started < 2.5  # before the claim (3 s) expires
     assert len(primary.received) == reaches_primary
 
 
