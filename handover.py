@@ -81,6 +81,6 @@ class Handover:
 
     def forward_unless_echo(self, event: dict[str, Any], webhook_id: str | None) -> str:
         """`message.new`: a message the mirror sent came from the primary system: skip it."""
-        if is_primary_message(self.origin_key, event_message(event)):
+        if is_primary_message(self.origin_key, event_message(event), event.get("cid")):
             return "echo"
         return self.forward(event, webhook_id)

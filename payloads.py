@@ -100,6 +100,15 @@ class MessageUpdate:
     user_id: str
 
 
+@dataclass(frozen=True)
+class ChannelUpdate:
+    """The `PUT /channel/<type>/<id>` body: custom data to set (a `None` value removes the
+    field) and, when given, the channel's exact members."""
+
+    custom_data: dict[str, Any]
+    members: dict[str, dict[str, str]] | None  # user id -> the user object to upsert; None: unchanged
+
+
 def token_request(body: dict[str, Any]) -> str:
     """`{"user_id": "tommaso"}` -> the user id."""
     return user_id(body.get("user_id"), "user_id")
@@ -142,6 +151,14 @@ def message_update(body: dict[str, Any]) -> MessageUpdate:
         raise InvalidPayload("message", f"has over Stream's {MAX_CUSTOM_DATA_BYTES} bytes of custom data")
     user = _object(body.get("user"), "user")
     return MessageUpdate(fields=fields, user_id=user_id(user.get("id"), "user.id"))
+
+
+def channel_update(body: dict[str, Any]) -> ChannelUpdate:
+    """`{"custom_data": {...}, "members": {id: {"name", "image"}}}`, either or both."""
+    if "custom_data" not in body and "members" not in body:
+        raise InvalidPayload("custom_data", "or members must be given")
+    members = _members(body["members"]) if "members" in body else None
+    return ChannelUpdate(custom_data=_custom_data(body.get("custom_data", {}), "custom_data"), members=members)
 
 
 def message_id(value: Any, field: str = "message id") -> str:
