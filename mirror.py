@@ -136,12 +136,12 @@ class Mirror:
         members = self._member_ids(channel, answer)
         added, removed = [], []
         if update.members is not None:
-            self.upsert_users(update.members, trust_state=False)  # an explicit update writes them all
-            added = [user_id for user_id in update.members if user_id not in members]
-            removed = sorted(members - set(update.members))
-            self.add_members(channel, added)
-            for batch in batches(removed):
-                self.client.post(channel.url, data={"remove_members": batch})
+            try:
+                added, removed = self._make_members(channel, members, update.members, trust_state=True)
+            except StreamAPIException as error:
+                if not stream_errors.is_missing(error):
+                    raise
+                added, removed = self._make_members(channel, members, update.members, trust_state=False)
             members = set(update.members)
         self.state.remember_channel(channel_type, channel_id, members)
         return {"channel": answer["channel"], "members": sorted(members), "added": added, "removed": removed}
@@ -256,6 +256,17 @@ class Mirror:
         if channel is None:
             channel, _ = self.get_or_create_channel(sync.channel)
         return channel, self.send_message(channel, sync)
+
+    def _make_members(self, channel, current: set[str], members: dict[str, dict[str, str]],
+                      trust_state: bool) -> tuple[list[str], list[str]]:
+        """Upsert `members`, add those the channel lacks, remove the others: (added, removed)."""
+        self.upsert_users(members, trust_state)
+        added = [user_id for user_id in members if user_id not in current]
+        removed = sorted(current - set(members))
+        self.add_members(channel, added)
+        for batch in batches(removed):
+            self.client.post(channel.url, data={"remove_members": batch})
+        return added, removed
 
     def _known_channel(self, sync: ChannelSync):
         """The channel to send to, without asking Stream, when the state knows it has all of

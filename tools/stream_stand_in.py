@@ -233,7 +233,7 @@ class ChatState:
         channel = self._channel(cid)
         channel["members"] = [member for member in channel["members"] if member != user_id]
         return self._channel_event("member.removed", channel, member={"user_id": user_id},
-                                   user=self.users[user_id])
+                                   user=self.users.get(user_id, {"id": user_id}))
 
     def send_message_directly(self, cid: str, user_id: str, message: dict) -> dict:
         """A chat client's message: it may choose the id and carry any custom field."""
@@ -245,9 +245,9 @@ class ChatState:
         return self._channel_event("message.updated", self._channel(message["cid"]), message=dict(message),
                                    user=message["user"])
 
-    def _channel_event(self, event_type: str, channel: dict, **fields) -> dict:
-        return {"type": event_type, "cid": channel["cid"], "channel_type": channel["type"],
-                "channel_id": channel["id"], "created_at": now(), **fields}
+    def _channel_event(self, event_type: str, record: dict, **fields) -> dict:
+        return {"type": event_type, "cid": record["cid"], "channel_type": record["type"],
+                "channel_id": record["id"], "created_at": now(), **fields}
 
     def channel_state(self, channel: dict) -> dict:
         # Stream's channel state holds the latest messages only (25 unless asked for more).
