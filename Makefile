@@ -1,5 +1,6 @@
 # make run   sets up .venv, then serves the service on http://127.0.0.1:5000
-# make test  sets up .venv and node_modules, then runs every test (unit, contract, end to end)
+# make test  sets up .venv and node_modules, then runs every test (unit, contract, end to end,
+#            schemathesis against gunicorn, the /docs page in headless chromium)
 
 VENV := .venv
 PYTHON := $(VENV)/bin/python

@@ -11,13 +11,19 @@ Stream's webhook.
     DELETE /user/<id>                 delete a user (?hard=true: their messages too), repeatable
     POST /stream-incoming-wh  Stream's webhook, signature-checked
     GET  /healthz             liveness, without calling Stream
+    GET  /openapi.json        this API's OpenAPI 3.1 document, built from models.py
+    GET  /docs                its reference page (Swagger UI)
 
 Every failure answers JSON `{"error": "..."}` with a status that says whose fault it is.
 Settings come from the environment (or `.env`); `.env.example` lists them all.
 """
 
+import base64
+import binascii
 import functools
 import hmac
+import inspect
+import ipaddress
 import json
 import logging
 import math
@@ -26,22 +32,29 @@ import re
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping, NoReturn
+from urllib.parse import quote
 
 import jwt
 import requests
 from dotenv import load_dotenv
-from flask import Blueprint, Flask, abort, current_app, g, has_app_context, jsonify, request
+import flask_swagger_ui
+from flask import (Blueprint, Flask, abort, current_app, g, has_app_context, jsonify, render_template, request,
+                   send_from_directory)
 from flask_cors import CORS
+from standardwebhooks import Webhook
 from stream_chat import StreamChat
-from stream_chat.base.exceptions import InvalidWebhookError, StreamAPIException
+from stream_chat.base.exceptions import StreamAPIException
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, Unauthorized
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 import handover as handover_module
-import payloads
+import models
 import stream_errors
-from handover import DeliveryBusy, Handover, PrimarySyncFailed
+import webhook_body
+from handover import DeliveryBusy, Handover, PrimarySyncFailed, deadline_session
 from mirror import MembersAreFixed, MessageIdTaken, Mirror, derive_origin_key
 from sync_state import RedisKeyValues, SQLiteKeyValues, SyncState
 from webhook_store import RedisDeliveryStore, SQLiteDeliveryStore, StoreUnavailable
@@ -63,6 +76,10 @@ MIN_SECRET_LENGTH = 32
 # divergence no webhook told us about can last; past it, a channel's next message pays the
 # full path once (two more calls). 0 turns the state off.
 DEFAULT_SYNC_STATE_TTL_SECONDS = 300
+# Standard Webhooks secrets are 24 to 64 random bytes, base64 after `whsec_`.
+MIN_SYNC_SECRET_BYTES = 24
+# The project folder: default paths are inside it, whatever the working directory.
+ROOT = Path(__file__).resolve().parent
 
 
 class SettingsError(Exception):
@@ -89,6 +106,9 @@ class Settings:
     primary_sync_timeout: float
     webhook_db: str
     redis_url: str | None  # set: webhook deliveries are deduplicated in Redis, not SQLite
+    primary_sync_secret: str | None  # set: hand-overs are signed the Standard Webhooks way
+    webhook_allowed_ips: "Networks | None"  # who may call the webhook; None: anyone
+    trusted_proxy_count: int  # proxies whose X-Forwarded-For is believed; 0: none
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> "Settings":
@@ -129,8 +149,11 @@ class Settings:
             http_pool_size=number("WEB_THREADS", 8, int),
             primary_sync_url=environ.get("PRIMARY_SYNC_URL") or None,
             primary_sync_timeout=number("PRIMARY_SYNC_TIMEOUT", 4.0, float),
-            webhook_db=environ.get("WEBHOOK_DB") or "var/webhooks.sqlite3",
+            webhook_db=environ.get("WEBHOOK_DB") or str(ROOT / "var" / "webhooks.sqlite3"),
             redis_url=environ.get("REDIS_URL") or None,
+            primary_sync_secret=environ.get("PRIMARY_SYNC_SECRET") or None,
+            webhook_allowed_ips=_networks(environ.get("WEBHOOK_ALLOWED_IPS", ""), problems),
+            trusted_proxy_count=number("TRUSTED_PROXY_COUNT", 0, int, strict=False),
         )
         problems.extend(settings.problems())
         if problems:
@@ -149,9 +172,16 @@ class Settings:
                                 "with TOKEN_AUTH=jwt: the key your app signs its session JWTs with (HS256)")
             if not self.sync_api_token:
                 problems.append("SYNC_API_TOKEN must be set with TOKEN_AUTH=jwt: the sync routes must not be open")
+            if not self.primary_sync_secret:
+                problems.append("PRIMARY_SYNC_SECRET must be set with TOKEN_AUTH=jwt: the primary system "
+                                "must be able to tell our hand-overs from anyone's POST")
+        if self.primary_sync_secret and _sync_secret_bytes(self.primary_sync_secret) < MIN_SYNC_SECRET_BYTES:
+            problems.append(f"PRIMARY_SYNC_SECRET must be 'whsec_' and the base64 of at least "
+                            f"{MIN_SYNC_SECRET_BYTES} random bytes (python3 -c 'import base64, secrets; "
+                            "print(\"whsec_\" + base64.b64encode(secrets.token_bytes(32)).decode())')")
         if self.sync_api_token and len(self.sync_api_token) < MIN_SECRET_LENGTH:
             problems.append(f"SYNC_API_TOKEN must be at least {MIN_SECRET_LENGTH} characters "
-                            "(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+                            "(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
         if self.stream_timeout and self.stream_timeout > MAX_STREAM_TIMEOUT_SECONDS:
             problems.append(f"STREAM_CHAT_TIMEOUT must be at most {MAX_STREAM_TIMEOUT_SECONDS} s, "
                             "so that a sync ends inside gunicorn's 30 s worker timeout")
@@ -162,6 +192,31 @@ class Settings:
             problems.append(f"PRIMARY_SYNC_TIMEOUT must be at most {STREAM_WEBHOOK_WAIT_SECONDS - 1} s, "
                             f"inside the {STREAM_WEBHOOK_WAIT_SECONDS} s Stream waits for a webhook answer")
         return problems
+
+
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
+def _networks(raw: str, problems: list[str]) -> Networks | None:
+    """A comma-separated list of addresses and CIDR ranges (`203.0.113.7, 2001:db8::/32`), or
+    None when it is empty: then any address may call."""
+    networks = []
+    for entry in filter(None, (part.strip() for part in raw.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(entry))
+        except ValueError as error:
+            problems.append(f"WEBHOOK_ALLOWED_IPS: {error}")
+    return tuple(networks) or None
+
+
+def _sync_secret_bytes(secret: str) -> int:
+    """How many bytes a `whsec_<base64>` secret holds; 0 when it is not one."""
+    if not secret.startswith("whsec_"):
+        return 0
+    try:
+        return len(base64.b64decode(secret.removeprefix("whsec_"), validate=True))
+    except binascii.Error:
+        return 0
 
 
 def _origins(raw: str) -> str | list[str]:
@@ -222,10 +277,15 @@ def settings() -> Settings:
 # How long a handed-over delivery id is remembered: Stream retries within 15 s; a day also
 # covers a redelivery by hand, and lets the entries expire so the store stays bounded.
 DELIVERY_MEMORY_SECONDS = 24 * 3600
+# Events older than this (by their `created_at`) are acknowledged and not handed over: far
+# past Stream's 15 s of retries, so a replay. Well inside DELIVERY_MEMORY_SECONDS, so that a
+# replayed body is either remembered or stale.
+MAX_EVENT_AGE_SECONDS = 3600
 
 
 def open_delivery_store(settings: Settings):
-    # A claim outlives the hand-over's timeout by a little: past that, its worker is gone.
+    # A claim outlives the hand-over's deadline (the timeout, for the whole exchange) by a
+    # little: two copies of a delivery are never in flight at once.
     claim_seconds = settings.primary_sync_timeout + 2
     if settings.redis_url:
         return RedisDeliveryStore(settings.redis_url, claim_seconds, DELIVERY_MEMORY_SECONDS)
@@ -236,6 +296,12 @@ def open_sync_state(settings: Settings) -> SyncState:
     """The mirror's state, in the same store as the webhook claims."""
     store = RedisKeyValues(settings.redis_url) if settings.redis_url else SQLiteKeyValues(settings.webhook_db)
     return SyncState(store, settings.sync_state_ttl_seconds)
+
+
+def build_handover(settings: Settings, origin_key: bytes) -> Handover:
+    signer = Webhook(settings.primary_sync_secret) if settings.primary_sync_secret else None
+    return Handover(open_delivery_store(settings), deadline_session(), settings.primary_sync_url,
+                    settings.primary_sync_timeout, origin_key, signer, MAX_EVENT_AGE_SECONDS)
 
 
 def handover() -> Handover:
@@ -253,11 +319,54 @@ def json_body() -> dict[str, Any]:
         abort(400, description="The request body must be JSON.")
     if not isinstance(body, dict):
         abort(400, description="The request body must be a JSON object.")
+    _refuse_unstorable(body)
     return body
+
+
+# Deeper than any real body (custom data included): the SDK and Stream recurse into it.
+MAX_JSON_DEPTH = 32
+# JSON's "\ud800" escapes decode to lone surrogates, which no UTF-8 encoder takes.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _refuse_unstorable(body: dict[str, Any]) -> None:
+    """Refuse what json.loads takes but Stream cannot: nesting deeper than MAX_JSON_DEPTH,
+    lone surrogates, numbers out of a double's range (`1e400` parses to infinity). A 400
+    naming the field, before anything is validated or sent."""
+    pending = [(body, "", 1)]
+    while pending:  # a loop, not recursion: the depth is what is being checked
+        value, path, depth = pending.pop()
+        field = path or "body"
+        if isinstance(value, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                raise models.InvalidRequest(field, f"is nested deeper than {MAX_JSON_DEPTH} levels")
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, child in items:
+                if isinstance(key, str) and LONE_SURROGATE.search(key):
+                    raise models.InvalidRequest(field, "has a key with a lone UTF-16 surrogate (not Unicode text)")
+                child_path = f"{path}[{key}]" if isinstance(value, list) else f"{path}.{key}" if path else key
+                pending.append((child, child_path, depth + 1))
+        elif isinstance(value, str) and LONE_SURROGATE.search(value):
+            raise models.InvalidRequest(field, "has a lone UTF-16 surrogate (not Unicode text)")
+        elif isinstance(value, (int, float)) and not _finite(value):
+            raise models.InvalidRequest(field, "is a number out of range (beyond a double's)")
+
+
+def _finite(number: int | float) -> bool:
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
+
+
+def hard_flag() -> bool:
+    """`?hard=true` (or false, 1, 0); absent is false."""
+    flag = request.args.get("hard")
+    return flag is not None and models.validated(models.Flag, flag, "hard")
 
 
 def bearer_token() -> str | None:
@@ -276,7 +385,8 @@ def session_user() -> str:
     """The user of the caller's session JWT (TOKEN_AUTH=jwt): its `sub` claim.
 
     The JWT is the app's own, HS256 with AUTH_JWT_SECRET, and must carry `sub` and `exp`;
-    `aud` and `iss` are checked when AUTH_JWT_AUDIENCE and AUTH_JWT_ISSUER are set.
+    `aud` and `iss` are checked when AUTH_JWT_AUDIENCE and AUTH_JWT_ISSUER are set, and a JWT
+    with an `aud` is refused when AUTH_JWT_AUDIENCE is not: it was meant for another service.
     """
     token = bearer_token()
     if token is None:
@@ -285,15 +395,14 @@ def session_user() -> str:
     try:
         claims = jwt.decode(token, config.auth_jwt_secret, algorithms=["HS256"],
                             audience=config.auth_jwt_audience, issuer=config.auth_jwt_issuer,
-                            leeway=TOKEN_IAT_LEEWAY_SECONDS,
-                            options={"require": ["exp", "sub"], "verify_aud": bool(config.auth_jwt_audience)})
+                            leeway=TOKEN_IAT_LEEWAY_SECONDS, options={"require": ["exp", "sub"]})
     except jwt.ExpiredSignatureError:
         unauthorized("The session JWT has expired.")
     except jwt.InvalidTokenError as error:
         unauthorized(f"The session JWT is not valid: {error}.")
     try:
-        return payloads.user_id(claims["sub"], "sub")
-    except payloads.InvalidPayload:
+        return models.validated(models.UserId, claims["sub"], "sub")
+    except models.InvalidRequest:
         abort(403, description="The session JWT's sub is not a Stream user id.")
 
 
@@ -344,10 +453,10 @@ def generate_token():
         # caller before issuing a token.
         user_id = session_user()
         body = json_body() if request.get_data() else {}
-        if body.get("user_id") is not None and payloads.token_request(body) != user_id:
+        if body.get("user_id") is not None and models.validated(models.TokenRequest, body).user_id != user_id:
             abort(403, description="user_id is not the user of the session JWT.")
     else:
-        user_id = payloads.token_request(json_body())
+        user_id = models.validated(models.TokenRequest, json_body()).user_id
     now = int(time.time())
     token = stream().create_token(user_id, exp=now + settings().token_ttl_seconds,
                                   iat=now - TOKEN_IAT_LEEWAY_SECONDS)
@@ -365,7 +474,7 @@ def sync_channel():
     Response: 200 with Stream's channel state (`channel`, `members`, ...) and its `cid`.
     Errors: 400 for an invalid body; Stream's 4xx pass through, other Stream failures are 502/504.
     """
-    sync = payloads.channel_sync(json_body())
+    sync = models.validated(models.ChannelRequest, json_body()).sync()
     channel, state = mirror().sync_channel(sync)
     return {**state, "cid": channel.cid}
 
@@ -380,7 +489,7 @@ def sync_message():
     Response: 200 `{"message": {...}, "cid"}`; a retry with an id Stream already has answers
     the stored message. Errors as for `/channel`.
     """
-    sync = payloads.message_sync(json_body())
+    sync = models.validated(models.MessageRequest, json_body()).sync()
     channel, sent = mirror().sync_message(sync)
     return {**sent, "cid": channel.cid}
 
@@ -393,8 +502,8 @@ def update_message(message_id: str):
     Request: `{"message": {"text": "...", ...custom fields}, "user": {"id": "..."}}`.
     Response: 200 `{"message": {...}}`, the updated message. 404 for an unknown id.
     """
-    message_id = payloads.message_id(message_id)
-    update = payloads.message_update(json_body())
+    message_id = models.validated(models.MessageId, message_id, "message id")
+    update = models.validated(models.MessageUpdateRequest, json_body()).update()
     return mirror().update_message(message_id, update.fields, update.user_id)
 
 
@@ -406,8 +515,8 @@ def delete_message(message_id: str):
     Response: 200 `{"message": {...}}`; 200 with `"already_deleted": true` when Stream no longer
     has it, so a retried delete succeeds.
     """
-    message_id = payloads.message_id(message_id)
-    hard = payloads.flag(request.args.get("hard"), "hard")
+    message_id = models.validated(models.MessageId, message_id, "message id")
+    hard = hard_flag()
     return mirror().delete_message(message_id, hard)
 
 
@@ -423,8 +532,9 @@ def update_channel(channel_type: str, channel_id: str):
     Errors: 404 for a channel Stream does not have; 400 for an invalid body, or members for a
     distinct channel (its members define it).
     """
-    channel_type, channel_id = payloads.channel_ref(channel_type, channel_id)
-    update = payloads.channel_update(json_body())
+    channel_type = models.validated(models.ChannelType, channel_type, "channel type")
+    channel_id = models.validated(models.ChannelId, channel_id, "channel id")
+    update = models.validated(models.ChannelUpdateRequest, json_body()).update()
     return mirror().update_channel(channel_type, channel_id, update)
 
 
@@ -436,8 +546,9 @@ def delete_channel(channel_type: str, channel_id: str):
     Response: 200 with Stream's answer; 200 with `"already_deleted": true` when Stream no
     longer has it. A channel created again after a delete starts empty.
     """
-    channel_type, channel_id = payloads.channel_ref(channel_type, channel_id)
-    hard = payloads.flag(request.args.get("hard"), "hard")
+    channel_type = models.validated(models.ChannelType, channel_type, "channel type")
+    channel_id = models.validated(models.ChannelId, channel_id, "channel id")
+    hard = hard_flag()
     return mirror().delete_channel(channel_type, channel_id, hard)
 
 
@@ -450,9 +561,38 @@ def delete_user(user_id: str):
     Response: 200 `{"user": {"id"}, "task_id"}` (Stream deletes the messages in a task); 200
     with `"already_deleted": true` when Stream no longer shows the user, so a retry succeeds.
     """
-    user_id = payloads.user_id(user_id, "user id")
-    hard = payloads.flag(request.args.get("hard"), "hard")
+    user_id = models.validated(models.UserId, user_id, "user id")
+    hard = hard_flag()
     return mirror().delete_user(user_id, hard)
+
+
+@routes.get("/openapi.json")
+def openapi():
+    """This API's OpenAPI 3.1 document.
+
+    Built from the request models and the route table in models.py, so its constraints are the
+    ones the service enforces. Postman, Insomnia and client generators can import it.
+    """
+    return current_app.response_class(current_app.extensions["openapi"], mimetype="application/json")
+
+
+# Swagger UI 5 (it renders OpenAPI 3.1), as the flask-swagger-ui package ships it: the page
+# works offline, without a CDN.
+SWAGGER_UI = Path(flask_swagger_ui.__file__).parent / "dist"
+
+
+@routes.get("/docs")
+def docs():
+    """The API reference for people: Swagger UI rendering /openapi.json."""
+    return render_template("docs.html")
+
+
+@routes.get("/docs/<asset>")
+def docs_asset(asset: str):
+    """One of Swagger UI's files that /docs loads."""
+    if asset not in models.DOCS_ASSETS:
+        abort(404, description=f"No such asset: /docs/{asset}.")
+    return send_from_directory(SWAGGER_UI, asset, max_age=24 * 3600)
 
 
 @routes.post("/stream-incoming-wh")
@@ -463,11 +603,15 @@ def stream_webhook():
     `X-Api-Key` (checked when present), `X-Webhook-Id` (the same on every retry).
     The body may be gzipped. https://getstream.io/chat/docs/python/webhooks_overview/
     Response: 200 `{"received": "<type>", "outcome": "forwarded" | "logged" | "echo" |
-    "duplicate" | "ignored"}`, only once the event is handed over (or was before).
-    Errors: 401 for a missing or wrong signature or another app's key; 400 for a signed body
-    that is not a JSON object with a `type`; 503, which Stream retries, when the primary
-    system did not take the event or another worker is handing it over.
+    "duplicate" | "stale" | "ignored"}`, only once the event is handed over (or was before).
+    Errors: 403 for an address outside WEBHOOK_ALLOWED_IPS; 401 for a missing or wrong
+    signature or another app's key; 413 for a body over MAX_BODY_BYTES, inflated or not; 400
+    for a corrupt gzip body, or a signed body that is not a JSON object with a `type`; 503,
+    which Stream retries, when the primary system did not take the event or another worker
+    is handing it over.
     """
+    if not webhook_caller_allowed():
+        abort(403, description="This address may not call the webhook (WEBHOOK_ALLOWED_IPS).")
     body = request.get_data()  # first, so that an oversized body is a 413 whatever else is wrong
     api_key = request.headers.get("X-Api-Key")
     if api_key is not None and api_key != settings().stream_api_key:
@@ -475,19 +619,17 @@ def stream_webhook():
     signature = request.headers.get("X-Signature")
     if not signature:
         abort(401, description="The X-Signature header is missing.")
+    signed = verified_webhook_body(body, signature)
     try:
-        # Constant-time comparison; inflates gzip bodies, whose signature covers the JSON.
-        event = stream().verify_and_parse_webhook(body, signature)
-    except InvalidWebhookError as error:
-        if str(error) == "signature mismatch":
-            abort(401, description="X-Signature does not match the body.")
-        abort(400, description=f"The webhook body could not be read: {error}.")
+        event = json.loads(signed)
+    except (ValueError, RecursionError):
+        event = None
     if not isinstance(event, dict) or not isinstance(event.get("type"), str):
         abort(400, description="The webhook body must be a JSON object with a 'type'.")
 
     webhook_id = request.headers.get("X-Webhook-Id") or None
     mirror().forget(event)  # what Stream changed is rewritten by the primary's next sync
-    outcome = handover().handle_once(event, webhook_id)
+    outcome = handover().handle_once(event, webhook_id, signed)
     log.info("webhook %s", json.dumps({
         "outcome": outcome,
         "type": event["type"],
@@ -497,6 +639,38 @@ def stream_webhook():
         "attempt": request.headers.get("X-Webhook-Attempt"),
     }))
     return {"received": event["type"], "outcome": outcome}
+
+
+def verified_webhook_body(body: bytes, signature: str) -> bytes:
+    """The JSON Stream signed: a gzip body inflated, within MAX_BODY_BYTES, before its
+    signature is checked (webhook_body.py). Werkzeug and gunicorn pass a `Content-Encoding:
+    gzip` body through as it came: nothing inflates it before this."""
+    config = settings()
+    try:
+        signed = webhook_body.signed_json(body, request.headers.get("Content-Encoding"), signature,
+                                          config.stream_api_secret, config.max_body_bytes)
+    except webhook_body.BodyTooLarge:
+        raise RequestEntityTooLarge(f"The webhook body inflates to over MAX_BODY_BYTES "
+                                    f"({config.max_body_bytes} bytes).") from None
+    except webhook_body.CorruptBody as error:
+        abort(400, description=f"The webhook body could not be read: {error}.")
+    if signed is None:
+        abort(401, description="X-Signature does not match the body.")
+    return signed
+
+
+def webhook_caller_allowed() -> bool:
+    """Whether the caller's address is in WEBHOOK_ALLOWED_IPS (any address when it is unset).
+    Behind TRUSTED_PROXY_COUNT proxies, ProxyFix has put the address they saw in remote_addr."""
+    allowed = settings().webhook_allowed_ips
+    if allowed is None:
+        return True
+    try:
+        address = ipaddress.ip_address(request.remote_addr or "")
+    except ValueError:
+        return False
+    address = getattr(address, "ipv4_mapped", None) or address  # ::ffff:203.0.113.7 is IPv4
+    return any(address in network for network in allowed)
 
 
 # --- Errors: one place turns every failure into JSON -----------------------------------
@@ -516,8 +690,8 @@ def http_error(error: HTTPException):
     return response
 
 
-@routes.app_errorhandler(payloads.InvalidPayload)
-def invalid_payload(error: payloads.InvalidPayload):
+@routes.app_errorhandler(models.InvalidRequest)
+def invalid_request(error: models.InvalidRequest):
     return error_response(400, str(error), field=error.field)
 
 
@@ -599,8 +773,9 @@ def unexpected_error(error: Exception):
 
 # --- The application ----------------------------------------------------------------------
 
-# The routes a browser calls, so the ones that answer CORS. The webhook is not among them.
-BROWSER_ROUTES = re.compile(r"/(generate-token|channel|message|user)(/.*)?$")
+# The routes a browser calls, so the ones that answer CORS, and the API document (for web
+# tools that import it). The webhook is not among them.
+BROWSER_ROUTES = re.compile(r"/(generate-token|channel|message|user|openapi\.json)(/.*)?$")
 
 
 # An incoming X-Request-Id is kept when it looks like one (a proxy's, a client's); otherwise
@@ -618,6 +793,9 @@ ROUTE_BODY_CAPS = {
     "stream_backend.delete_channel": 1024,
     "stream_backend.delete_user": 1024,
     "stream_backend.healthz": 1024,
+    "stream_backend.openapi": 1024,
+    "stream_backend.docs": 1024,
+    "stream_backend.docs_asset": 1024,
 }
 
 
@@ -637,9 +815,15 @@ def log_access(response):
     """One line per request: method, path (never the query), status, duration, request id."""
     request_id = g.request_id
     response.headers["X-Request-Id"] = request_id
-    access_log.info("%s %s %s %.1fms %s", request.method, request.path, response.status_code,
-                    (time.perf_counter() - g.started) * 1000, request_id)
+    access_log.info("%s %s %s %.1fms %s", loggable(request.method), loggable(request.path),
+                    response.status_code, (time.perf_counter() - g.started) * 1000, request_id)
     return response
+
+
+def loggable(text: str) -> str:
+    """`text` as it would appear in a URL: percent-encoded, so that a client's `%0a` cannot
+    start a forged log line, nor a space shift the fields."""
+    return quote(text, safe="/!$&'()*+,;=:@~", errors="backslashreplace")
 
 
 def create_app(environ: Mapping[str, str] | None = None) -> Flask:
@@ -648,25 +832,32 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     if app_settings.token_auth == "open":
         log.warning("TOKEN_AUTH=open: anyone can get a Stream token for any user. "
                     "For workshops and demos only; see README, 'Running in production'.")
-    app = Flask(__name__)
+    # No /static route: the service has no static files (the docs' assets have their route).
+    app = Flask(__name__, static_folder=None)
     app.config.update(SETTINGS=app_settings, MAX_CONTENT_LENGTH=app_settings.max_body_bytes)
     # One JSON object per line, in debug mode too: the workshop's Android client reads the
     # token answer with readLine().
     app.json.compact = True
     app.extensions["stream_chat"] = build_stream_client(app_settings)
     origin_key = derive_origin_key(app_settings.stream_api_secret)
-    app.extensions["handover"] = Handover(open_delivery_store(app_settings), requests.Session(),
-                                          app_settings.primary_sync_url, app_settings.primary_sync_timeout,
-                                          origin_key)
+    app.extensions["handover"] = build_handover(app_settings, origin_key)
     app.extensions["mirror"] = Mirror(app.extensions["stream_chat"], open_sync_state(app_settings), origin_key)
+    if app_settings.trusted_proxy_count:
+        # The client's address as the nearest of those proxies saw it; the header is never
+        # believed by default, since any client can send it.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app_settings.trusted_proxy_count, x_proto=0)
     # "//" in a path is a 404 like any unknown path, not a redirect: Flask answers routing
     # redirects itself, in HTML, past every error handler.
     app.url_map.merge_slashes = False
     app.register_blueprint(routes)
+    # Serialized once, in the document's own order ("openapi" first), not sorted as jsonify would.
+    app.extensions["openapi"] = json.dumps(models.openapi_document(
+        {endpoint.rpartition(".")[2]: inspect.getdoc(view) for endpoint, view in app.view_functions.items()}))
     app.before_request(start_request)
     app.after_request(log_access)
     # allow_headers defaults to any, so a preflight for `Content-Type: application/json` passes.
-    CORS(app, resources={BROWSER_ROUTES: {"origins": app_settings.cors_origins}})
+    # X-Request-Id is exposed so that a browser app can read it and quote it in a bug report.
+    CORS(app, resources={BROWSER_ROUTES: {"origins": app_settings.cors_origins}}, expose_headers=["X-Request-Id"])
     return app
 
 
@@ -692,14 +883,26 @@ class LineWriter(logging.Handler):
 
 def configure_logging(level: str) -> None:
     """The service's log lines (access log included) go to stderr, one line each."""
+    if level.upper() not in logging.getLevelNamesMapping():
+        raise SettingsError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {level!r}. "
+                            "See .env.example for every setting.")
+    level = level.upper()
     writer = LineWriter()
     writer.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=level, handlers=[writer])
+    logging.getLogger("werkzeug").addFilter(skip_request_lines)
+
+
+def skip_request_lines(record: logging.LogRecord) -> bool:
+    """`flask run`'s server (werkzeug) logs every request at INFO, with the line's parts as
+    arguments; our access log already has that line, with the request id. Its other lines
+    (the address it serves on, errors) stay."""
+    return not (record.levelno == logging.INFO and record.args)
 
 
 load_dotenv()
-configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
 try:
+    configure_logging(os.environ.get("LOG_LEVEL") or "INFO")
     app = create_app()
 except SettingsError as error:
     print(f"Cannot start: {error}", file=sys.stderr)

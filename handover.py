@@ -1,17 +1,32 @@
 """The hand-over: Stream's webhook events, given to the primary chat system once.
 
-`Handover(store, session, primary_url, timeout, origin_key)` takes its collaborators as
-arguments and knows nothing of HTTP routes: the webhook route in app.py verifies the delivery,
-then calls `handle_once`. Each delivery is claimed in a store shared by every worker
-(webhook_store.py), so that a retry landing on another worker is not handed over twice.
+`Handover(store, session, primary_url, timeout, origin_key, signer, max_event_age)` takes its
+collaborators as arguments and knows nothing of HTTP routes: the webhook route in app.py
+verifies the delivery, then calls `handle_once`. Each delivery is claimed in a store shared by
+every worker (webhook_store.py), under its `X-Webhook-Id` and under a digest of its signed
+body, so that neither a retry landing on another worker nor a replay under another id is
+handed over twice. A hand-over ends within `timeout`, whatever the primary does, and the
+claims outlive it, so two copies of one event are never in flight at once.
 """
 
+import hashlib
+import json
+import logging
+import socket
+import threading
+import time
+from contextlib import contextmanager, suppress
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 import requests
+from standardwebhooks import Webhook
+from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 
 from mirror import is_primary_message
-from webhook_store import Claim
+from webhook_store import Claim, StoreUnavailable
+
+log = logging.getLogger("stream_backend.handover")
 
 
 class PrimarySyncFailed(Exception):
@@ -28,14 +43,25 @@ def event_message(event: dict[str, Any]) -> dict[str, Any]:
     return message if isinstance(message, dict) else {}
 
 
+def event_time(event: dict[str, Any]) -> float | None:
+    """The event's `created_at` (RFC 3339, as Stream writes it) in epoch seconds, or None."""
+    created_at = event.get("created_at")
+    try:
+        moment = datetime.fromisoformat(created_at)
+    except (TypeError, ValueError):
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+
 class Handover:
     def __init__(self, store, session: requests.Session, primary_url: str | None, timeout: float,
-                 origin_key: bytes) -> None:
+                 origin_key: bytes, signer: Webhook | None = None, max_event_age: float = 3600) -> None:
         self.store, self.session = store, session
         self.primary_url, self.timeout, self.origin_key = primary_url, timeout, origin_key
+        self.signer, self.max_event_age = signer, max_event_age
         # What to do with each event type; any other type is acknowledged and ignored. Updates
         # and deletes are forwarded even when the mirror made them (see the README's "Webhooks").
-        self.handlers: dict[str, Callable[[dict[str, Any], str | None], str]] = {
+        self.handlers: dict[str, Callable[[dict[str, Any], str], str]] = {
             "message.new": self.forward_unless_echo,
             "message.updated": self.forward,
             "message.deleted": self.forward,
@@ -45,42 +71,182 @@ class Handover:
             "reaction.deleted": self.forward,
         }
 
-    def handle_once(self, event: dict[str, Any], webhook_id: str | None) -> str:
-        """Handle a delivery unless a worker already did or is doing it; the outcome's name."""
+    def handle_once(self, event: dict[str, Any], webhook_id: str | None, signed_body: bytes) -> str:
+        """Handle a delivery unless its signed body was handed over before (under any id, or
+        none), it is being handed over now, or it is stale; the outcome's name."""
         handler = self.handlers.get(event["type"])
         if handler is None:
             return "ignored"
-        if webhook_id is None:  # Stream always sends one; without it there is nothing to match on
-            return handler(event, None)
-        claim = self.store.claim(webhook_id)
+        if self.is_stale(event):
+            return "stale"
+        digest = hashlib.sha256(signed_body).hexdigest()
+        claim = self.store.claim(f"body:{digest}")
         if claim.outcome is Claim.DONE:
             return "duplicate"
         if claim.outcome is Claim.BUSY:
-            raise DeliveryBusy(webhook_id)
+            raise DeliveryBusy(digest)
+        claims = [(f"body:{digest}", claim.token)]
         try:
-            outcome = handler(event, webhook_id)
+            outcome = handler(event, self._delivery_id(webhook_id, digest, claims))
         except BaseException:
-            self.store.release(webhook_id, claim.token)  # so that Stream's retry can succeed
+            self._release_all(claims)  # so that Stream's retry can succeed
             raise
-        self.store.complete(webhook_id, claim.token)
+        self._complete_all(claims)
         return outcome
 
-    def forward(self, event: dict[str, Any], webhook_id: str | None) -> str:
-        """Hand the event, as Stream sent it, to the primary system. Without its URL, the
-        route's log line is the handling."""
+    def _delivery_id(self, webhook_id: str | None, digest: str, claims: list[tuple[str, str]]) -> str:
+        """The id the primary dedupes on: Stream's `X-Webhook-Id`, claimed too, so that a copy in
+        flight on another worker is a 503. The header is not signed: an id already handed over
+        with another body was borrowed by a replay, and is not reused, or the primary would take
+        this event for that one. Without an id, the body's digest is the id."""
+        if webhook_id is None:
+            return f"sha256-{digest}"
+        claim = self.store.claim(f"id:{webhook_id}")
+        if claim.outcome is Claim.BUSY:
+            raise DeliveryBusy(webhook_id)
+        if claim.outcome is Claim.DONE:
+            return f"{webhook_id}.sha256-{digest}"
+        claims.append((f"id:{webhook_id}", claim.token))
+        return webhook_id
+
+    def is_stale(self, event: dict[str, Any]) -> bool:
+        """Older than `max_event_age`: past Stream's retries, so a replay. Events without a
+        readable `created_at` are not aged; their body's digest still dedupes them."""
+        created = event_time(event)
+        return created is not None and time.time() - created > self.max_event_age
+
+    def forward(self, event: dict[str, Any], delivery_id: str) -> str:
+        """Hand the event to the primary system, signed when a signer is set, within
+        `timeout` in all. Without its URL, the route's log line is the handling."""
         if self.primary_url is None:
             return "logged"
-        try:
-            answer = self.session.post(self.primary_url, json=event, headers={"X-Webhook-Id": webhook_id or ""},
-                                       timeout=self.timeout, allow_redirects=False)
-        except requests.RequestException as error:
-            raise PrimarySyncFailed(f"the primary system could not be reached: {type(error).__name__}") from None
+        body = json.dumps(event, separators=(",", ":"))
+        with deadline(self.timeout) as cutoff:
+            try:
+                answer = self.session.post(self.primary_url, data=body.encode(), timeout=self.timeout,
+                                           headers=self.headers(delivery_id, body), allow_redirects=False)
+            except requests.RequestException as error:
+                answer, problem = None, f"could not be reached: {type(error).__name__}"
+        # Checked first: an answer cut off after its status line can still parse as a 200.
+        if cutoff.expired:
+            raise PrimarySyncFailed(f"the primary system did not answer within {self.timeout:g} s")
+        if answer is None:
+            raise PrimarySyncFailed(f"the primary system {problem}")
         if not 200 <= answer.status_code < 300:
             raise PrimarySyncFailed(f"the primary system answered HTTP {answer.status_code}")
         return "forwarded"
 
-    def forward_unless_echo(self, event: dict[str, Any], webhook_id: str | None) -> str:
+    def headers(self, delivery_id: str, body: str) -> dict[str, str]:
+        """`X-Webhook-Id` as Stream names it and, with a signer, the Standard Webhooks headers
+        (https://www.standardwebhooks.com): the same id, the time, and `v1,<signature>`."""
+        headers = {"Content-Type": "application/json", "X-Webhook-Id": delivery_id}
+        if self.signer is not None:
+            now = datetime.fromtimestamp(int(time.time()), timezone.utc)
+            headers.update({"webhook-id": delivery_id, "webhook-timestamp": str(int(now.timestamp())),
+                            "webhook-signature": self.signer.sign(delivery_id, now, body)})
+        return headers
+
+    def forward_unless_echo(self, event: dict[str, Any], delivery_id: str) -> str:
         """`message.new`: a message the mirror sent came from the primary system: skip it."""
         if is_primary_message(self.origin_key, event_message(event), event.get("cid")):
             return "echo"
-        return self.forward(event, webhook_id)
+        return self.forward(event, delivery_id)
+
+    # --- Claims ---------------------------------------------------------------------------
+
+    def _release_all(self, claims: list[tuple[str, str]]) -> None:
+        for key, token in claims:
+            self.store.release(key, token)
+
+    def _complete_all(self, claims: list[tuple[str, str]]) -> None:
+        """Mark the claims done. The event is handed over already, so a store failing here
+        is logged, not answered: the claims expire in a few seconds, and only a copy arriving
+        after that would be handed over again (the primary dedupes on its id)."""
+        try:
+            for key, token in claims:
+                self.store.complete(key, token)
+        except StoreUnavailable as error:
+            log.warning("webhook handed over, but not recorded as done: %s", error)
+
+
+# --- A deadline on the whole exchange ------------------------------------------------------
+#
+# requests' timeout bounds each connect and each read, not the exchange: a primary answering
+# a byte at a time could hold a hand-over past its claim. A watchdog thread shuts the
+# connection down at the deadline, which ends any read in progress. The connection is found
+# through the pool that hands it out, for the thread that runs the hand-over.
+
+_current = threading.local()
+
+
+class _Cutoff:
+    def __init__(self) -> None:
+        self.connection = None  # the urllib3 connection the hand-over uses, once it has one
+        self.expired = False
+        self.done = threading.Event()
+
+    def watch(self, seconds: float) -> None:
+        if self.done.wait(seconds):
+            return
+        self.expired = True
+        while True:  # again until the request gives up: its connection may still be opening
+            sock = getattr(self.connection, "sock", None)
+            if sock is not None:
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            if self.done.wait(0.05):
+                return
+
+
+@contextmanager
+def deadline(seconds: float):
+    """Requests made through a `deadline_session()` in this block end within `seconds`."""
+    cutoff = _Cutoff()
+    _current.cutoff = cutoff
+    threading.Thread(target=cutoff.watch, args=(seconds,), daemon=True).start()
+    try:
+        yield cutoff
+    finally:
+        cutoff.done.set()
+        _current.cutoff = None
+
+
+class _Watched:
+    """A connection pool that shows the current deadline which connection it handed out."""
+
+    def _get_conn(self, timeout=None):
+        connection = super()._get_conn(timeout)
+        cutoff = getattr(_current, "cutoff", None)
+        if cutoff is not None:
+            cutoff.connection = connection
+        return connection
+
+
+class _WatchedHTTPPool(_Watched, HTTPConnectionPool):
+    pass
+
+
+class _WatchedHTTPSPool(_Watched, HTTPSConnectionPool):
+    pass
+
+
+WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class _DeadlineAdapter(requests.adapters.HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = WATCHED_POOLS
+
+    def proxy_manager_for(self, proxy, **proxy_kwargs):
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = WATCHED_POOLS
+        return manager
+
+
+def deadline_session() -> requests.Session:
+    """A session whose requests a `deadline` can cut short."""
+    session = requests.Session()
+    session.mount("http://", _DeadlineAdapter())
+    session.mount("https://", _DeadlineAdapter())
+    return session

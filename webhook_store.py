@@ -1,7 +1,8 @@
 """Which webhook deliveries were handed over to the primary system, shared by every worker.
 
 Stream sends the same `X-Webhook-Id` on every retry of a delivery, and a retry may land on
-another gunicorn worker or another host. Before handling a delivery, a worker claims its id:
+another gunicorn worker or another host. Before handling a delivery, a worker claims its keys
+(handover.py claims the digest of its signed body, `body:<sha256>`, and its id, `id:<id>`):
 
 - `CLAIMED`: the id is ours; hand the event over, then `complete()` (or `release()` on failure,
   so that Stream's retry can succeed);

@@ -1,11 +1,15 @@
 """Request bodies from the reference's Postman collection, and Stream's webhook signing."""
 
+import base64
 import hashlib
 import hmac
 import json
+from datetime import datetime, timezone
 
 API_KEY = "test-key"
 API_SECRET = "test-secret-" + "s" * 32
+# PRIMARY_SYNC_SECRET, as Standard Webhooks writes secrets: "whsec_" and 32 bytes in base64.
+PRIMARY_SYNC_SECRET = "whsec_" + base64.b64encode(b"the primary system's sync key 32").decode()
 
 CHANNEL_BODY = {
     "channel": {"creator_id": "tommaso", "custom_data": {"title": "Just a test"}},
@@ -28,6 +32,7 @@ def sign(body: bytes, secret: str = API_SECRET) -> str:
 
 
 def webhook_event(event_type="message.new", **fields) -> bytes:
+    """A Stream event as Stream sends it, created now (older events are refused as replays)."""
     event = {
         "type": event_type,
         "cid": "messaging:fun",
@@ -36,7 +41,7 @@ def webhook_event(event_type="message.new", **fields) -> bytes:
         "message": {"id": "m-1", "text": "hi", "html": "<p>hi</p>", "type": "regular",
                     "user": {"id": "thierry"}},
         "user": {"id": "thierry"},
-        "created_at": "2026-11-24T10:00:00.000000Z",
+        "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         **fields,
     }
     return json.dumps(event).encode()

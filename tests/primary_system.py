@@ -1,5 +1,5 @@
 """A stand-in for the primary chat system's sync endpoint: records the events it is handed,
-answering with a chosen status after a chosen delay."""
+answering with a chosen status after a chosen delay, or a byte at a time (`trickle`)."""
 
 import json
 import threading
@@ -12,7 +12,9 @@ class PrimarySystem(ThreadingHTTPServer):
     def __init__(self, status: int = 200, delay: float = 0) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.status, self.delay = status, delay
-        self.received: list[dict] = []  # {"webhook_id", "event", "status"} per request
+        self.trickle: float = 0  # > 0: answer one byte every `trickle` seconds, headers included
+        # {"webhook_id", "content_type", "event", "status", "headers", "body"} per request
+        self.received: list[dict] = []
         self.lock = threading.Lock()
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
@@ -44,15 +46,23 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.received.append({"webhook_id": self.headers.get("X-Webhook-Id"),
                                          "content_type": self.headers.get("Content-Type"),
-                                         "event": json.loads(body), "status": status})
+                                         "event": json.loads(body), "status": status,
+                                         "headers": dict(self.headers), "body": body})
         if self.server.delay:
             threading.Event().wait(self.server.delay)
-        data = b"{}"
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        data = b"{}" + b" " * 100
+        answer = (f"HTTP/1.1 {status} Answer\r\nContent-Type: application/json\r\n"
+                  f"Content-Length: {len(data)}\r\n\r\n").encode() + data
+        if not self.server.trickle:
+            self.wfile.write(answer)
+            return
+        try:
+            for byte in answer:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                threading.Event().wait(self.server.trickle)
+        except OSError:  # the client gave up
+            self.close_connection = True
 
     def log_message(self, format, *args) -> None:
         pass

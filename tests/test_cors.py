@@ -51,3 +51,17 @@ def test_origins_come_from_cors_origins(environ):
 
     assert allowed.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
     assert "Access-Control-Allow-Origin" not in refused.headers
+
+
+def test_browser_can_read_the_request_id(client):
+    """A frontend developer can quote X-Request-Id in a bug report: the browser exposes it."""
+    response = client.post("/generate-token", json={"user_id": "tommaso"}, headers={"Origin": ORIGIN})
+
+    assert "x-request-id" in response.headers["Access-Control-Expose-Headers"].lower()
+    assert response.headers["X-Request-Id"]
+
+
+def test_web_tools_can_fetch_the_api_document(client):
+    response = client.get("/openapi.json", headers={"Origin": ORIGIN})
+
+    assert response.headers["Access-Control-Allow-Origin"] in ("*", ORIGIN)

@@ -1,8 +1,11 @@
 """Safe on a public URL: tokens only for the authenticated caller, sync routes behind a
 shared token, nothing secret in the logs, bounded bodies."""
 
+import base64
+import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -11,9 +14,12 @@ import jwt
 import pytest
 import requests
 
-from app import create_app
+import mirror
+import models
+from app import Settings, SettingsError, create_app
 from conftest import STREAM_URL
-from examples import API_SECRET, CHANNEL_BODY, MESSAGE_BODY, sign, webhook_event
+from examples import API_SECRET, CHANNEL_BODY, MESSAGE_BODY, PRIMARY_SYNC_SECRET, sign, webhook_event
+from live import free_port
 from test_settings import ROOT
 
 SESSION_SECRET = "the-app-session-secret-" + "k" * 32
@@ -30,7 +36,8 @@ def bearer(token):
 
 @pytest.fixture
 def jwt_environ(environ):
-    return {**environ, "TOKEN_AUTH": "jwt", "AUTH_JWT_SECRET": SESSION_SECRET, "SYNC_API_TOKEN": SYNC_TOKEN}
+    return {**environ, "TOKEN_AUTH": "jwt", "AUTH_JWT_SECRET": SESSION_SECRET, "SYNC_API_TOKEN": SYNC_TOKEN,
+            "PRIMARY_SYNC_SECRET": PRIMARY_SYNC_SECRET}
 
 
 @pytest.fixture
@@ -272,3 +279,155 @@ def test_no_secret_or_token_reaches_the_logs(jwt_environ, stream, caplog, capfd)
     assert "POST /generate-token 200" in logs  # the logs were captured
     for secret in [API_SECRET, SESSION_SECRET, SYNC_TOKEN, session, issued, sign(body)]:
         assert secret not in logs
+
+
+# --- Hostile JSON -------------------------------------------------------------------------------
+
+def deep(levels):
+    return "[" * levels + "]" * levels
+
+
+HOSTILE_BODIES = [
+    # (method, path, raw JSON body, the field named in the 400)
+    ("POST", "/channel", '{"channel": {"creator_id": "tommaso", "custom_data": {"title": "\\ud800"}}, '
+                         '"members": {"tommaso": {}}}', "channel.custom_data.title"),
+    ("POST", "/channel", '{"channel": {"creator_id": "tommaso"}, "members": {"tommaso": {"name": "a\\udfffb"}}}',
+     "members.tommaso.name"),
+    ("PUT", "/message/m-1", '{"message": {"mood": "\\udc00"}, "user": {"id": "tommaso"}}', "message.mood"),
+    ("PUT", "/message/m-1", '{"message": {"tags": ["ok", "\\ud83d"]}, "user": {"id": "tommaso"}}', "message.tags[1]"),
+    ("POST", "/channel", '{"channel": {"creator_id": "tommaso", "custom_data": {"\\ud800": 1}}, '
+                         '"members": {"tommaso": {}}}', "channel.custom_data"),
+    ("POST", "/message", '{"channel": {"creator_id": "tommaso", "custom_data": {"x": ' + deep(500) + '}}, '
+                         '"members": {"tommaso": {}}, "message": {"id": "m-1", "text": "hi"}, "user": {"id": "tommaso"}}',
+     "channel.custom_data.x" + "[0]" * 29),
+    ("POST", "/channel", '{"channel": {"creator_id": "tommaso", "custom_data": {"size": 1e400}}, '
+                         '"members": {"tommaso": {}}}', "channel.custom_data.size"),
+    ("PUT", "/message/m-1", '{"message": {"n": -1e999}, "user": {"id": "tommaso"}}', "message.n"),
+    ("PUT", "/message/m-1", '{"message": {"n": 1' + "0" * 400 + '}, "user": {"id": "tommaso"}}', "message.n"),
+]
+
+
+@pytest.mark.parametrize("method, path, body, field", HOSTILE_BODIES)
+def test_json_that_stream_cannot_store_is_a_400_naming_the_field(client, stream, method, path, body, field):
+    response = client.open(path, method=method, data=body.encode(), content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.get_json()["field"] == field
+    assert stream.call_count == 0
+
+
+def test_nesting_up_to_the_limit_is_accepted(client, stream):
+    body = {"channel": {"creator_id": "tommaso", "custom_data": {"x": json.loads(deep(29))}},
+            "members": {"tommaso": {}}}  # 32 levels, the body's own object included
+
+    assert client.post("/channel", json=body).status_code == 200
+
+
+def test_a_valid_surrogate_pair_is_accepted(client, stream):
+    body = '{"channel": {"creator_id": "tommaso", "custom_data": {"title": "\\ud83d\\ude00"}}, "members": {"tommaso": {}}}'
+
+    assert client.post("/channel", data=body, content_type="application/json").status_code == 200
+    assert json.loads(stream.request_history[-1].body)["data"]["title"] == "\U0001F600"
+
+
+# --- Log lines, deletes, audiences, reserved fields -----------------------------------------------
+
+def test_a_newline_in_the_path_cannot_forge_a_log_line(client, caplog):
+    caplog.set_level(logging.INFO)
+    client.get("/healthz%0a2026-11-28 INFO stream_backend.access GET /admin 200 1.0ms forged")
+
+    lines = [record.getMessage() for record in caplog.records if record.name == "stream_backend.access"]
+    assert len(lines) == 1 and "\n" not in lines[0]
+    method, path, status, _, _ = lines[0].split()
+    assert (method, status) == ("GET", "404")
+    assert path.startswith("/healthz%0A2026-11-28%20INFO")
+
+
+def test_a_404_that_is_not_streams_own_is_not_taken_for_already_deleted(client, stream):
+    stream.delete(f"{STREAM_URL}/messages/m-1", status_code=404, text="<html>Not Found</html>")
+
+    response = client.delete("/message/m-1")
+
+    assert response.status_code != 200
+    assert "already_deleted" not in response.get_json()
+
+
+def test_streams_own_not_found_is_already_deleted(client, stream):
+    stream.delete(f"{STREAM_URL}/messages/m-1", status_code=404,
+                  json={"code": 16, "message": "DeleteMessage failed: message not found", "StatusCode": 404})
+
+    assert client.delete("/message/m-1").get_json()["already_deleted"] is True
+
+
+def test_session_jwt_with_an_audience_is_refused_when_none_is_expected(jwt_client):
+    response = jwt_client.post("/generate-token", json={}, headers=bearer(session_jwt(aud="billing")))
+
+    assert response.status_code == 401
+    assert "audience" in response.get_json()["error"]
+
+
+@pytest.mark.parametrize("field", ["mentioned_here", "mentioned_roles", "mentioned_group_ids", "primary_origin",
+                                   "reminder", "moderation"])
+def test_reserved_message_fields_cannot_be_set_by_an_update(client, stream, field):
+    response = client.put("/message/m-1", json={"message": {field: "x"}, "user": {"id": "tommaso"}})
+
+    assert response.status_code == 400
+    assert response.get_json()["field"] == f"message.{field}"
+    assert stream.call_count == 0
+
+
+def test_reserved_message_fields_follow_streams_spec(tmp_path):
+    spec_path = os.environ.get("STREAM_OPENAPI_SPEC", str(ROOT.parent / "shared/stream-openapi/chat-openapi.json"))
+    if not os.path.exists(spec_path):
+        pytest.skip("Stream's spec is not at hand; set STREAM_OPENAPI_SPEC")
+    schemas = json.load(open(spec_path))["components"]["schemas"]
+    spec_fields = set(schemas["MessageRequest"]["properties"]) | set(schemas["MessageResponse"]["properties"])
+
+    assert models.RESERVED_MESSAGE_FIELDS == (spec_fields - {"text"}) | {mirror.ORIGIN_FIELD}
+
+
+# --- Start-up -------------------------------------------------------------------------------------
+
+def test_webhook_db_defaults_to_the_project_folder_whatever_the_working_directory(environ, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = Settings.from_environ({key: value for key, value in environ.items() if key != "WEBHOOK_DB"})
+
+    assert settings.webhook_db == str(ROOT / "var" / "webhooks.sqlite3")
+
+
+@pytest.mark.parametrize("level", ["LOUD", "info2", "10"])
+def test_a_bad_log_level_stops_start_up_with_a_message(level):
+    result = start({"TOKEN_AUTH": "open", "LOG_LEVEL": level})
+
+    assert result.returncode == 3
+    assert result.stderr.startswith("Cannot start: LOG_LEVEL")
+    assert "Traceback" not in result.stderr
+
+
+def test_a_lower_case_log_level_is_accepted():
+    assert start({"TOKEN_AUTH": "open", "LOG_LEVEL": "warning"}).returncode == 0
+
+
+@pytest.mark.parametrize("secret", ["not-whsec", "whsec_", "whsec_!!!!", "whsec_" + base64.b64encode(b"short").decode()])
+def test_a_malformed_primary_sync_secret_stops_start_up(environ, secret):
+    with pytest.raises(SettingsError, match="PRIMARY_SYNC_SECRET"):
+        create_app({**environ, "PRIMARY_SYNC_SECRET": secret})
+
+
+def test_jwt_mode_needs_a_primary_sync_secret(jwt_environ):
+    with pytest.raises(SettingsError, match="PRIMARY_SYNC_SECRET must be set with TOKEN_AUTH=jwt"):
+        create_app({**jwt_environ, "PRIMARY_SYNC_SECRET": ""})
+
+
+def test_run_command_stops_when_the_stand_in_port_is_taken(tmp_path):
+    if (ROOT / ".env").exists():
+        pytest.skip("a .env is present: this test is about running without credentials")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("STREAM_")}
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        env.update(PYTHON=sys.executable, PORT=str(free_port()), STAND_IN_PORT=str(taken.getsockname()[1]))
+        result = subprocess.run([str(ROOT / "bin" / "run")], cwd=tmp_path, env=env, capture_output=True,
+                                text=True, timeout=60)
+
+    assert result.returncode != 0
+    assert "Cannot start: port" in result.stderr and "STAND_IN_PORT" in result.stderr
+    assert "LOCAL STREAM STAND-IN" not in result.stderr

@@ -1,4 +1,5 @@
-"""Invalid bodies get a 400 naming the field, and nothing is sent to Stream."""
+"""Invalid bodies get a 400 naming the field and the rule, in our words, and nothing is sent to
+Stream. The rules live in models.py."""
 
 import copy
 
@@ -77,6 +78,7 @@ def test_invalid_channel_body_is_a_400_naming_the_field(client, stream, path, va
     assert response.status_code == 400
     assert response.get_json()["field"] == field
     assert response.get_json()["error"].startswith(field + ":")
+    assert_in_our_words(response.get_json()["error"])
     assert stream.call_count == 0
 
 
@@ -86,7 +88,43 @@ def test_invalid_message_body_is_a_400_naming_the_field(client, stream, path, va
 
     assert response.status_code == 400
     assert response.get_json()["field"] == field
+    assert_in_our_words(response.get_json()["error"])
     assert stream.call_count == 0
+
+
+def assert_in_our_words(error):
+    """pydantic's own wording ("Input should be a valid dictionary") is translated."""
+    assert "should" not in error and "Input" not in error, error
+
+
+@pytest.mark.parametrize("body, error", [
+    (with_change(CHANNEL_BODY, "members.thierry.name", 7), "members.thierry.name: must be a string"),
+    (with_change(CHANNEL_BODY, "members", {}), "members: must not be empty"),
+    (with_change(CHANNEL_BODY, "channel.creator_id", REMOVED), "channel.creator_id: is required"),
+    (with_change(CHANNEL_BODY, "channel.custom_data", []), "channel.custom_data: must be a JSON object"),
+    (with_change(CHANNEL_BODY, "channel.custom_data", {"frozen": True}),
+     "channel.custom_data.frozen: is a field Stream reserves, not custom data"),
+    (with_change(CHANNEL_BODY, "members.bad id", {}),
+     "members.bad id: may contain only letters, digits, '@', '_' and '-'"),
+    (with_change(CHANNEL_BODY, "channel.id", "x" * 65), "channel.id: must be at most 64 characters"),
+    (with_change(CHANNEL_BODY, "channel.creator_id", "ana"),
+     "channel.creator_id: must be one of the members (or the message's sender)"),
+    (with_change(CHANNEL_BODY, "members.thierry", {"name": "x" * 6000}),
+     "members.thierry: is over Stream's 5120 bytes for a user"),
+])
+def test_errors_name_the_field_and_the_rule(client, stream, body, error):
+    response = client.post("/channel", json=body)
+
+    assert response.get_json() == {"error": error, "field": error.partition(":")[0]}
+
+
+def test_a_long_key_is_quoted_short(client, stream):
+    body = with_change(CHANNEL_BODY, "members." + "x" * 300, {})
+
+    response = client.post("/channel", json=body)
+
+    assert response.get_json()["field"] == "members." + "x" * 40 + "..."
+    assert len(response.get_json()["error"]) < 120
 
 
 @pytest.mark.parametrize("route", ["/generate-token", "/channel", "/message"])

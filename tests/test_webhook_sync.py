@@ -2,18 +2,21 @@
 retried by Stream while they are not handed over, never echoed back."""
 
 import gzip
+import hashlib
 import json
 import multiprocessing
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import pytest
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from app import create_app
-from examples import MESSAGE_BODY, origin_mark, sign, webhook_event
+from examples import MESSAGE_BODY, PRIMARY_SYNC_SECRET, origin_mark, sign, webhook_event
 from live import free_port
 from primary_system import PrimarySystem
-from webhook_store import Claim, RedisDeliveryStore, SQLiteDeliveryStore
+from webhook_store import Claim, RedisDeliveryStore, SQLiteDeliveryStore, StoreUnavailable
 
 
 @pytest.fixture
@@ -41,8 +44,9 @@ def test_event_is_posted_to_the_primary_as_stream_sent_it(client, primary):
 
     assert response.status_code == 200
     assert response.get_json() == {"received": "message.new", "outcome": "forwarded"}
-    assert primary.accepted() == [{"webhook_id": "wh-7", "content_type": "application/json",
-                                   "event": json.loads(body), "status": 200}]
+    (accepted,) = primary.accepted()
+    assert (accepted["webhook_id"], accepted["content_type"]) == ("wh-7", "application/json")
+    assert accepted["event"] == json.loads(body)
 
 
 def test_gzip_delivery_is_handed_over_inflated(client, primary):
@@ -97,7 +101,7 @@ def test_primary_slower_than_the_timeout_gets_a_503_and_frees_the_id(client, pri
     retry = deliver(client, webhook_event())
 
     assert failed.status_code == 503
-    assert "could not be reached" in failed.get_json()["error"]
+    assert "within 1 s" in failed.get_json()["error"]
     assert retry.get_json()["outcome"] == "forwarded"
 
 
@@ -112,7 +116,7 @@ def test_unreachable_primary_gets_a_503(environ):
 
 def test_copy_arriving_while_another_worker_forwards_gets_a_503(app, primary):
     store = app.extensions["handover"].store
-    assert store.claim("wh-1").outcome is Claim.CLAIMED  # another worker, mid-forward
+    assert store.claim("id:wh-1").outcome is Claim.CLAIMED  # another worker, mid-forward
 
     response = deliver(app.test_client(), webhook_event())
 
@@ -121,15 +125,15 @@ def test_copy_arriving_while_another_worker_forwards_gets_a_503(app, primary):
     assert primary.received == []
 
 
-def test_delivery_without_an_id_is_forwarded_each_time(client, primary):
+def test_delivery_without_an_id_is_forwarded_once_under_its_body_digest(client, primary):
     body = webhook_event()
     headers = {"X-Signature": sign(body)}
 
     first = client.post("/stream-incoming-wh", data=body, headers=headers)
     second = client.post("/stream-incoming-wh", data=body, headers=headers)
 
-    assert [first.get_json()["outcome"], second.get_json()["outcome"]] == ["forwarded", "forwarded"]
-    assert [entry["webhook_id"] for entry in primary.received] == ["", ""]
+    assert [first.get_json()["outcome"], second.get_json()["outcome"]] == ["forwarded", "duplicate"]
+    assert [entry["webhook_id"] for entry in primary.received] == [f"sha256-{hashlib.sha256(body).hexdigest()}"]
 
 
 def test_claims_expire_a_little_after_the_forward_timeout(app):
@@ -161,6 +165,158 @@ def test_without_primary_sync_url_each_event_is_logged_on_one_line(environ, prim
     assert lines == [{"outcome": "logged", "type": "message.new", "cid": "messaging:fun", "message_id": "m-1",
                       "webhook_id": "wh-9", "attempt": "1"}]
     assert primary.received == []
+
+
+# --- Replays and stale events --------------------------------------------------------------
+
+def test_signed_body_replayed_under_another_id_or_none_is_not_forwarded_again(client, primary):
+    body = webhook_event("message.updated")
+    deliver(client, body, webhook_id="wh-original")
+
+    under_another_id = deliver(client, body, webhook_id="wh-replayed")
+    without_an_id = client.post("/stream-incoming-wh", data=body, headers={"X-Signature": sign(body)})
+    gzipped = deliver(client, body, webhook_id="wh-gzipped", compress=True)
+
+    assert [answer.get_json()["outcome"] for answer in (under_another_id, without_an_id, gzipped)] == \
+        ["duplicate"] * 3
+    assert [entry["webhook_id"] for entry in primary.received] == ["wh-original"]
+
+
+def test_replays_are_refused_across_hosts_sharing_redis(environ, primary, redis_url):
+    body = webhook_event(message={"id": f"m-{uuid.uuid4()}"})
+    host_a, host_b = (create_app({**environ, "REDIS_URL": redis_url}).test_client() for _ in range(2))
+
+    first = deliver(host_a, body, webhook_id=f"wh-{uuid.uuid4()}")
+    replay = deliver(host_b, body, webhook_id=f"wh-{uuid.uuid4()}", compress=True)
+
+    assert [first.get_json()["outcome"], replay.get_json()["outcome"]] == ["forwarded", "duplicate"]
+    assert len(primary.received) == 1
+
+
+def test_an_id_borrowed_by_a_replay_is_not_reused_for_the_real_event(client, primary):
+    seen, later = webhook_event(message={"id": "m-seen"}), webhook_event(message={"id": "m-later"})
+    primary.status = 500
+    deliver(client, seen, webhook_id="wh-seen")  # failed: not handed over yet
+    primary.status = 200
+
+    replay = deliver(client, seen, webhook_id="wh-later")  # the attacker saw wh-later too
+    real = deliver(client, later, webhook_id="wh-later")
+
+    assert [replay.get_json()["outcome"], real.get_json()["outcome"]] == ["forwarded", "forwarded"]
+    ids = [entry["webhook_id"] for entry in primary.accepted()]
+    assert ids == ["wh-later", f"wh-later.sha256-{hashlib.sha256(later).hexdigest()}"]
+
+
+def test_a_failed_hand_over_frees_the_body_for_a_retry_under_another_id(client, primary):
+    body = webhook_event()
+    primary.status = 500
+    deliver(client, body, webhook_id="wh-1")
+    primary.status = 200
+
+    assert deliver(client, body, webhook_id="wh-2").get_json()["outcome"] == "forwarded"
+
+
+@pytest.mark.parametrize("age, outcome", [(3600 + 60, "stale"), (24 * 3600, "stale"), (3600 - 60, "forwarded"),
+                                          (0, "forwarded")])
+def test_events_older_than_an_hour_are_acknowledged_not_forwarded(client, primary, age, outcome):
+    created = datetime.now(timezone.utc) - timedelta(seconds=age)
+    body = webhook_event(created_at=created.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+
+    response = deliver(client, body)
+
+    assert response.status_code == 200
+    assert response.get_json()["outcome"] == outcome
+    assert len(primary.received) == (outcome == "forwarded")
+
+
+@pytest.mark.parametrize("created_at", [None, "yesterday", 12, "2026-11-24T10:00:00.123456789+00:00"])
+def test_an_unreadable_created_at_is_not_aged_but_still_deduplicated(client, primary, created_at):
+    body = webhook_event(created_at=created_at)
+
+    first, again = deliver(client, body, webhook_id="wh-1"), deliver(client, body, webhook_id="wh-2")
+
+    assert [first.get_json()["outcome"], again.get_json()["outcome"]] in (
+        [["forwarded", "duplicate"]] if created_at != "2026-11-24T10:00:00.123456789+00:00" else [["stale", "stale"]])
+
+
+# --- The hand-over's deadline ---------------------------------------------------------------
+
+def test_a_primary_answering_a_byte_at_a_time_is_cut_off_at_the_deadline(client, primary):
+    primary.trickle = 0.05  # its answer would take about 8 s; each read alone is quick
+    started = time.monotonic()
+
+    failed = deliver(client, webhook_event())
+    elapsed = time.monotonic() - started
+    primary.trickle = 0
+    retry = deliver(client, webhook_event())
+
+    assert failed.status_code == 503
+    assert "did not answer within 1 s" in failed.get_json()["error"]
+    assert elapsed < client.application.extensions["handover"].store.claim_seconds  # 3 s: before the claim ends
+    assert retry.get_json()["outcome"] == "forwarded"
+
+
+class StoreFailingToComplete(SQLiteDeliveryStore):
+    def complete(self, webhook_id, token):
+        raise StoreUnavailable("database is locked")
+
+
+def test_a_store_failing_after_the_hand_over_still_answers_200(app, primary, tmp_path, caplog):
+    app.extensions["handover"].store = StoreFailingToComplete(str(tmp_path / "failing.sqlite3"), 3, 60)
+
+    response = deliver(app.test_client(), webhook_event())
+
+    assert response.status_code == 200
+    assert response.get_json()["outcome"] == "forwarded"
+    assert len(primary.accepted()) == 1
+    assert any("not recorded as done" in record.getMessage() for record in caplog.records)
+
+
+# --- The hand-over's signature (Standard Webhooks) -----------------------------------------
+
+@pytest.fixture
+def signing_client(environ):
+    return create_app({**environ, "PRIMARY_SYNC_SECRET": PRIMARY_SYNC_SECRET}).test_client()
+
+
+def test_hand_over_is_signed_so_the_standardwebhooks_library_verifies_it(signing_client, primary):
+    body = webhook_event("message.updated")
+
+    deliver(signing_client, body, webhook_id="wh-signed")
+
+    (received,) = primary.received
+    headers = {name.lower(): value for name, value in received["headers"].items()}
+    assert headers["webhook-id"] == "wh-signed" == headers["x-webhook-id"]
+    assert headers["webhook-signature"].startswith("v1,")
+    assert abs(int(headers["webhook-timestamp"]) - time.time()) < 60
+    assert Webhook(PRIMARY_SYNC_SECRET).verify(received["body"], headers) == json.loads(body)
+
+
+@pytest.mark.parametrize("change", [{"webhook-id": "wh-other"}, {"webhook-timestamp": str(int(time.time()) - 1)},
+                                    {"webhook-signature": "v1," + "A" * 44}])
+def test_a_changed_header_fails_the_primarys_verification(signing_client, primary, change):
+    deliver(signing_client, webhook_event(), webhook_id="wh-signed")
+    received = primary.received[0]
+    headers = {**{name.lower(): value for name, value in received["headers"].items()}, **change}
+
+    with pytest.raises(WebhookVerificationError):
+        Webhook(PRIMARY_SYNC_SECRET).verify(received["body"], headers)
+
+
+def test_webhook_id_is_stable_across_stream_retries(signing_client, primary):
+    body = webhook_event()
+    primary.status = 500
+    deliver(signing_client, body, webhook_id="wh-retried", attempt=1)
+    primary.status = 200
+    deliver(signing_client, body, webhook_id="wh-retried", attempt=2)
+
+    assert [entry["headers"]["webhook-id"] for entry in primary.received] == ["wh-retried", "wh-retried"]
+
+
+def test_without_the_secret_nothing_is_signed(client, primary):
+    deliver(client, webhook_event())
+
+    assert not {"webhook-id", "webhook-signature"} & {name.lower() for name in primary.received[0]["headers"]}
 
 
 # --- Echoes --------------------------------------------------------------------------------
