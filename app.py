@@ -15,6 +15,7 @@ Stream's webhook.
     GET  /docs                its reference page (Swagger UI)
 
 Every failure answers JSON `{"error": "..."}` with a status that says whose fault it is.
+Commands (commands.py): `flask --app app backfill FILE` and `flask --app app verify FILE`.
 Settings come from the environment (or `.env`); `.env.example` lists them all.
 """
 
@@ -50,6 +51,7 @@ from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, Unauthorized
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+import commands
 import handover as handover_module
 import models
 import stream_errors
@@ -850,6 +852,8 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     # redirects itself, in HTML, past every error handler.
     app.url_map.merge_slashes = False
     app.register_blueprint(routes)
+    app.cli.add_command(commands.backfill)
+    app.cli.add_command(commands.verify)
     # Serialized once, in the document's own order ("openapi" first), not sorted as jsonify would.
     app.extensions["openapi"] = json.dumps(models.openapi_document(
         {endpoint.rpartition(".")[2]: inspect.getdoc(view) for endpoint, view in app.view_functions.items()}))

@@ -22,6 +22,7 @@ Limits are Stream's (../shared/docs/stream-facts.md): 100 users per upsert, 100 
 call, a reused message id answered 400 "already exists".
 """
 
+import copy
 import hashlib
 import hmac
 import json
@@ -311,3 +312,52 @@ class Mirror:
             if not stream_errors.is_not_found(error):
                 raise
         return {**already_deleted, "already_deleted": True}
+
+    # --- History (backfill) -------------------------------------------------------------
+    # What `backfill` needs beyond the live operations: history sends no push notifications
+    # and raises no unread counts (`skip_push`, `silent`), keeps its original times in custom
+    # fields (Stream's live API stamps a write with its arrival time), and arrives deleted
+    # when it was deleted. Each write is safe to repeat, as the backfill retries and resumes.
+
+    def with_client(self, client: StreamChat) -> "Mirror":
+        """This mirror (its state and origin key) writing through another Stream client,
+        such as one paced for a long run."""
+        twin = copy.copy(self)
+        twin.client = client
+        return twin
+
+    def import_channel(self, channel_type: str, channel_id: str, creator_id: str, data: dict[str, Any]):
+        """Get or create the channel `channel_type:channel_id` with `data`, without members."""
+        channel = self.client.channel(channel_type, channel_id, data=dict(data))
+        channel.create(creator_id)
+        return channel
+
+    def import_members(self, channel_type: str, channel_id: str, user_ids: list[str]) -> None:
+        """Add members to a channel, `STREAM_BATCH_SIZE` a call; adding a member twice is a no-op."""
+        url = self.client.channel(channel_type, channel_id).url
+        for batch in batches([{"user_id": user_id} for user_id in user_ids]):
+            self.client.post(url, data={"add_members": batch})
+
+    def import_message(self, channel_type: str, channel_id: str, message: dict[str, Any], user_id: str,
+                       deleted: bool = False) -> bool:
+        """Send a message of the history, quietly, and delete it when it was deleted.
+        True when it arrived now; False when Stream already had it (as it should be now)."""
+        channel = self.client.channel(channel_type, channel_id)
+        mark = origin_mark(self.origin_key, message["id"], channel.cid, user_id)
+        message = {**message, "silent": True, ORIGIN_FIELD: mark}
+        try:
+            channel.send_message(message, user_id=user_id, skip_push=True)
+            arrived, stored_deleted = True, False
+        except StreamAPIException as error:
+            if not stream_errors.is_duplicate_message(error):
+                raise
+            stored = self.client.get_message(message["id"])["message"]
+            arrived, stored_deleted = False, stored.get("type") == "deleted"
+        if deleted and not stored_deleted:
+            self.delete_message(message["id"], hard=False)
+        return arrived
+
+    def import_reaction(self, message_id: str, reaction: dict[str, Any], user_id: str) -> None:
+        """Add a reaction to a message, without a push; Stream keeps one per type and user."""
+        self.client.post(f"messages/{message_id}/reaction",
+                         data={"reaction": {**reaction, "user_id": user_id}, "skip_push": True})

@@ -10,7 +10,7 @@ from stream_chat.base.exceptions import StreamAPIException
 
 from mirror import MembersAreFixed, MessageIdTaken, Mirror, derive_origin_key, is_primary_message, origin_mark
 from payloads import ChannelSync, ChannelUpdate, MessageSync
-from stream_stand_in import ChatState, StreamError
+from stream_stand_in import ChatState, StreamError, query_members, query_users
 from sync_state import SyncState
 
 ORIGIN_KEY = derive_origin_key("a-secret-" + "s" * 32)
@@ -50,7 +50,8 @@ class FakeStream:
         return self._answer("delete_message", self.chat.delete_message, message_id, hard)
 
     def query_users(self, filter_conditions):
-        return self._answer("query_users", self.chat.query_users, {"payload": json.dumps({"filter_conditions": filter_conditions})})
+        payload = json.dumps({"filter_conditions": filter_conditions})
+        return self._answer("query_users", query_users, self.chat, {"payload": payload})
 
     def delete_users(self, user_ids, delete_type, **options):
         return self._answer("delete_users", self.chat.delete_users, {"user_ids": user_ids, "user": delete_type, **options})
@@ -87,7 +88,7 @@ class FakeChannel:
 
     def query_members(self, filter_conditions, limit, offset):
         payload = json.dumps({"type": self.channel_type, "id": self.id, "limit": limit, "offset": offset})
-        return self.client._answer("query_members", self.client.chat.query_members, {"payload": payload})["members"]
+        return self.client._answer("query_members", query_members, self.client.chat, {"payload": payload})["members"]
 
 
 class DictKeyValues:

@@ -2,13 +2,14 @@
 
 import threading
 
+import jwt
 import pytest
 import requests
 from stream_chat import StreamChat
 from stream_chat.base.exceptions import StreamAPIException
 
 from live import free_port
-from stream_stand_in import StandIn, StandInServer
+from stream_stand_in import Faults, StandIn, StandInServer, answer_with_faults
 
 KEY, SECRET = "stand-in-key", "stand-in-secret-" + "z" * 32
 
@@ -147,3 +148,38 @@ def test_latency_is_added_to_every_call(monkeypatch):
     StandIn(KEY, SECRET, latency_ms=25).answer("POST", "/users", {"api_key": KEY}, b"{}", None)
 
     assert slept == [0.025]
+
+
+def test_rate_limit_headers_and_a_429_over_the_limit():
+    stand_in = StandIn(KEY, SECRET)
+    stand_in.faults = Faults(rate_limit=2, rate_window_seconds=60)
+    token = jwt.encode({"server": True}, SECRET, algorithm="HS256")
+
+    answers = [answer_with_faults(stand_in, "GET", "/users", {"api_key": KEY}, b"", token) for _ in range(3)]
+
+    assert [status for status, _, _ in answers] == [201, 201, 429]
+    assert [headers["X-RateLimit-Remaining"] for _, _, headers in answers] == ["1", "0", "0"]
+    assert answers[2][1]["code"] == 9 and float(answers[2][2]["Retry-After"]) > 59
+
+
+def test_injected_failures_are_a_fraction_of_the_calls():
+    stand_in = StandIn(KEY, SECRET)
+    stand_in.faults = Faults(fail_rate=0.2, fail_kinds=("500",), seed=1)
+    token = jwt.encode({"server": True}, SECRET, algorithm="HS256")
+
+    statuses = [answer_with_faults(stand_in, "GET", "/users", {"api_key": KEY}, b"", token)[0] for _ in range(500)]
+
+    assert 60 < statuses.count(500) < 140 and set(statuses) == {201, 500}
+
+
+def test_an_import_task_moves_on_one_state_per_read(sdk, stand_in_url):
+    target = sdk.create_import_url("history.jsonl")
+    body = b'{"type": "user", "item": {"id": "ana", "created_at": "2020-01-01T00:00:00Z"}}\n'
+    assert requests.put(target["upload_url"], data=body, timeout=5).status_code == 200
+    task = sdk.create_import(target["path"], "upsert")["import_task"]
+
+    states = [sdk.get_import(task["id"])["import_task"]["state"] for _ in range(4)]
+
+    assert task["state"] == "uploaded"
+    assert states == ["analyzing", "importing", "completed", "completed"]
+    assert sdk.query_users({"id": {"$in": ["ana"]}})["users"][0]["created_at"] == "2020-01-01T00:00:00Z"

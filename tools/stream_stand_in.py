@@ -8,8 +8,6 @@ messages in memory until it stops:
     POST   /channels/{type}/{id}/query     get or create a channel by id
     POST   /channels/{type}/{id}           update a channel (add_members, remove_members)
     PATCH  /channels/{type}/{id}           partial update of a channel's data (set / unset)
-    GET    /members?payload=...            query a channel's members (limit, offset)
-    GET    /users?payload=...              query users by id (deleted users are not shown)
     POST   /users/delete                   delete users (soft; messages soft or hard)
     DELETE /channels/{type}/{id}           delete a channel (?hard_delete=true)
     POST   /channels/{type}/{id}/message   send a message
@@ -30,12 +28,14 @@ API call since start. `--latency-ms` delays every API answer.
 import argparse
 import hashlib
 import json
+import random
 import re
 import socket
 import sys
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -187,18 +187,6 @@ class ChatState:
         state = self.channel_state(channel)
         return {"channel": state["channel"], "members": state["members"]}
 
-    def query_members(self, query: dict) -> dict:
-        payload = json.loads(query.get("payload") or "{}")
-        channel = self._channel(f"{payload.get('type')}:{payload.get('id')}")
-        offset, limit = int(payload.get("offset") or 0), int(payload.get("limit") or 100)
-        return {"members": self.channel_state(channel)["members"][offset:offset + limit]}
-
-    def query_users(self, query: dict) -> dict:
-        payload = json.loads(query.get("payload") or "{}")
-        wanted = (payload.get("filter_conditions") or {}).get("id", {}).get("$eq")
-        return {"users": [user for user_id, user in self.users.items()
-                          if user_id == wanted and not user.get("deleted_at")]}
-
     def delete_users(self, body: dict) -> dict:
         """Stream marks the users deleted at once and deletes their messages in a task; here
         the task is done before the answer."""
@@ -294,10 +282,267 @@ ROUTES = [
      lambda s, m, q, b: s.delete_message(m["id"], q.get("hard") == "true")),
     ("PATCH", re.compile(r"/channels/(?P<type>[^/]+)/(?P<id>[^/]+)"),
      lambda s, m, q, b: s.update_channel_partial(f"{m['type']}:{m['id']}", b)),
-    ("GET", re.compile(r"/members"), lambda s, m, q, b: s.query_members(q)),
-    ("GET", re.compile(r"/users"), lambda s, m, q, b: s.query_users(q)),
     ("POST", re.compile(r"/users/delete"), lambda s, m, q, b: s.delete_users(b)),
 ]
+
+
+# --- Backfill and verify: queries, reactions, Stream's importer, rate limits and faults -----
+#
+#   GET    /users?payload=...               query users (filter `id`: a value, `$eq` or `$in`)
+#   POST   /channels                        query channels (filter `cid`: a value, `$eq` or `$in`)
+#   GET    /members?payload=...             query a channel's members (filter `id` or `user_id`)
+#   GET    /channels/{type}/{id}/messages   messages by id (`?ids=a,b`), as Stream's get_many
+#   POST   /messages/{id}/reaction          add a reaction
+#   POST   /import_urls                     an upload URL for an import file (served below)
+#   POST   /imports, GET /imports[/{id}]    import tasks: each read of a task moves it one state
+#                                           on (uploaded, analyzing, importing, completed); the
+#                                           records are applied as Stream's importer does, with
+#                                           their original times; a malformed file ends in
+#                                           analyze_failed
+#
+# With `Faults`, every API answer carries X-RateLimit-Limit/-Remaining/-Reset per endpoint and
+# a call over the limit gets a 429; a fraction of calls fail on purpose: a 500 (nothing done), a
+# timeout (done, but answered after `timeout_seconds`) or a 429 with Retry-After.
+
+IMPORT_STATES = ("uploaded", "analyzing", "importing", "completed")
+
+
+def _filter_values(conditions: dict, *fields: str) -> list | None:
+    """The values a filter allows for the first of `fields` it names, or None (no filter)."""
+    for field in fields:
+        if field in conditions:
+            condition = conditions[field]
+            if isinstance(condition, dict):
+                return list(condition.get("$in") or []) + ([condition["$eq"]] if "$eq" in condition else [])
+            return [condition]
+    return None
+
+
+def _payload(query: dict) -> dict:
+    try:
+        payload = json.loads(query.get("payload") or "{}")
+    except ValueError:
+        raise StreamError(400, 4, "payload is not valid JSON") from None
+    return payload if isinstance(payload, dict) else {}
+
+
+def query_users(state: ChatState, query: dict) -> dict:
+    payload = _payload(query)
+    ids = _filter_values(payload.get("filter_conditions") or {}, "id")
+    # Deleted users are not shown, as in Stream.
+    users = [user for user_id, user in state.users.items()
+             if (ids is None or user_id in ids) and not user.get("deleted_at")]
+    return {"users": users[:int(payload.get("limit") or 30)]}
+
+
+def query_channels(state: ChatState, body: dict) -> dict:
+    cids = _filter_values(body.get("filter_conditions") or {}, "cid")
+    channels = [channel for cid, channel in state.channels.items()
+                if not channel["deleted_at"] and (cids is None or cid in cids)]
+    return {"channels": [state.channel_state(channel) for channel in channels[:int(body.get("limit") or 10)]]}
+
+
+def query_members(state: ChatState, query: dict) -> dict:
+    payload = _payload(query)
+    channel = state._channel(f"{payload.get('type')}:{payload.get('id')}")
+    user_ids = _filter_values(payload.get("filter_conditions") or {}, "id", "user_id")
+    members = [user_id for user_id in channel["members"] if user_ids is None or user_id in user_ids]
+    offset = int(payload.get("offset") or 0)
+    return {"members": [{"user_id": user_id, "user": state.users.get(user_id, {"id": user_id})}
+                        for user_id in members[offset:offset + int(payload.get("limit") or 100)]]}
+
+
+def get_many_messages(state: ChatState, cid: str, query: dict) -> dict:
+    state._channel(cid)
+    ids = [message_id for message_id in (query.get("ids") or "").split(",") if message_id]
+    return {"messages": [state.messages[message_id] for message_id in ids
+                         if message_id in state.messages and state.messages[message_id]["cid"] == cid]}
+
+
+def send_reaction(state: ChatState, message_id: str, body: dict) -> dict:
+    message = state._message(message_id)
+    reaction = dict(body.get("reaction") or {})
+    user_id = reaction.pop("user_id", None) or (reaction.pop("user", None) or {}).get("id")
+    if user_id not in state.users:
+        raise StreamError(400, 4, f"SendReaction failed with error: \"user '{user_id}' doesn't exist\"")
+    reactions = message.setdefault("latest_reactions", [])
+    reactions[:] = [r for r in reactions if (r["type"], r["user_id"]) != (reaction.get("type"), user_id)]
+    stored = {**reaction, "message_id": message_id, "user_id": user_id, "created_at": reaction.get("created_at") or now()}
+    reactions.append(stored)
+    message["reaction_counts"] = {}
+    for each in reactions:
+        message["reaction_counts"][each["type"]] = message["reaction_counts"].get(each["type"], 0) + 1
+    return {"message": message, "reaction": stored}
+
+
+class Importer:
+    """Stream's importer, in memory: upload URLs, uploads, and tasks that apply the file."""
+
+    def __init__(self) -> None:
+        self.uploads: dict[str, bytes] = {}  # path -> the uploaded file
+        self.tasks: dict[str, dict] = {}
+
+    def create_url(self, base_url: str, body: dict) -> dict:
+        upload_id = hashlib.sha256(f"{time.time_ns()}{len(self.uploads)}".encode()).hexdigest()[:32]
+        filename = re.sub(r"[^A-Za-z0-9._-]", "_", str(body.get("filename") or "import.jsonl"))
+        path = f"s3://stand-in-import/{upload_id}/{filename}"
+        self.uploads[path] = b""
+        return {"path": path, "upload_url": f"{base_url}/_stand_in/uploads/{upload_id}/{filename}"}
+
+    def upload(self, upload_path: str, data: bytes) -> bool:
+        path = "s3://stand-in-import/" + upload_path.removeprefix("/_stand_in/uploads/")
+        if path not in self.uploads:
+            return False
+        self.uploads[path] = data
+        return True
+
+    def create_task(self, body: dict) -> dict:
+        path, mode = body.get("path"), body.get("mode")
+        if path not in self.uploads or mode not in ("insert", "upsert"):
+            raise StreamError(400, 4, "CreateImport failed with error: \"path or mode is not valid\"")
+        stamp = now()
+        task_id = hashlib.sha256(f"{path}{time.time_ns()}".encode()).hexdigest()[:36]
+        self.tasks[task_id] = {"id": task_id, "path": path, "mode": mode, "state": "uploaded", "history": [],
+                               "size": len(self.uploads[path]), "created_at": stamp, "updated_at": stamp}
+        return {"import_task": self.tasks[task_id]}
+
+    def get_task(self, state: ChatState, task_id: str) -> dict:
+        task = self.tasks.get(task_id)
+        if task is None:
+            raise StreamError(404, 16, f"import task {task_id} not found")
+        if task["state"] in IMPORT_STATES[:-1]:
+            next_state = IMPORT_STATES[IMPORT_STATES.index(task["state"]) + 1]
+            if task["state"] == "analyzing":
+                next_state = "importing" if self._readable(task["path"]) else "analyze_failed"
+            if next_state == "completed":
+                self._apply(state, self.uploads.pop(task["path"]))
+            task["history"].append({"prev_state": task["state"], "next_state": next_state, "created_at": now()})
+            task.update(state=next_state, updated_at=now())
+        return {"import_task": task}
+
+    def list_tasks(self) -> dict:
+        return {"import_tasks": list(self.tasks.values())}
+
+    def _readable(self, path: str) -> bool:
+        try:
+            return all(isinstance(json.loads(line), dict) for line in self.uploads[path].splitlines() if line.strip())
+        except ValueError:
+            return False
+
+    @staticmethod
+    def _apply(state: ChatState, data: bytes) -> None:
+        """The records, in the file's order, with their own times."""
+        def cid_of(item, record_type):
+            channel_type = item.get("type") if record_type == "channel" else item.get("channel_type")
+            channel_id = item.get("id") if record_type == "channel" else item.get("channel_id")
+            members = item.get("member_ids") if record_type == "channel" else item.get("channel_member_ids")
+            if not channel_id:
+                channel_id = "!members-" + hashlib.sha256(json.dumps(sorted(members)).encode()).hexdigest()[:32]
+            return channel_type, channel_id
+
+        for line in data.splitlines():
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            record_type, item = record.get("type"), dict(record.get("item") or {})
+            if record_type == "user":
+                state.users[item["id"]] = {**item, "role": item.get("role", "user"),
+                                           "created_at": item.get("created_at") or now()}
+            elif record_type == "channel":
+                channel_type, channel_id = cid_of(item, "channel")
+                cid = f"{channel_type}:{channel_id}"
+                member_ids = item.pop("member_ids", None) or []
+                state.channels[cid] = {**item, "id": channel_id, "type": channel_type, "cid": cid,
+                                       "created_by": state.users.get(item.pop("created_by", None)),
+                                       "created_at": item.get("created_at") or now(), "updated_at": now(),
+                                       "deleted_at": None, "members": list(member_ids)}
+            elif record_type == "member":
+                channel = state.channels[":".join(cid_of(item, "member"))]
+                channel["members"] = list(dict.fromkeys([*channel["members"], item["user_id"]]))
+            elif record_type == "message":
+                cid = ":".join(cid_of(item, "message"))
+                message_id = item.get("id") or hashlib.sha256(line).hexdigest()[:36]
+                fields = {k: v for k, v in item.items() if k not in ("user", "channel_type", "channel_id",
+                                                                     "channel_member_ids")}
+                state.messages[message_id] = {
+                    "html": f"<p>{item.get('text', '')}</p>\n", "updated_at": item.get("created_at") or now(),
+                    "deleted_at": None, "created_at": now(), **fields, "id": message_id,
+                    "type": item.get("type", "regular"), "cid": cid, "user": state.users[item["user"]]}
+                if message_id not in state.channel_messages.setdefault(cid, []):
+                    state.channel_messages[cid].append(message_id)
+            elif record_type == "reaction":
+                send_reaction(state, item["message_id"], {"reaction": item})
+
+
+@dataclass
+class Faults:
+    """Rate limits and failures to inject: none by default."""
+
+    rate_limit: int = 0  # calls per endpoint per window; 0: no limit, no headers
+    rate_window_seconds: float = 60
+    fail_rate: float = 0.0  # the fraction of calls that fail on purpose
+    fail_kinds: tuple[str, ...] = ("500", "timeout", "429")
+    timeout_seconds: float = 2.0  # how late a "timeout" answers
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.random = random.Random(self.seed)
+        self.lock = threading.Lock()
+        self.windows: dict[str, list] = {}  # endpoint -> [window start, calls in it]
+
+    def rate_headers(self, method: str, path: str) -> tuple[dict, bool]:
+        """The rate-limit headers for one more call to this endpoint, and whether it is over."""
+        if not self.rate_limit:
+            return {}, False
+        endpoint = f"{method} {re.sub(r'/(channels/[^/]+/[^/]+|messages/[^/]+|imports/[^/]+)', '/*', path)}"
+        with self.lock:
+            clock = time.time()
+            window = self.windows.setdefault(endpoint, [clock, 0])
+            if clock >= window[0] + self.rate_window_seconds:
+                window[:] = [clock, 0]
+            window[1] += 1
+            reset = window[0] + self.rate_window_seconds
+            remaining = self.rate_limit - window[1]
+        return {"X-RateLimit-Limit": str(self.rate_limit), "X-RateLimit-Remaining": str(max(remaining, 0)),
+                "X-RateLimit-Reset": f"{reset:.3f}"}, remaining < 0
+
+    def pick_failure(self) -> str | None:
+        with self.lock:
+            if self.fail_rate and self.random.random() < self.fail_rate:
+                return self.random.choice(self.fail_kinds)
+        return None
+
+
+def answer_with_faults(stand_in: "StandIn", method: str, path: str, query: dict, raw_body: bytes,
+                       authorization: str | None) -> tuple[int, dict, dict]:
+    """`StandIn.answer`, with the rate-limit headers and failures of `stand_in.faults`."""
+    faults = stand_in.faults
+    headers, over_limit = faults.rate_headers(method, path)
+    failure = "429" if over_limit else faults.pick_failure()
+    if failure == "429":
+        retry_after = max(float(headers.get("X-RateLimit-Reset", 0)) - time.time(), 0) if over_limit else 0.05
+        return 429, StandIn._error(StreamError(429, 9, "Too many requests, check response headers for more "
+                                                        "information.")), {**headers, "Retry-After": f"{retry_after:.3f}"}
+    if failure == "500":
+        return 500, StandIn._error(StreamError(500, -1, "internal error (injected)")), headers
+    status, body = stand_in.answer(method, path, query, raw_body, authorization)
+    if failure == "timeout":
+        time.sleep(faults.timeout_seconds)
+    return status, body, headers
+
+
+ROUTES.extend([
+    ("GET", re.compile(r"/users"), lambda s, m, q, b: query_users(s, q)),
+    ("POST", re.compile(r"/channels"), lambda s, m, q, b: query_channels(s, b)),
+    ("GET", re.compile(r"/members"), lambda s, m, q, b: query_members(s, q)),
+    ("GET", re.compile(r"/channels/(?P<type>[^/]+)/(?P<id>[^/]+)/messages"),
+     lambda s, m, q, b: get_many_messages(s, f"{m['type']}:{m['id']}", q)),
+    ("POST", re.compile(r"/messages/(?P<id>[^/]+)/reaction"), lambda s, m, q, b: send_reaction(s, m["id"], b)),
+    ("POST", re.compile(r"/import_urls"), lambda s, m, q, b: s.importer.create_url(s.base_url, b)),
+    ("POST", re.compile(r"/imports"), lambda s, m, q, b: s.importer.create_task(b)),
+    ("GET", re.compile(r"/imports"), lambda s, m, q, b: s.importer.list_tasks()),
+    ("GET", re.compile(r"/imports/(?P<id>[^/]+)"), lambda s, m, q, b: s.importer.get_task(s, m["id"])),
+])
 
 
 class StandIn:
@@ -311,6 +556,10 @@ class StandIn:
         self.received: deque[dict] = deque(maxlen=10_000)
         self.calls = 0  # every API call since start, for the benchmark's calls per request
         self.verified_tokens: set[str] = set()
+        # Backfill and verify: Stream's importer, and the faults to inject (none by default).
+        self.faults = Faults()
+        self.state.importer = Importer()
+        self.state.base_url = "http://stand-in.invalid"  # the HTTP server sets its own
 
     def answer(self, method: str, path: str, query: dict, raw_body: bytes,
                authorization: str | None) -> tuple[int, dict]:
@@ -397,12 +646,20 @@ class StandInHandler(BaseHTTPRequestHandler):
         if url.path == "/_stand_in/calls":
             self._send(200, {"calls": stand_in.calls})
             return
+        if url.path.startswith("/_stand_in/uploads/") and self.command == "PUT":  # an import file's upload URL
+            with stand_in.state.lock:
+                uploaded = stand_in.state.importer.upload(url.path, raw_body)
+            self._send(200 if uploaded else 404, {})
+            return
         query = {key: values[-1] for key, values in parse_qs(url.query).items()}
-        self._send(*stand_in.answer(self.command, url.path, query, raw_body, self.headers.get("Authorization")))
+        self._send(*answer_with_faults(stand_in, self.command, url.path, query, raw_body,
+                                       self.headers.get("Authorization")))
 
-    def _send(self, status: int, body: dict) -> None:
+    def _send(self, status: int, body: dict, headers: dict | None = None) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -421,6 +678,12 @@ class StandInServer(ThreadingHTTPServer):
         super().__init__(address, StandInHandler)
         self.stand_in = stand_in
         self.verbose = verbose
+        stand_in.state.base_url = f"http://{self.server_address[0]}:{self.server_address[1]}"
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that gave up (an injected timeout) is gone when its answer is written.
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
 
 
 def main() -> None:
@@ -431,9 +694,18 @@ def main() -> None:
     parser.add_argument("--api-secret", required=True)
     parser.add_argument("--latency-ms", type=float, default=0, help="delay before every API answer")
     parser.add_argument("--verbose", action="store_true", help="log every request")
+    parser.add_argument("--rate-limit", type=int, default=0, help="calls per endpoint per window, with "
+                        "X-RateLimit-* headers and 429s over it (default: no limit)")
+    parser.add_argument("--rate-window-s", type=float, default=60, help="the rate limit's window")
+    parser.add_argument("--fail-rate", type=float, default=0, help="fraction of calls that fail on purpose")
+    parser.add_argument("--fail-kinds", default="500,timeout,429", help="failures to pick from")
+    parser.add_argument("--timeout-ms", type=float, default=2000, help="how late an injected timeout answers")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the injected failures")
     args = parser.parse_args()
-    server = StandInServer((args.host, args.port),
-                           StandIn(args.api_key, args.api_secret, args.latency_ms), args.verbose)
+    stand_in = StandIn(args.api_key, args.api_secret, args.latency_ms)
+    stand_in.faults = Faults(args.rate_limit, args.rate_window_s, args.fail_rate,
+                             tuple(args.fail_kinds.split(",")), args.timeout_ms / 1000, args.seed)
+    server = StandInServer((args.host, args.port), stand_in, args.verbose)
     print(f"Stream stand-in listening on http://{args.host}:{args.port} (test and demo only)",
           file=sys.stderr, flush=True)
     try:
