@@ -271,14 +271,14 @@ class Mirror:
 
     def _known_channel(self, sync: ChannelSync):
         """The channel to send to, without asking Stream, when the state knows it has all of
-        `sync.members`; else None."""
-        channel_id = sync.id or self.state.distinct_channel_id(sync.type, sync.members)
-        if channel_id is None:
-            return None
-        known_members = self.state.channel_members(sync.type, channel_id)
+        `sync.members`; else None. A distinct channel is its members: knowing its id is enough."""
+        if sync.id is None:
+            channel_id = self.state.distinct_channel_id(sync.type, sync.members)
+            return None if channel_id is None else self.client.channel(sync.type, channel_id)
+        known_members = self.state.channel_members(sync.type, sync.id)
         if known_members is None or not known_members.issuperset(sync.members):
             return None
-        return self.client.channel(sync.type, channel_id)
+        return self.client.channel(sync.type, sync.id)
 
     def _member_ids(self, channel, answer: dict[str, Any]) -> set[str]:
         """Every member id of the channel: from Stream's answer when it lists them all, else
