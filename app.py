@@ -313,56 +313,8 @@ def handover() -> Handover:
 # --- Helpers ----------------------------------------------------------------------------
 
 def json_body() -> dict[str, Any]:
-    """The request body as a JSON object, whatever its Content-Type says."""
-    try:
-        # NaN and Infinity are not JSON; Python would accept them and forward them to Stream.
-        body = json.loads(request.get_data(), parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
-        abort(400, description="The request body must be JSON.")
-    if not isinstance(body, dict):
-        abort(400, description="The request body must be a JSON object.")
-    _refuse_unstorable(body)
-    return body
-
-
-# Deeper than any real body (custom data included): the SDK and Stream recurse into it.
-MAX_JSON_DEPTH = 32
-# JSON's "\ud800" escapes decode to lone surrogates, which no UTF-8 encoder takes.
-LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _refuse_unstorable(body: dict[str, Any]) -> None:
-    """Refuse what json.loads takes but Stream cannot: nesting deeper than MAX_JSON_DEPTH,
-    lone surrogates, numbers out of a double's range (`1e400` parses to infinity). A 400
-    naming the field, before anything is validated or sent."""
-    pending = [(body, "", 1)]
-    while pending:  # a loop, not recursion: the depth is what is being checked
-        value, path, depth = pending.pop()
-        field = path or "body"
-        if isinstance(value, (dict, list)):
-            if depth > MAX_JSON_DEPTH:
-                raise models.InvalidRequest(field, f"is nested deeper than {MAX_JSON_DEPTH} levels")
-            items = value.items() if isinstance(value, dict) else enumerate(value)
-            for key, child in items:
-                if isinstance(key, str) and LONE_SURROGATE.search(key):
-                    raise models.InvalidRequest(field, "has a key with a lone UTF-16 surrogate (not Unicode text)")
-                child_path = f"{path}[{key}]" if isinstance(value, list) else f"{path}.{key}" if path else key
-                pending.append((child, child_path, depth + 1))
-        elif isinstance(value, str) and LONE_SURROGATE.search(value):
-            raise models.InvalidRequest(field, "has a lone UTF-16 surrogate (not Unicode text)")
-        elif isinstance(value, (int, float)) and not _finite(value):
-            raise models.InvalidRequest(field, "is a number out of range (beyond a double's)")
-
-
-def _finite(number: int | float) -> bool:
-    try:
-        return math.isfinite(number)
-    except OverflowError:  # an int too large for a float
-        return False
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
+    """The request body as a JSON object, whatever its Content-Type says (models.parse_body)."""
+    return models.parse_body(request.get_data())
 
 
 def hard_flag() -> bool:
@@ -677,9 +629,9 @@ def webhook_caller_allowed() -> bool:
 
 # --- Errors: one place turns every failure into JSON -----------------------------------
 
-# Stream's answers that are about the caller's request: passed through as they are.
-# 401 and 403 are about our credentials or permissions, so they become a 502 like any
-# other failure of Stream's.
+# Stream's answers that are about the caller's request: passed through as they are, when
+# they carry Stream's error body (a proxy's or a wrong URL's 404 is not Stream's). 401 and
+# 403 are about our credentials or permissions, so they become a 502 like any other failure.
 PASSED_THROUGH_STREAM_STATUSES = {400, 404, 409, 413, 429}
 
 
@@ -713,7 +665,7 @@ def stream_error(error: StreamAPIException):
     status = error.status_code
     stream_message = stream_errors.message_of(error)
     details = {"api_error": stream_message, "stream_code": stream_errors.code_of(error)}
-    if status in PASSED_THROUGH_STREAM_STATUSES:
+    if status in PASSED_THROUGH_STREAM_STATUSES and stream_errors.is_streams_own(error):
         response = error_response(status, f"Stream refused the request: {stream_message}", **details)
         retry_after = _seconds_until(g.get("stream_rate_limit_reset")) if status == 429 else None
         if retry_after is not None:
@@ -723,7 +675,7 @@ def stream_error(error: StreamAPIException):
         problem = "Stream refused this service's credentials or permissions"
     else:
         problem = f"Stream failed with HTTP {status}"
-    log.warning("%s: %s", problem, stream_message)
+    log.warning("%s: %s", problem, loggable(stream_message))  # Stream may echo client text
     return error_response(502, problem, **details)
 
 

@@ -5,17 +5,26 @@ collaborators as arguments and knows nothing of HTTP routes: the webhook route i
 verifies the delivery, then calls `handle_once`. Each delivery is claimed in a store shared by
 every worker (webhook_store.py), under its `X-Webhook-Id` and under a digest of its signed
 body, so that neither a retry landing on another worker nor a replay under another id is
-handed over twice. A hand-over ends within `timeout`, whatever the primary does, and the
-claims outlive it, so two copies of one event are never in flight at once.
+handed over twice.
+
+A hand-over ends within `timeout` of the moment its first claim is asked for, whatever the
+primary does: the deadline is an absolute cutoff taken then, so that the time spent waiting on
+the store (SQLite's busy timeout, up to webhook_store.BUSY_TIMEOUT_SECONDS, for each claim)
+comes out of the hand-over's `timeout`, not out of the claim's margin over it. Every claim
+expires at least `claim_seconds` (> `timeout`) after that moment, so two copies of one event
+are never in flight at once.
+
+The primary gets the signed JSON byte for byte (a gzip delivery inflated), so "as Stream sent
+it" is exact, and the Standard Webhooks signature covers those same bytes.
 """
 
 import hashlib
-import json
 import logging
 import socket
 import threading
 import time
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -27,6 +36,10 @@ from mirror import is_primary_message
 from webhook_store import Claim, StoreUnavailable
 
 log = logging.getLogger("stream_backend.handover")
+
+# Of the primary's answer only the status counts; a little of its body is read so that a short
+# answer leaves the connection reusable, and no more, whatever the primary sends.
+MAX_ANSWER_BYTES = 4096
 
 
 class PrimarySyncFailed(Exception):
@@ -53,6 +66,14 @@ def event_time(event: dict[str, Any]) -> float | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
 
 
+@dataclass(frozen=True)
+class Delivery:
+    event: dict[str, Any]
+    body: bytes  # the JSON Stream signed, handed over byte for byte
+    id: str  # what the primary dedupes on
+    until: float  # time.monotonic() by which the hand-over ends
+
+
 class Handover:
     def __init__(self, store, session: requests.Session, primary_url: str | None, timeout: float,
                  origin_key: bytes, signer: Webhook | None = None, max_event_age: float = 3600) -> None:
@@ -61,7 +82,7 @@ class Handover:
         self.signer, self.max_event_age = signer, max_event_age
         # What to do with each event type; any other type is acknowledged and ignored. Updates
         # and deletes are forwarded even when the mirror made them (see the README's "Webhooks").
-        self.handlers: dict[str, Callable[[dict[str, Any], str], str]] = {
+        self.handlers: dict[str, Callable[[Delivery], str]] = {
             "message.new": self.forward_unless_echo,
             "message.updated": self.forward,
             "message.deleted": self.forward,
@@ -80,6 +101,7 @@ class Handover:
         if self.is_stale(event):
             return "stale"
         digest = hashlib.sha256(signed_body).hexdigest()
+        until = time.monotonic() + self.timeout  # before the first claim: see the module's docstring
         claim = self.store.claim(f"body:{digest}")
         if claim.outcome is Claim.DONE:
             return "duplicate"
@@ -87,7 +109,8 @@ class Handover:
             raise DeliveryBusy(digest)
         claims = [(f"body:{digest}", claim.token)]
         try:
-            outcome = handler(event, self._delivery_id(webhook_id, digest, claims))
+            delivery_id = self._delivery_id(webhook_id, digest, claims)
+            outcome = handler(Delivery(event, signed_body, delivery_id, until))
         except BaseException:
             self._release_all(claims)  # so that Stream's retry can succeed
             raise
@@ -115,42 +138,57 @@ class Handover:
         created = event_time(event)
         return created is not None and time.time() - created > self.max_event_age
 
-    def forward(self, event: dict[str, Any], delivery_id: str) -> str:
-        """Hand the event to the primary system, signed when a signer is set, within
-        `timeout` in all. Without its URL, the route's log line is the handling."""
+    def forward(self, delivery: Delivery) -> str:
+        """Hand the signed body to the primary system, signed again when a signer is set, by
+        `delivery.until`. Without its URL, the route's log line is the handling."""
         if self.primary_url is None:
             return "logged"
-        body = json.dumps(event, separators=(",", ":"))
-        with deadline(self.timeout) as cutoff:
+        seconds = delivery.until - time.monotonic()
+        if seconds <= 0:  # the claims took the whole time
+            raise PrimarySyncFailed(f"the primary system did not answer within {self.timeout:g} s")
+        with deadline(seconds) as cutoff:
             try:
-                answer = self.session.post(self.primary_url, data=body.encode(), timeout=self.timeout,
-                                           headers=self.headers(delivery_id, body), allow_redirects=False)
+                status = self._post(delivery, seconds)
             except requests.RequestException as error:
-                answer, problem = None, f"could not be reached: {type(error).__name__}"
+                status, problem = None, f"could not be reached: {type(error).__name__}"
         # Checked first: an answer cut off after its status line can still parse as a 200.
         if cutoff.expired:
             raise PrimarySyncFailed(f"the primary system did not answer within {self.timeout:g} s")
-        if answer is None:
+        if status is None:
             raise PrimarySyncFailed(f"the primary system {problem}")
-        if not 200 <= answer.status_code < 300:
-            raise PrimarySyncFailed(f"the primary system answered HTTP {answer.status_code}")
+        if not 200 <= status < 300:
+            raise PrimarySyncFailed(f"the primary system answered HTTP {status}")
         return "forwarded"
 
-    def headers(self, delivery_id: str, body: str) -> dict[str, str]:
+    def _post(self, delivery: Delivery, seconds: float) -> int:
+        """The primary's status for the delivery, reading at most MAX_ANSWER_BYTES of its answer."""
+        with self.session.post(self.primary_url, data=delivery.body, timeout=seconds, stream=True,
+                               headers=self.headers(delivery.id, delivery.body),
+                               allow_redirects=False) as answer:
+            received = 0
+            for chunk in answer.iter_content(1024):
+                received += len(chunk)
+                if received >= MAX_ANSWER_BYTES:
+                    break
+            return answer.status_code
+
+    def headers(self, delivery_id: str, body: bytes) -> dict[str, str]:
         """`X-Webhook-Id` as Stream names it and, with a signer, the Standard Webhooks headers
         (https://www.standardwebhooks.com): the same id, the time, and `v1,<signature>`."""
         headers = {"Content-Type": "application/json", "X-Webhook-Id": delivery_id}
         if self.signer is not None:
             now = datetime.fromtimestamp(int(time.time()), timezone.utc)
+            # The body is UTF-8 (webhook_body.signed_json refuses any other): the library signs
+            # `id.timestamp.body` encoded back to these very bytes.
             headers.update({"webhook-id": delivery_id, "webhook-timestamp": str(int(now.timestamp())),
-                            "webhook-signature": self.signer.sign(delivery_id, now, body)})
+                            "webhook-signature": self.signer.sign(delivery_id, now, body.decode())})
         return headers
 
-    def forward_unless_echo(self, event: dict[str, Any], delivery_id: str) -> str:
+    def forward_unless_echo(self, delivery: Delivery) -> str:
         """`message.new`: a message the mirror sent came from the primary system: skip it."""
-        if is_primary_message(self.origin_key, event_message(event), event.get("cid")):
+        if is_primary_message(self.origin_key, event_message(delivery.event), delivery.event.get("cid")):
             return "echo"
-        return self.forward(event, delivery_id)
+        return self.forward(delivery)
 
     # --- Claims ---------------------------------------------------------------------------
 
@@ -245,8 +283,11 @@ class _DeadlineAdapter(requests.adapters.HTTPAdapter):
 
 
 def deadline_session() -> requests.Session:
-    """A session whose requests a `deadline` can cut short."""
+    """A session whose requests a `deadline` can cut short. As the Stream client's, it reads
+    the proxy settings from the environment once, here, not (with ~/.netrc) on every request."""
     session = requests.Session()
+    session.proxies = requests.utils.getproxies()
+    session.trust_env = False
     session.mount("http://", _DeadlineAdapter())
     session.mount("https://", _DeadlineAdapter())
     return session

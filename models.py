@@ -14,6 +14,8 @@ app.py, whose docstring becomes the operation's description. No Flask in this mo
 """
 
 import json
+import math
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -89,7 +91,7 @@ PATTERN_RULES = {
 
 def json_size(value: Any) -> int:
     """Bytes of `value` as compact UTF-8 JSON, as Stream counts custom data (a lone surrogate,
-    which json_body() refuses, would count 3 rather than fail here)."""
+    which parse_body() refuses, would count 3 rather than fail here)."""
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode(errors="surrogatepass"))
 
 
@@ -428,6 +430,70 @@ def _problem(error: dict) -> str:
 
 def _shorten(name: str, limit: int = 40) -> str:
     return name if len(name) <= limit else name[:limit] + "..."
+
+
+# --- Request bodies as JSON -----------------------------------------------------------------
+
+# Deeper than any real body (custom data included): the SDK and Stream recurse into it.
+MAX_JSON_DEPTH = 32
+# JSON's "\ud800" escapes decode to lone surrogates, which no UTF-8 encoder takes.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """A request body as a JSON object that Stream can store; InvalidRequest otherwise."""
+    try:
+        # NaN and Infinity are not JSON; Python would accept them and forward them to Stream.
+        body = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise InvalidRequest("body", "must be JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("body", "must be a JSON object")
+    _refuse_unstorable(body)
+    return body
+
+
+def _refuse_unstorable(body: dict[str, Any]) -> None:
+    """Refuse what json.loads takes but Stream cannot: nesting deeper than MAX_JSON_DEPTH,
+    lone surrogates, numbers out of a double's range (`1e400` parses to infinity). A 400
+    naming the field, before anything is validated or sent. Each value is queued with a tuple
+    of keys, not a path string: a long key over many children would be copied once per child.
+    The field's name is built only for the refusal, with long keys cut short."""
+    pending: list[tuple[Any, tuple]] = [(body, ())]
+    while pending:  # a loop, not recursion: the depth is what is being checked
+        value, keys = pending.pop()
+        if isinstance(value, (dict, list)):
+            if len(keys) >= MAX_JSON_DEPTH:
+                raise InvalidRequest(_json_path(keys), f"is nested deeper than {MAX_JSON_DEPTH} levels")
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, child in items:
+                if isinstance(key, str) and LONE_SURROGATE.search(key):
+                    raise InvalidRequest(_json_path(keys),
+                                         "has a key with a lone UTF-16 surrogate (not Unicode text)")
+                pending.append((child, keys + (key,)))
+        elif isinstance(value, str) and LONE_SURROGATE.search(value):
+            raise InvalidRequest(_json_path(keys), "has a lone UTF-16 surrogate (not Unicode text)")
+        elif isinstance(value, (int, float)) and not _finite(value):
+            raise InvalidRequest(_json_path(keys), "is a number out of range (beyond a double's)")
+
+
+def _json_path(keys: tuple) -> str:
+    """`("members", "a", "tags", 0)` -> `members.a.tags[0]`, long keys cut short; `body` for ()."""
+    path = ""
+    for key in keys:
+        path += f"[{key}]" if isinstance(key, int) else f".{_shorten(key)}" if path else _shorten(key)
+    return path or "body"
+
+
+def _finite(number: int | float) -> bool:
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
 
 
 # --- The routes and the OpenAPI document ---------------------------------------------------

@@ -24,7 +24,15 @@ def message_of(error: StreamAPIException) -> str:
 
 
 def code_of(error: StreamAPIException) -> int | None:
-    return getattr(error, "error_code", None)
+    """Stream's error code; None for an answer without one (the SDK says "unknown" for a JSON
+    body without a code, as a proxy's JSON page would be)."""
+    code = getattr(error, "error_code", None)
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
+
+
+def is_streams_own(error: StreamAPIException) -> bool:
+    """The error carries Stream's error body (its code), not a proxy's page or a wrong URL's."""
+    return code_of(error) is not None
 
 
 def is_not_found(error: StreamAPIException) -> bool:

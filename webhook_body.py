@@ -12,6 +12,10 @@ import zlib
 from stream_chat.webhook import GZIP_MAGIC, verify_signature
 
 GZIP_WBITS = 16 + zlib.MAX_WBITS  # zlib's way of saying "a gzip header and trailer"
+# A gzip file may be several members one after the other, and each costs a new inflater: a
+# 1 MB body of one-byte members would cost ~70 times the CPU of one member, all before the
+# signature is checked. Stream sends one; a proxy re-compressing in parts, a few.
+MAX_GZIP_MEMBERS = 4
 
 
 class BodyTooLarge(Exception):
@@ -29,10 +33,15 @@ def is_gzip(body: bytes, content_encoding: str | None) -> bool:
 
 
 def inflate(body: bytes, limit: int) -> bytes:
-    """The gzip `body` inflated, never holding more than `limit` + 1 inflated bytes."""
+    """The gzip `body` inflated, never holding more than `limit` + 1 inflated bytes, in at
+    most MAX_GZIP_MEMBERS members."""
     inflated = bytearray()
     rest = body
+    members = 0
     while rest:  # a gzip file may hold several members, one after the other
+        members += 1
+        if members > MAX_GZIP_MEMBERS:
+            raise CorruptBody(f"the gzip stream has more than {MAX_GZIP_MEMBERS} members")
         inflater = zlib.decompressobj(GZIP_WBITS)
         try:
             while not inflater.eof:
@@ -41,7 +50,7 @@ def inflate(body: bytes, limit: int) -> bytes:
                 if len(inflated) > limit:
                     raise BodyTooLarge(f"the body inflates to over {limit} bytes")
                 rest = inflater.unconsumed_tail
-                if not chunk and not rest:
+                if not chunk and not rest and not inflater.eof:  # an empty member ends with no output
                     raise CorruptBody("the gzip stream is truncated")
         except zlib.error as error:
             raise CorruptBody(f"the gzip stream is corrupt ({error})") from None
@@ -52,7 +61,14 @@ def inflate(body: bytes, limit: int) -> bytes:
 def signed_json(body: bytes, content_encoding: str | None, signature: str, secret: str,
                 limit: int) -> bytes | None:
     """The JSON bytes Stream signed, or None when `signature` does not match them.
-    Raises BodyTooLarge or CorruptBody for a gzip body that cannot be read within `limit`."""
+    Raises BodyTooLarge or CorruptBody for a gzip body that cannot be read within `limit`,
+    CorruptBody for a signed body that is not UTF-8."""
     if is_gzip(body, content_encoding):
         body = inflate(body, limit)
-    return body if verify_signature(body, signature, secret) else None
+    if not verify_signature(body, signature, secret):
+        return None
+    try:  # JSON between systems is UTF-8 (RFC 8259), and it is handed over as it is
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CorruptBody("the body is not UTF-8") from None
+    return body

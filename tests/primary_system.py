@@ -13,6 +13,7 @@ class PrimarySystem(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.status, self.delay = status, delay
         self.trickle: float = 0  # > 0: answer one byte every `trickle` seconds, headers included
+        self.answer_bytes = 102  # the length of its answer's body
         # {"webhook_id", "content_type", "event", "status", "headers", "body"} per request
         self.received: list[dict] = []
         self.lock = threading.Lock()
@@ -50,11 +51,17 @@ class _Handler(BaseHTTPRequestHandler):
                                          "headers": dict(self.headers), "body": body})
         if self.server.delay:
             threading.Event().wait(self.server.delay)
-        data = b"{}" + b" " * 100
+        size = self.server.answer_bytes
+        data = b"{}" + b" " * min(size - 2, 2**16)
         answer = (f"HTTP/1.1 {status} Answer\r\nContent-Type: application/json\r\n"
-                  f"Content-Length: {len(data)}\r\n\r\n").encode() + data
+                  f"Content-Length: {size}\r\n\r\n").encode() + data
         if not self.server.trickle:
-            self.wfile.write(answer)
+            try:
+                self.wfile.write(answer)
+                for _ in range((size - len(data)) // len(data)):  # sizes of 2 + n * 64 KB
+                    self.wfile.write(b" " * len(data))
+            except OSError:  # the client had read enough
+                self.close_connection = True
             return
         try:
             for byte in answer:

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import tracemalloc
 
 import jwt
 import pytest
@@ -316,6 +317,26 @@ def test_json_that_stream_cannot_store_is_a_400_naming_the_field(client, stream,
     assert stream.call_count == 0
 
 
+def test_a_long_key_over_many_children_is_refused_in_little_memory(client, stream):
+    # The refused number is the last value walked, so every child is queued first; a path
+    # string per child would hold the 100 KB key 2,000 times (200 MB).
+    children = {"a0": 1e400, **{f"a{index}": 0 for index in range(1, 2000)}}
+    body = json.dumps({"channel": {"creator_id": "a", "custom_data": {"k" * 100_000: children}},
+                       "members": {"a": {}}}).replace("Infinity", "1e400").encode()
+
+    tracemalloc.start()
+    try:
+        response = client.post("/channel", data=body, content_type="application/json")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert response.status_code == 400
+    assert response.get_json()["field"] == "channel.custom_data." + "k" * 40 + "....a0"
+    assert peak < 5 * 2**20
+    assert stream.call_count == 0
+
+
 def test_nesting_up_to_the_limit_is_accepted(client, stream):
     body = {"channel": {"creator_id": "tommaso", "custom_data": {"x": json.loads(deep(29))}},
             "members": {"tommaso": {}}}  # 32 levels, the body's own object included
@@ -343,13 +364,28 @@ def test_a_newline_in_the_path_cannot_forge_a_log_line(client, caplog):
     assert path.startswith("/healthz%0A2026-11-28%20INFO")
 
 
-def test_a_404_that_is_not_streams_own_is_not_taken_for_already_deleted(client, stream):
-    stream.delete(f"{STREAM_URL}/messages/m-1", status_code=404, text="<html>Not Found</html>")
+@pytest.mark.parametrize("path, stream_path", [("/message/m-1", "/messages/m-1"),
+                                               ("/channel/messaging/general", "/channels/messaging/general")])
+@pytest.mark.parametrize("answer", [{"text": "<html>Not Found</html>"}, {"json": {"error": "no route"}}])
+def test_a_404_that_is_not_streams_own_is_a_502_not_already_deleted(client, stream, path, stream_path, answer):
+    stream.delete(f"{STREAM_URL}{stream_path}", status_code=404, **answer)
 
-    response = client.delete("/message/m-1")
+    response = client.delete(path)
 
-    assert response.status_code != 200
+    assert response.status_code == 502
+    assert response.get_json()["error"] == "Stream failed with HTTP 404"
     assert "already_deleted" not in response.get_json()
+    assert [request.path for request in stream.request_history] == [stream_path]
+
+
+def test_streams_message_is_logged_escaped(client, stream, caplog):
+    stream.delete(f"{STREAM_URL}/messages/m-1", status_code=500,
+                  json={"code": -1, "message": "failed on 'x\n2026-11-28 INFO forged'", "StatusCode": 500})
+
+    client.delete("/message/m-1")
+
+    warnings = [record.getMessage() for record in caplog.records if "Stream failed" in record.getMessage()]
+    assert warnings == ["Stream failed with HTTP 500: failed%20on%20'x%0A2026-11-28%20INFO%20forged'"]
 
 
 def test_streams_own_not_found_is_already_deleted(client, stream):

@@ -7,6 +7,7 @@ import zlib
 
 import pytest
 
+import webhook_body
 from app import SettingsError, create_app
 from examples import API_KEY, sign, webhook_event
 
@@ -162,6 +163,38 @@ def test_gzip_body_in_several_members_is_read_whole(client):
     assert response.status_code == 200
 
 
+def test_gzip_body_ending_in_an_empty_member_is_read(client):
+    body = webhook_event()
+
+    response = deliver(client, gzip.compress(body) + gzip.compress(b""), signature=sign(body))
+
+    assert response.status_code == 200
+    assert response.get_json()["outcome"] == "logged"
+
+
+def test_gzip_body_in_up_to_four_members_is_read_and_in_more_is_a_400(client):
+    body = webhook_event()
+    parts = [body[:10], body[10:20], body[20:30], body[30:]]
+    in_four = b"".join(gzip.compress(part) for part in parts)
+
+    assert deliver(client, in_four, signature=sign(body)).status_code == 200
+    response = deliver(client, in_four + gzip.compress(b""), signature=sign(body))
+    assert response.status_code == 400
+    assert response.get_json()["error"] == ("The webhook body could not be read: "
+                                            "the gzip stream has more than 4 members.")
+
+
+def test_many_one_byte_gzip_members_cost_at_most_four_inflaters(monkeypatch):
+    bomb = b"".join(gzip.compress(b"x") for _ in range(40_000))
+    inflaters = []
+    real = zlib.decompressobj
+    monkeypatch.setattr(zlib, "decompressobj", lambda *args: inflaters.append(1) or real(*args))
+
+    with pytest.raises(webhook_body.CorruptBody):
+        webhook_body.inflate(bomb, 1024 * 1024)
+    assert len(inflaters) == webhook_body.MAX_GZIP_MEMBERS
+
+
 @pytest.mark.parametrize("corrupt", [
     lambda gz: gz[:-6],  # truncated
     lambda gz: gz[:12] + b"\xff" * 8 + gz[20:],  # garbled
@@ -174,6 +207,15 @@ def test_corrupt_gzip_is_a_400_naming_the_problem(client, corrupt):
 
     assert response.status_code == 400
     assert "gzip" in response.get_json()["error"]
+
+
+def test_a_signed_body_that_is_not_utf8_is_a_400(client):
+    body = json.dumps(json.loads(webhook_event())).encode("utf-16")
+
+    response = deliver(client, body, signature=sign(body))
+
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "The webhook body could not be read: the body is not UTF-8."
 
 
 def test_gzip_header_on_a_plain_body_is_a_400(client):
