@@ -326,3 +326,22 @@ def test_a_copied_mark_does_not_make_a_squatted_id_ours(mirror, stream):
 
     with pytest.raises(MessageIdTaken):
         mirror.sync_message(message_sync("sq-2", "a", "b"))
+
+
+def test_members_past_what_the_update_answer_lists_are_read_page_by_page(mirror, stream, monkeypatch):
+    """Stream's answer to a channel update may list only some members (its `member_count`
+    says how many there are): the rest are read with query_members, 100 a page."""
+    mirror.sync_channel(channel_sync(*[f"m{n:03d}" for n in range(230)]))
+    update_partial = FakeChannel.update_partial
+
+    def listing_100(self, to_set, to_unset):
+        answer = update_partial(self, to_set, to_unset)
+        return {**answer, "members": answer["members"][:100]}
+
+    monkeypatch.setattr(FakeChannel, "update_partial", listing_100)
+
+    answer = mirror.update_channel("messaging", "team", ChannelUpdate(custom_data={}, members=users("m000", "new")))
+
+    assert [call[0] for call in stream.calls].count("query_members") == 3
+    assert (answer["added"], len(answer["removed"])) == (["new"], 229)
+    assert stream.chat.channels["messaging:team"]["members"] == ["m000", "new"]
