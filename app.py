@@ -6,7 +6,9 @@ Stream's webhook.
     POST /message             the same, then send the message (a retry answers the stored one)
     PUT    /message/<id>              update a message's text or custom fields
     DELETE /message/<id>              delete a message (?hard=true), repeatable
+    PUT    /channel/<type>/<id>       set a channel's custom data, make its members exactly these
     DELETE /channel/<type>/<id>       delete a channel (?hard=true), repeatable
+    DELETE /user/<id>                 delete a user (?hard=true: their messages too), repeatable
     POST /stream-incoming-wh  Stream's webhook, signature-checked
     GET  /healthz             liveness, without calling Stream
     GET  /openapi.json        this API's OpenAPI 3.1 document, built from models.py
@@ -55,8 +57,8 @@ import models
 import stream_errors
 import webhook_body
 from handover import DeliveryBusy, Handover, PrimarySyncFailed, deadline_session
-from mirror import Mirror
-from sync_cache import SyncCache
+from mirror import MembersAreFixed, MessageIdTaken, Mirror, derive_origin_key
+from sync_state import RedisKeyValues, SQLiteKeyValues, SyncState
 from webhook_store import RedisDeliveryStore, SQLiteDeliveryStore, StoreUnavailable
 
 log = logging.getLogger("stream_backend")
@@ -72,6 +74,10 @@ STREAM_WEBHOOK_WAIT_SECONDS = 6
 MAX_STREAM_TIMEOUT_SECONDS = 6
 # HS256 keys and shared tokens shorter than the hash are guessable (RFC 7518, section 3.2).
 MIN_SECRET_LENGTH = 32
+# How long the mirror trusts what it believes Stream holds (sync_state.py): the longest a
+# divergence no webhook told us about can last; past it, a channel's next message pays the
+# full path once (two more calls). 0 turns the state off.
+DEFAULT_SYNC_STATE_TTL_SECONDS = 300
 # Standard Webhooks secrets are 24 to 64 random bytes, base64 after `whsec_`.
 MIN_SYNC_SECRET_BYTES = 24
 # The project folder: default paths are inside it, whatever the working directory.
@@ -96,7 +102,7 @@ class Settings:
     token_ttl_seconds: int
     cors_origins: str | list[str]
     max_body_bytes: int
-    sync_cache_size: int
+    sync_state_ttl_seconds: int
     http_pool_size: int
     primary_sync_url: str | None  # None: accepted webhook events are logged, not forwarded
     primary_sync_timeout: float
@@ -139,7 +145,8 @@ class Settings:
             token_ttl_seconds=number("TOKEN_TTL_SECONDS", 3600, int),
             cors_origins=_origins(environ.get("CORS_ORIGINS", "*")),
             max_body_bytes=number("MAX_BODY_BYTES", 1024 * 1024, int),
-            sync_cache_size=number("SYNC_CACHE_SIZE", 10_000, int, strict=False),
+            sync_state_ttl_seconds=number("SYNC_STATE_TTL_SECONDS", DEFAULT_SYNC_STATE_TTL_SECONDS, int,
+                                          strict=False),
             # The Procfile runs WEB_THREADS threads a worker: one pooled connection each.
             http_pool_size=number("WEB_THREADS", 8, int),
             primary_sync_url=environ.get("PRIMARY_SYNC_URL") or None,
@@ -285,6 +292,12 @@ def open_delivery_store(settings: Settings):
     if settings.redis_url:
         return RedisDeliveryStore(settings.redis_url, claim_seconds, DELIVERY_MEMORY_SECONDS)
     return SQLiteDeliveryStore(settings.webhook_db, claim_seconds, DELIVERY_MEMORY_SECONDS)
+
+
+def open_sync_state(settings: Settings) -> SyncState:
+    """The mirror's state, in the same store as the webhook claims."""
+    store = RedisKeyValues(settings.redis_url) if settings.redis_url else SQLiteKeyValues(settings.webhook_db)
+    return SyncState(store, settings.sync_state_ttl_seconds)
 
 
 def build_handover(settings: Settings, origin_key: bytes) -> Handover:
@@ -461,6 +474,24 @@ def delete_message(message_id: str):
     return mirror().delete_message(message_id, hard)
 
 
+@routes.put("/channel/<channel_type>/<channel_id>")
+@requires_sync_token
+def update_channel(channel_type: str, channel_id: str):
+    """Set a channel's custom data and, when given, make its members exactly these.
+
+    Request: `{"custom_data": {"title": "New", "topic": null}, "members": {"<id>": {"name",
+    "image"}}}`, either or both: fields not given are kept, a `null` field is removed; members
+    missing in Stream are upserted and added, the others removed (100 a call). Repeatable.
+    Response: 200 `{"channel": {...}, "members": [ids], "added": [...], "removed": [...]}`.
+    Errors: 404 for a channel Stream does not have; 400 for an invalid body, or members for a
+    distinct channel (its members define it).
+    """
+    channel_type = models.validated(models.ChannelType, channel_type, "channel type")
+    channel_id = models.validated(models.ChannelId, channel_id, "channel id")
+    update = models.validated(models.ChannelUpdateRequest, json_body()).update()
+    return mirror().update_channel(channel_type, channel_id, update)
+
+
 @routes.delete("/channel/<channel_type>/<channel_id>")
 @requires_sync_token
 def delete_channel(channel_type: str, channel_id: str):
@@ -473,6 +504,20 @@ def delete_channel(channel_type: str, channel_id: str):
     channel_id = models.validated(models.ChannelId, channel_id, "channel id")
     hard = hard_flag()
     return mirror().delete_channel(channel_type, channel_id, hard)
+
+
+@routes.delete("/user/<user_id>")
+@requires_sync_token
+def delete_user(user_id: str):
+    """Delete a user in Stream: soft (the record is kept, marked deleted), and with
+    `?hard=true` their messages too.
+
+    Response: 200 `{"user": {"id"}, "task_id"}` (Stream deletes the messages in a task); 200
+    with `"already_deleted": true` when Stream no longer shows the user, so a retry succeeds.
+    """
+    user_id = models.validated(models.UserId, user_id, "user id")
+    hard = hard_flag()
+    return mirror().delete_user(user_id, hard)
 
 
 @routes.get("/openapi.json")
@@ -537,6 +582,7 @@ def stream_webhook():
         abort(400, description="The webhook body must be a JSON object with a 'type'.")
 
     webhook_id = request.headers.get("X-Webhook-Id") or None
+    mirror().forget(event)  # what Stream changed is rewritten by the primary's next sync
     outcome = handover().handle_once(event, webhook_id, signed)
     log.info("webhook %s", json.dumps({
         "outcome": outcome,
@@ -601,6 +647,17 @@ def http_error(error: HTTPException):
 @routes.app_errorhandler(models.InvalidRequest)
 def invalid_request(error: models.InvalidRequest):
     return error_response(400, str(error), field=error.field)
+
+
+@routes.app_errorhandler(MessageIdTaken)
+def message_id_taken(error: MessageIdTaken):
+    log.warning("message id conflict: %s", error)
+    return error_response(409, f"Conflict: {error}.", message_id=error.message_id, cid=error.cid)
+
+
+@routes.app_errorhandler(MembersAreFixed)
+def members_are_fixed(error: MembersAreFixed):
+    return error_response(400, f"members: {error}.", field="members")
 
 
 @routes.app_errorhandler(StreamAPIException)
@@ -672,7 +729,7 @@ def unexpected_error(error: Exception):
 
 # The routes a browser calls, so the ones that answer CORS, and the API document (for web
 # tools that import it). The webhook is not among them.
-BROWSER_ROUTES = re.compile(r"/(generate-token|channel|message|openapi\.json)(/.*)?$")
+BROWSER_ROUTES = re.compile(r"/(generate-token|channel|message|user|openapi\.json)(/.*)?$")
 
 
 # An incoming X-Request-Id is kept when it looks like one (a proxy's, a client's); otherwise
@@ -688,6 +745,7 @@ ROUTE_BODY_CAPS = {
     "stream_backend.update_message": 64 * 1024,  # text and up to 5 KB of custom fields
     "stream_backend.delete_message": 1024,  # no body
     "stream_backend.delete_channel": 1024,
+    "stream_backend.delete_user": 1024,
     "stream_backend.healthz": 1024,
     "stream_backend.openapi": 1024,
     "stream_backend.docs": 1024,
@@ -735,10 +793,9 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     # token answer with readLine().
     app.json.compact = True
     app.extensions["stream_chat"] = build_stream_client(app_settings)
-    origin_key = app_settings.stream_api_secret.encode()
-    app.extensions["mirror"] = Mirror(app.extensions["stream_chat"], SyncCache(app_settings.sync_cache_size),
-                                      origin_key)
+    origin_key = derive_origin_key(app_settings.stream_api_secret)
     app.extensions["handover"] = build_handover(app_settings, origin_key)
+    app.extensions["mirror"] = Mirror(app.extensions["stream_chat"], open_sync_state(app_settings), origin_key)
     if app_settings.trusted_proxy_count:
         # The client's address as the nearest of those proxies saw it; the header is never
         # believed by default, since any client can send it.

@@ -417,7 +417,8 @@ class LiveRun(Run):
 
     def _users_unit(self, batch: list[Record]) -> Unit:
         users = {record.item["id"]: user_object(record.item) for record in batch}
-        return Unit(batch, lambda: self.mirror.upsert_users(users) or True,
+        # Every user is written: the mirror's sync state is a hint, the history is the truth.
+        return Unit(batch, lambda: self.mirror.upsert_users(users, trust_state=False) or True,
                     lambda: [self._users_unit([record]) for record in batch])
 
     def _members_unit(self, batch: list[Record]) -> Unit:

@@ -186,7 +186,7 @@ class Handover:
 
     def forward_unless_echo(self, delivery: Delivery) -> str:
         """`message.new`: a message the mirror sent came from the primary system: skip it."""
-        if is_primary_message(self.origin_key, event_message(delivery.event)):
+        if is_primary_message(self.origin_key, event_message(delivery.event), delivery.event.get("cid")):
             return "echo"
         return self.forward(delivery)
 

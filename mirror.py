@@ -2,8 +2,21 @@
 
 `Mirror(client, state, origin_key)` takes its collaborators as arguments and knows nothing of
 HTTP: the routes in app.py call it, and a Python primary backend can import and call it
-directly. `state` (sync_cache.SyncCache) is what we believe Stream already has, so that a
-repeated sync skips calls that would change nothing; it is a hint, never the truth.
+directly (README, "Calling the mirror from Python"). `state` (sync_state.SyncState) is what we
+believe Stream already has, shared by every worker, so that a repeated sync skips calls that
+would change nothing; it is a hint, never the truth: when Stream says a user or channel we
+relied on is gone, the sync runs again with `trust_state=False`.
+
+The public operations, stable for callers of their own (a backfill, a primary backend):
+
+    sync_channel(ChannelSync)                       upsert the members, get or create, add the missing
+    sync_message(MessageSync)                       the same (skipped when known), then send
+    update_channel(type, id, ChannelUpdate)         set/unset custom data; members made exact
+    update_message(id, fields, user_id)             partial update
+    delete_message(id, hard) / delete_channel(type, id, hard) / delete_user(id, hard)
+    forget(event)                                   a webhook event: forget what it touches
+    upsert_users(users), get_or_create_channel(ChannelSync), add_members(channel, ids),
+    send_message(channel, MessageSync)              the steps, 100 users or members a call
 
 Limits are Stream's (../shared/docs/stream-facts.md): 100 users per upsert, 100 members per
 call, a reused message id answered 400 "already exists".
@@ -12,143 +25,285 @@ call, a reused message id answered 400 "already exists".
 import copy
 import hashlib
 import hmac
-from typing import Any, Callable
+import json
+from typing import Any
 
 from stream_chat import StreamChat
 from stream_chat.base.exceptions import StreamAPIException
 
 import stream_errors
-from payloads import ChannelSync, MessageSync
-from sync_cache import SyncCache
+from payloads import ChannelSync, ChannelUpdate, MessageSync
+from sync_state import SyncState
 
-# Stream's limit on users per upsert call, and on members added per call.
+# Stream's limit on users per upsert call, and on members added or removed per call.
 STREAM_BATCH_SIZE = 100
 
-# Messages the mirror sends carry a custom field that marks them as the primary system's, so
-# that their `message.new` webhook is not fed back to it (see handover.py). The mark is an
-# HMAC of the message id: no state is shared, and no chat client can forge it. It adds 51
-# bytes to the message's 5 KB of custom data.
+# Messages the mirror sends carry a custom field that marks them as the primary system's: their
+# `message.new` webhook is not fed back to it (handover.py), and a retry that finds the id taken
+# knows whether the stored message is its own. The mark is an HMAC of the message id, its cid
+# and its sender, with a key derived from the API secret: no chat client can forge it, nor move
+# it to another id, channel or sender. It adds 51 bytes to the message's 5 KB of custom data.
 ORIGIN_FIELD = "primary_origin"
+
+# Webhook events after which what we believed of a user or channel may be wrong (edited in a
+# chat client or Stream's dashboard): forgotten, so that the primary's next sync rewrites it.
+USER_EVENTS = frozenset({"user.updated", "user.deleted"})
+CHANNEL_EVENTS = frozenset({"channel.updated", "channel.deleted", "channel.truncated",
+                            "member.added", "member.removed", "member.updated"})
+
+# Stream derives a distinct channel's id from its members, with this prefix.
+DISTINCT_PREFIX = "!members-"
+
+
+class MessageIdTaken(Exception):
+    """Stream holds another message under the primary's message id (a chat client chose it
+    first): answered 409, never taken for an earlier attempt of ours."""
+
+    def __init__(self, message_id: str, cid: str) -> None:
+        super().__init__(f"message id {message_id} is taken in Stream by a message that is not this "
+                         f"service's for {cid} and this sender")
+        self.message_id, self.cid = message_id, cid
+
+
+class MembersAreFixed(Exception):
+    """A distinct channel's members define it: they cannot be changed (400)."""
+
+
+def derive_origin_key(api_secret: str) -> bytes:
+    """The origin mark's key: derived from the API secret, so that the secret itself signs
+    nothing but what Stream expects it to."""
+    return hmac.new(api_secret.encode(), b"primary-origin", hashlib.sha256).digest()
+
+
+def origin_mark(origin_key: bytes, message_id: str, cid: str, user_id: str) -> str:
+    bound = json.dumps([message_id, cid, user_id]).encode()
+    return hmac.new(origin_key, bound, hashlib.sha256).hexdigest()[:32]
+
+
+def is_primary_message(origin_key: bytes, message: dict[str, Any], cid: str | None = None) -> bool:
+    """Whether `message` (as in a webhook event or Stream's answer) carries a mark of the
+    mirror's that verifies for its own id, cid (the message's, else `cid`) and sender."""
+    mark, message_id = message.get(ORIGIN_FIELD), message.get("id")
+    message_cid = message.get("cid") or cid
+    user = message.get("user")
+    user_id = user.get("id") if isinstance(user, dict) else message.get("user_id")
+    if not all(isinstance(value, str) for value in (mark, message_id, message_cid, user_id)):
+        return False
+    return hmac.compare_digest(mark.encode(), origin_mark(origin_key, message_id, message_cid, user_id).encode())
 
 
 def batches(items: list, size: int = STREAM_BATCH_SIZE) -> list[list]:
     return [items[start:start + size] for start in range(0, len(items), size)]
 
 
-def origin_mark(origin_key: bytes, message_id: str) -> str:
-    return hmac.new(origin_key, f"primary-origin:{message_id}".encode(), hashlib.sha256).hexdigest()[:32]
-
-
-def is_primary_message(origin_key: bytes, message: dict[str, Any]) -> bool:
-    """Whether `message` (as in a webhook event) carries a valid mark of the mirror's."""
-    mark, message_id = message.get(ORIGIN_FIELD), message.get("id")
-    return (isinstance(mark, str) and isinstance(message_id, str)
-            and hmac.compare_digest(mark.encode(), origin_mark(origin_key, message_id).encode()))
-
-
 class Mirror:
-    def __init__(self, client: StreamChat, state: SyncCache, origin_key: bytes) -> None:
+    def __init__(self, client: StreamChat, state: SyncState, origin_key: bytes) -> None:
         self.client, self.state, self.origin_key = client, state, origin_key
 
     # --- Operations ---------------------------------------------------------------------
 
     def sync_channel(self, sync: ChannelSync):
-        """Upsert the members, then get or create their channel: `(channel, Stream's state)`."""
-        def mirror():
-            self.upsert_users(sync.members)
-            return self.get_or_create_channel(sync)
-
-        return self._trusting_state(mirror, sync.members, sync)
+        """Upsert the members, get or create their channel and add the members it lacks:
+        `(channel, Stream's state)`. Stream is always asked, so the answer is its state."""
+        try:
+            return self._sync_channel(sync, trust_state=True)
+        except StreamAPIException as error:
+            if not stream_errors.is_missing(error):
+                raise
+        return self._sync_channel(sync, trust_state=False)
 
     def sync_message(self, sync: MessageSync):
-        """The channel's work, then the message: `(channel, Stream's answer)`."""
-        def mirror():
-            self.upsert_users(sync.users)
-            channel = self.known_or_new_channel(sync.channel)
-            return channel, self.send_message(channel, sync)
+        """The channel's work (skipped when the state knows the channel has these members),
+        then the message: `(channel, Stream's answer)`."""
+        try:
+            return self._sync_message(sync, trust_state=True)
+        except StreamAPIException as error:
+            if not stream_errors.is_missing(error):
+                raise
+        # Deleted elsewhere: forget what we relied on and take the full path, which recreates it.
+        self.state.forget_users(sync.users)
+        return self._sync_message(sync, trust_state=False)
 
-        return self._trusting_state(mirror, sync.users, sync.channel)
+    def update_channel(self, channel_type: str, channel_id: str, update: ChannelUpdate) -> dict[str, Any]:
+        """Set the custom data given (a None value removes the field; others are kept) and,
+        when members are given, make them exactly the channel's members. Stream's 404 for an
+        unknown channel comes first, before anything is written."""
+        if update.members is not None and channel_id.startswith(DISTINCT_PREFIX):
+            raise MembersAreFixed(f"{channel_type}:{channel_id} is a distinct channel: its members define it")
+        channel = self.client.channel(channel_type, channel_id)
+        to_set = {name: value for name, value in update.custom_data.items() if value is not None}
+        to_unset = [name for name, value in update.custom_data.items() if value is None]
+        answer = channel.update_partial(to_set, to_unset)
+        members = self._member_ids(channel, answer)
+        added, removed = [], []
+        if update.members is not None:
+            try:
+                added, removed = self._make_members(channel, members, update.members, trust_state=True)
+            except StreamAPIException as error:
+                if not stream_errors.is_missing(error):
+                    raise
+                added, removed = self._make_members(channel, members, update.members, trust_state=False)
+            members = set(update.members)
+        self.state.remember_channel(channel_type, channel_id, members)
+        return {"channel": answer["channel"], "members": sorted(members), "added": added, "removed": removed}
 
     def update_message(self, message_id: str, fields: dict[str, Any], user_id: str) -> dict[str, Any]:
         """Set some fields of a message (a partial update), as `user_id`."""
         return dict(self.client.update_message_partial(message_id, {"set": fields}, user_id))
 
     def delete_message(self, message_id: str, hard: bool) -> dict[str, Any]:
-        return self._delete_repeatably(lambda: self.client.delete_message(message_id, hard=hard),
-                                       already_deleted={"message": {"id": message_id}})
+        return self._deleted_repeatably(lambda: self.client.delete_message(message_id, hard=hard),
+                                        already_deleted={"message": {"id": message_id}})
 
     def delete_channel(self, channel_type: str, channel_id: str, hard: bool) -> dict[str, Any]:
         channel = self.client.channel(channel_type, channel_id)
-        self.state.forget_channel_by_id(channel_type, channel_id)
-        return self._delete_repeatably(lambda: channel.delete(hard=hard),
-                                       already_deleted={"channel": {"cid": channel.cid}})
+        self.state.forget_channel(channel_type, channel_id)
+        return self._deleted_repeatably(lambda: channel.delete(hard=hard),
+                                        already_deleted={"channel": {"cid": channel.cid}})
+
+    def delete_user(self, user_id: str, hard: bool) -> dict[str, Any]:
+        """Delete a user (soft: Stream keeps the record, marked deleted); `hard` also deletes
+        their messages. Stream marks the user deleted at once and deletes the messages in a
+        task (`task_id`). A user Stream no longer shows answers `already_deleted`."""
+        self.state.forget_users([user_id])
+        if not self.client.query_users({"id": {"$eq": user_id}})["users"]:
+            return {"user": {"id": user_id}, "already_deleted": True}
+        options = {"messages": "hard"} if hard else {}
+        answer = self.client.delete_users([user_id], "soft", **options)
+        return {"user": {"id": user_id}, "task_id": answer["task_id"]}
+
+    def forget(self, event: dict[str, Any]) -> None:
+        """A webhook event: forget what it touches (USER_EVENTS, CHANNEL_EVENTS), so that the
+        primary's next sync rewrites it, whether or not the event is also handed over."""
+        if event.get("type") in USER_EVENTS:
+            user = event.get("user")
+            if isinstance(user, dict) and isinstance(user.get("id"), str):
+                self.state.forget_users([user["id"]])
+        elif event.get("type") in CHANNEL_EVENTS:
+            channel_type, channel_id = event.get("channel_type"), event.get("channel_id")
+            if isinstance(channel_type, str) and isinstance(channel_id, str):
+                self.state.forget_channel(channel_type, channel_id)
 
     # --- Steps --------------------------------------------------------------------------
 
-    def upsert_users(self, users: dict[str, dict[str, str]]) -> None:
-        """Create or update in Stream the `users` it may not have as they are, at most
-        `STREAM_BATCH_SIZE` a call."""
-        for batch in batches(list(self.state.users_to_upsert(users).values())):
+    def upsert_users(self, users: dict[str, dict[str, str]], trust_state: bool = True) -> None:
+        """Create or update in Stream the `users` it may not have as they are (all of them
+        with `trust_state=False`), at most `STREAM_BATCH_SIZE` a call."""
+        to_upsert = self.state.users_to_upsert(users) if trust_state else users
+        for batch in batches(list(to_upsert.values())):
             self.client.upsert_users(batch)
             self.state.remember_users({user["id"]: user for user in batch})
 
     def get_or_create_channel(self, sync: ChannelSync):
         """Get or create the channel `sync.type:sync.id` (without an id: the distinct channel of
-        its members). The members must exist in Stream.
+        its members), then add the members it lacks: `(channel, Stream's state)`. The members
+        must exist in Stream.
 
         Custom data goes in the channel's data, where Stream stores it; `channel.create`'s
         keyword options would land at the top level of the query and be ignored. Members go as
-        `{"user_id": ...}` objects, as Stream's spec requires, 100 with the channel and the rest
-        (channels with an id only) 100 a call.
+        `{"user_id": ...}` objects, as Stream's spec requires: 100 with the channel, the rest
+        (channels with an id only) in `add_members`.
         """
-        first, *more = batches([{"user_id": member_id} for member_id in sync.members])
+        first = [{"user_id": member_id} for member_id in list(sync.members)[:STREAM_BATCH_SIZE]]
         channel = self.client.channel(sync.type, sync.id, data={**sync.custom_data, "members": first})
         state = channel.create(sync.creator_id)
-        for members in more:
-            # Not `channel.add_members`: it sends `"message": null`, which Stream's spec refuses.
-            self.client.post(channel.url, data={"add_members": members})
-        self.state.remember_channel(sync, channel.id)
+        members = {member["user_id"] for member in state.get("members", [])}
+        missing = [member_id for member_id in sync.members if member_id not in members]
+        if missing and sync.id is not None:
+            state = {**state, **self.add_members(channel, missing)}
+        self.state.remember_channel(sync.type, channel.id, members.union(sync.members),
+                                    distinct_members=None if sync.id else sync.members)
         return channel, state
 
-    def known_or_new_channel(self, sync: ChannelSync):
-        """The channel to send to: the one created for the same data before, without asking
-        Stream, or else the one Stream gets or creates."""
-        channel_id = self.state.channel_id(sync)
-        if channel_id is not None:
-            return self.client.channel(sync.type, channel_id)
-        channel, _ = self.get_or_create_channel(sync)
-        return channel
+    def add_members(self, channel, user_ids: list[str]) -> dict[str, Any]:
+        """Add members to a channel, 100 a call: Stream's last answer (channel, members)."""
+        answer: dict[str, Any] = {}
+        for batch in batches(user_ids):
+            # Not `channel.add_members`: it sends `"message": null`, which Stream's spec refuses.
+            answer = self.client.post(channel.url, data={"add_members": [{"user_id": user_id} for user_id in batch]})
+            answer = {key: answer[key] for key in ("channel", "members") if key in answer}
+        return answer
 
     def send_message(self, channel, sync: MessageSync) -> dict[str, Any]:
-        """Send the message; when Stream already has its id, answer the stored message.
+        """Send the message; when Stream already has its id, answer the stored message if it is
+        an earlier attempt of ours (its mark verifies), else raise MessageIdTaken.
 
         A primary system's outbox retries after any timeout, and Stream answers a reused id
         with 400 "already exists" (stream_errors.is_duplicate_message). The stored message is
         returned as it is: a retry with other text does not change it (update_message does).
         """
+        sender_id = sync.sender["id"]
         message = {"id": sync.message_id, "text": sync.text,
-                   ORIGIN_FIELD: origin_mark(self.origin_key, sync.message_id)}
+                   ORIGIN_FIELD: origin_mark(self.origin_key, sync.message_id, channel.cid, sender_id)}
         try:
-            return channel.send_message(message, user_id=sync.sender["id"])
+            return channel.send_message(message, user_id=sender_id)
         except StreamAPIException as error:
             if not stream_errors.is_duplicate_message(error):
                 raise
-        return self.client.get_message(sync.message_id)
+        stored = self.client.get_message(sync.message_id)
+        if not self._is_earlier_attempt(stored["message"], message[ORIGIN_FIELD], channel.cid, sender_id):
+            raise MessageIdTaken(sync.message_id, channel.cid)
+        return stored
 
-    def _trusting_state(self, sync_to_stream: Callable, users, channel: ChannelSync):
-        """Run `sync_to_stream`, which skips what the state says Stream has of `users` and
-        `channel`. When Stream answers that a user or channel does not exist (deleted
-        elsewhere), forget them and run it once more: the full path, which recreates them."""
-        try:
-            return sync_to_stream()
-        except StreamAPIException as error:
-            if not stream_errors.is_missing(error):
-                raise
-        self.state.forget(users, channel)
-        return sync_to_stream()
+    # --- Helpers ------------------------------------------------------------------------
+
+    def _sync_channel(self, sync: ChannelSync, trust_state: bool):
+        self.upsert_users(sync.members, trust_state)
+        return self.get_or_create_channel(sync)
+
+    def _sync_message(self, sync: MessageSync, trust_state: bool):
+        self.upsert_users(sync.users, trust_state)
+        channel = self._known_channel(sync.channel) if trust_state else None
+        if channel is None:
+            channel, _ = self.get_or_create_channel(sync.channel)
+        return channel, self.send_message(channel, sync)
+
+    def _make_members(self, channel, current: set[str], members: dict[str, dict[str, str]],
+                      trust_state: bool) -> tuple[list[str], list[str]]:
+        """Upsert `members`, add those the channel lacks, remove the others: (added, removed)."""
+        self.upsert_users(members, trust_state)
+        added = [user_id for user_id in members if user_id not in current]
+        removed = sorted(current - set(members))
+        self.add_members(channel, added)
+        for batch in batches(removed):
+            self.client.post(channel.url, data={"remove_members": batch})
+        return added, removed
+
+    def _known_channel(self, sync: ChannelSync):
+        """The channel to send to, without asking Stream, when the state knows it has all of
+        `sync.members`; else None. A distinct channel is its members: knowing its id is enough."""
+        if sync.id is None:
+            channel_id = self.state.distinct_channel_id(sync.type, sync.members)
+            return None if channel_id is None else self.client.channel(sync.type, channel_id)
+        known_members = self.state.channel_members(sync.type, sync.id)
+        if known_members is None or not known_members.issuperset(sync.members):
+            return None
+        return self.client.channel(sync.type, sync.id)
+
+    def _member_ids(self, channel, answer: dict[str, Any]) -> set[str]:
+        """Every member id of the channel: from Stream's answer when it lists them all, else
+        paged with query_members, 100 a page."""
+        members = {member["user_id"] for member in answer.get("members", [])}
+        if len(members) >= answer.get("channel", {}).get("member_count", 0):
+            return members
+        members, offset = set(), 0
+        while True:
+            page = channel.query_members({}, limit=STREAM_BATCH_SIZE, offset=offset)
+            members.update(member["user_id"] for member in page)
+            if len(page) < STREAM_BATCH_SIZE:
+                return members
+            offset += STREAM_BATCH_SIZE
 
     @staticmethod
-    def _delete_repeatably(delete: Callable, already_deleted: dict[str, Any]) -> dict[str, Any]:
+    def _is_earlier_attempt(stored: dict[str, Any], mark: str, cid: str, sender_id: str) -> bool:
+        """Whether the message Stream holds under our id is ours: our mark for this id, cid
+        and sender, in this channel, from this sender (a mark copied elsewhere does not verify)."""
+        stored_mark, stored_user = stored.get(ORIGIN_FIELD), stored.get("user") or {}
+        return (isinstance(stored_mark, str) and hmac.compare_digest(stored_mark.encode(), mark.encode())
+                and stored.get("cid") == cid and stored_user.get("id") == sender_id)
+
+    @staticmethod
+    def _deleted_repeatably(delete, already_deleted: dict[str, Any]) -> dict[str, Any]:
         """Run a Stream delete. Stream's not-found means an earlier attempt (or someone else)
         deleted it: outboxes retry deletes, so that is answered as done, with `already_deleted`."""
         try:
@@ -188,7 +343,8 @@ class Mirror:
         """Send a message of the history, quietly, and delete it when it was deleted.
         True when it arrived now; False when Stream already had it (as it should be now)."""
         channel = self.client.channel(channel_type, channel_id)
-        message = {**message, "silent": True, ORIGIN_FIELD: origin_mark(self.origin_key, message["id"])}
+        mark = origin_mark(self.origin_key, message["id"], channel.cid, user_id)
+        message = {**message, "silent": True, ORIGIN_FIELD: mark}
         try:
             channel.send_message(message, user_id=user_id, skip_push=True)
             arrived, stored_deleted = True, False

@@ -24,7 +24,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstr
 from pydantic.json_schema import models_json_schema
 from pydantic_core import PydanticCustomError
 
-from payloads import ChannelSync, MessageSync, MessageUpdate
+from payloads import ChannelSync, ChannelUpdate, MessageSync, MessageUpdate
 
 # --- Stream's rules -----------------------------------------------------------------------
 
@@ -271,6 +271,25 @@ class MessageUpdateRequest(BaseModel):
         return MessageUpdate(fields=self.message.model_dump(exclude_unset=True), user_id=self.user.id)
 
 
+class ChannelUpdateRequest(BaseModel):
+    """`PUT /channel/<type>/<id>`: custom data to set (a `null` field is removed, fields not
+    given are kept) and, when given, the channel's exact members."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1, "examples": [
+        {"custom_data": {"title": "Renamed", "topic": None}, "members": CHANNEL_EXAMPLE["members"]}]})
+
+    custom_data: CustomData = {}
+    members: Members | None = Field(None, description="The channel's members, exactly: the missing are added, "
+                                                      "the others removed. Absent: unchanged.")
+
+    def update(self) -> ChannelUpdate:
+        if not self.model_fields_set:
+            raise InvalidRequest("custom_data", "or members must be given")
+        members = None if self.members is None else {
+            user_id: _user(fields, user_id, f"members.{_shorten(user_id)}") for user_id, fields in self.members.items()}
+        return ChannelUpdate(custom_data=self.custom_data, members=members)
+
+
 class TokenRequest(BaseModel):
     """`POST /generate-token`. With TOKEN_AUTH=jwt the body may be left out."""
 
@@ -309,6 +328,13 @@ class MessageAnswer(Answer):
 
 class UpdatedMessage(Answer):
     message: dict[str, Any]
+
+
+class UpdatedChannel(Answer):
+    channel: dict[str, Any]
+    members: list[str] = Field(description="The member ids, after the update.")
+    added: list[str]
+    removed: list[str]
 
 
 class Deleted(Answer):
@@ -506,7 +532,8 @@ ERRORS = {
     403: "A token asked for another user than the session JWT's (TOKEN_AUTH=jwt); a webhook caller "
          "outside WEBHOOK_ALLOWED_IPS.",
     404: "Stream has no such message or channel, or no such asset.",
-    409: "Stream's 409, passed through.",
+    409: "Stream's 409, passed through; or the message id is taken in Stream by a message that is "
+         "not this service's for this channel and sender.",
     413: "The body is over this route's cap.",
     429: "Stream's rate limit, passed through; `Retry-After` says when to try again.",
     502: "Stream refused this service's credentials, failed, or could not be reached.",
@@ -555,9 +582,14 @@ ROUTES = (
           (MESSAGE_ID,), errors=STREAM_ERRORS + (401,), security=SYNC_TOKEN),
     Route("DELETE", "/message/{message_id}", "delete_message", "mirror", Deleted, None,
           (MESSAGE_ID, HARD), errors=STREAM_ERRORS + (401,), security=SYNC_TOKEN),
+    Route("PUT", "/channel/{channel_type}/{channel_id}", "update_channel", "mirror", UpdatedChannel,
+          ChannelUpdateRequest, (Parameter("channel_type", "path", ChannelType), Parameter("channel_id", "path", ChannelId)),
+          errors=STREAM_ERRORS + (401,), security=SYNC_TOKEN),
     Route("DELETE", "/channel/{channel_type}/{channel_id}", "delete_channel", "mirror", Deleted, None,
           (Parameter("channel_type", "path", ChannelType), Parameter("channel_id", "path", ChannelId), HARD),
           errors=STREAM_ERRORS + (401,), security=SYNC_TOKEN),
+    Route("DELETE", "/user/{user_id}", "delete_user", "mirror", Deleted, None,
+          (Parameter("user_id", "path", UserId), HARD), errors=STREAM_ERRORS + (401,), security=SYNC_TOKEN),
     Route("POST", "/stream-incoming-wh", "stream_webhook", "webhook", WebhookAnswer, WebhookEvent,
           WEBHOOK_HEADERS, errors=(400, 401, 403, 413, 503)),
     Route("GET", "/healthz", "healthz", "service", Health),

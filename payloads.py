@@ -39,3 +39,12 @@ class MessageUpdate:
 
     fields: dict[str, Any]
     user_id: str
+
+
+@dataclass(frozen=True)
+class ChannelUpdate:
+    """The `PUT /channel/<type>/<id>` body: custom data to set (a `None` value removes the
+    field) and, when given, the channel's exact members."""
+
+    custom_data: dict[str, Any]
+    members: dict[str, dict[str, str]] | None  # user id -> the user object to upsert; None: unchanged

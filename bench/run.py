@@ -10,8 +10,13 @@ that their ratio holds on a noisy machine:
 
 - `procfile`: the service exactly as the Procfile starts it;
 - `reference`: the reference's setup, for comparison: 4 sync gunicorn workers, no memory of
-  what Stream already has (SYNC_CACHE_SIZE=0), so each sync makes the reference's 3 calls, and
-  no log line per request, as the reference logged none.
+  what Stream already has (SYNC_STATE_TTL_SECONDS=0), so each sync makes the reference's 3 calls,
+  and no log line per request, as the reference logged none.
+
+Then the conversation workload, which shows what the shared sync state saves across workers:
+100 channels with ids, 4 members each, 12 messages per channel from random members, all 1,200
+in random order, 16 at a time, and the Stream calls per `/message` each setup made. A channel's
+first message makes 3 calls (users, channel, message) and the others 1: the floor is 1.17.
 
 Then it reports each worker's resident memory after the load.
 """
@@ -19,6 +24,7 @@ Then it reports each worker's resident memory after the load.
 import argparse
 import json
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -26,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -47,7 +54,7 @@ BODIES = {
 SETUPS = {
     "procfile": (None, {}),
     "reference": ("gunicorn app:app --bind 0.0.0.0:${PORT} --workers 4 --no-control-socket",
-                  {"SYNC_CACHE_SIZE": "0", "LOG_LEVEL": "WARNING"}),
+                  {"SYNC_STATE_TTL_SECONDS": "0", "LOG_LEVEL": "WARNING"}),
 }
 
 WRK_SCRIPT = """
@@ -146,6 +153,42 @@ def measure(name, url, stand_in, path, connections, seconds):
             "calls": (stream_calls(stand_in) - before) / max(result["requests"], 1)}
 
 
+def conversation_bodies(run_id, channels=100, members=4, messages=12, seed=1):
+    """The `/message` bodies of the conversation workload, in random order."""
+    rng = random.Random(seed)
+    bodies = []
+    for channel in range(channels):
+        users = {f"{run_id}-c{channel}-u{n}": {"name": f"User {n}", "image": ""} for n in range(members)}
+        first = next(iter(users))
+        for number in range(messages):
+            sender = rng.choice(list(users))
+            bodies.append({"channel": {"id": f"{run_id}-c{channel}", "creator_id": first,
+                                       "custom_data": {"title": f"Channel {channel}"}},
+                           "members": users, "user": {"id": sender, **users[sender]},
+                           "message": {"id": f"{run_id}-c{channel}-m{number}", "text": "hello there!"}})
+    rng.shuffle(bodies)
+    return bodies
+
+
+def measure_conversations(name, url, stand_in, concurrency=16):
+    """The conversation workload against one setup: Stream calls per `/message`."""
+    bodies = conversation_bodies(f"{name}-{time.time_ns()}")
+    before, started = stream_calls(stand_in), time.perf_counter()
+
+    def send(body):
+        with requests.post(f"{url}/message", json=body, timeout=30) as answer:
+            return answer.status_code == 200
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        errors = sum(not ok for ok in pool.map(send, bodies))
+    seconds = time.perf_counter() - started
+    time.sleep(0.5)
+    calls = (stream_calls(stand_in) - before) / len(bodies)
+    print(f"| {name} | {len(bodies)} | {concurrency} | {len(bodies) / seconds:,.0f} | {errors} | {calls:.3f} |",
+          flush=True)
+    return errors
+
+
 def median_row(rows):
     """The round with the median requests/s, errors summed over all rounds."""
     middle = sorted(rows, key=lambda row: row["rps"])[len(rows) // 2]
@@ -165,6 +208,7 @@ def main():
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--routes", nargs="+", default=list(BODIES), choices=list(BODIES))
     parser.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
+    parser.add_argument("--no-conversations", action="store_true", help="skip the conversation workload")
     args = parser.parse_args()
 
     print(f"Stream stand-in at {args.latency_ms:g} ms a call; median of {args.rounds} rounds of {args.seconds} s; "
@@ -189,6 +233,12 @@ def main():
                 for name in services:
                     rows.append(median_row(rounds[name]))
                     print_row(rows[-1])
+        if not args.no_conversations:
+            print("\nConversations: 100 channels x 12 messages from 4 members, random order\n")
+            print("| setup | messages | at a time | messages/s | errors | Stream calls per /message |")
+            print("| --- | --- | --- | --- | --- | --- |")
+            for name, url in services.items():
+                rows.append({"errors": measure_conversations(name, url, stand_in)})
         print()
         for name, url in services.items():
             print(f"Resident memory per worker after the load, {name}: "

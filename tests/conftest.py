@@ -7,11 +7,15 @@ Every request the SDK sends through `stream` is kept for the contract test
 
 import os
 import re
+import shutil
+import subprocess
 import tempfile
+import time
 from contextlib import contextmanager
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import redis
 import requests_mock
 
 # Importing app builds its module-level app from the environment: give it a test one, and
@@ -23,6 +27,7 @@ os.environ.update(STREAM_API_KEY="test-key", STREAM_API_SECRET="test-secret-" + 
 
 import app as service  # noqa: E402
 from examples import API_KEY, API_SECRET  # noqa: E402
+from live import free_port  # noqa: E402
 from stream_stand_in import StandIn  # noqa: E402
 
 # Stream's own base URL, so requests match the spec's server; requests-mock keeps them local.
@@ -88,3 +93,29 @@ def stream():
 @pytest.fixture
 def sent_to_stream():
     return SENT_TO_STREAM
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A real Redis: REDIS_TEST_URL (CI starts one), or a redis-server started here."""
+    if os.environ.get("REDIS_TEST_URL"):
+        yield os.environ["REDIS_TEST_URL"]
+        return
+    server = shutil.which("redis-server")
+    if server is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed; .ci/run installs it")
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    process = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    for _ in range(100):
+        try:
+            redis.Redis.from_url(url).ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield url
+    process.terminate()
+    process.wait(timeout=10)

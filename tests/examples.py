@@ -47,7 +47,9 @@ def webhook_event(event_type="message.new", **fields) -> bytes:
     return json.dumps(event).encode()
 
 
-def origin_mark(message_id: str, secret: str = API_SECRET) -> str:
-    """The mark the service puts on the messages it sends (app.ORIGIN_FIELD), computed here
-    independently: an HMAC-SHA256 of the message id with the API secret, 32 hex digits."""
-    return hmac.new(secret.encode(), f"primary-origin:{message_id}".encode(), hashlib.sha256).hexdigest()[:32]
+def origin_mark(message_id: str, cid: str, user_id: str, secret: str = API_SECRET) -> str:
+    """The mark the service puts on the messages it sends (mirror.ORIGIN_FIELD), computed here
+    independently: an HMAC-SHA256 of the JSON list [message id, cid, sender id], keyed with
+    HMAC-SHA256(API secret, "primary-origin"), 32 hex digits."""
+    key = hmac.new(secret.encode(), b"primary-origin", hashlib.sha256).digest()
+    return hmac.new(key, json.dumps([message_id, cid, user_id]).encode(), hashlib.sha256).hexdigest()[:32]

@@ -27,7 +27,7 @@ import import_file
 from app import create_app
 from backfill import Tracker
 from conftest import stream_stand_in
-from examples import API_SECRET, origin_mark
+from examples import origin_mark
 from history import (EXAMPLE, channel, member, message, read_jsonl, run_command, small_history, stand_in_over_http,
                      user, write_history)
 from pacing import GaveUp, Pacer, paced_client, retrying
@@ -137,7 +137,7 @@ def test_history_is_sent_quietly_with_its_original_time(app, stream, tmp_path):
     [send] = sent(stream, "POST", "/channels/messaging/general/message")
     assert send.json() == {"message": {"id": "m-1", "text": "text of m-1", "priority": "high",
                                        "original_created_at": "2019-02-03T04:05:06Z", "silent": True,
-                                       "primary_origin": origin_mark("m-1", API_SECRET), "user": {"id": "ana"}},
+                                       "primary_origin": origin_mark("m-1", "messaging:general", "ana"), "user": {"id": "ana"}},
                            "skip_push": True}
 
 

@@ -1,12 +1,15 @@
 """A primary system's outbox retries every write: creates, updates and deletes are safe to repeat."""
 
 import copy
+import json
 import re
 
 import pytest
 
+from app import create_app
 from conftest import STREAM_URL
-from examples import CHANNEL_BODY, MESSAGE_BODY
+from examples import CHANNEL_BODY, MESSAGE_BODY, sign
+from primary_system import PrimarySystem
 
 
 def calls(stream):
@@ -281,3 +284,220 @@ def test_other_stream_errors_on_delete_are_not_swallowed(client, stream):
     response = client.delete("/message/m-1")
 
     assert response.status_code == 502
+
+
+# --- Channel updates -------------------------------------------------------------------------
+
+def team_channel(client, members=("tommaso", "thierry"), custom_data=None):
+    body = {"channel": {"id": "team", "creator_id": members[0], "custom_data": custom_data or {"title": "Team"}},
+            "members": {member: {"name": member.title()} for member in members}}
+    assert client.post("/channel", json=body).status_code == 200
+
+
+def test_update_channel_sets_and_unsets_custom_data_and_keeps_the_rest(client, stream):
+    team_channel(client, custom_data={"title": "Team", "topic": "launch", "color": "red"})
+    stream.reset_mock()
+
+    response = client.put("/channel/messaging/team", json={"custom_data": {"title": "Renamed", "topic": None}})
+
+    assert response.status_code == 200
+    assert calls(stream) == [("PATCH", "/channels/messaging/team", {"api_key": ["test-key"]})]
+    assert stream.request_history[0].json() == {"set": {"title": "Renamed"}, "unset": ["topic"]}
+    channel = stream.stand_in.state.channels["messaging:team"]
+    assert (channel["title"], channel["color"], "topic" in channel) == ("Renamed", "red", False)
+
+
+def test_update_channel_makes_its_members_exactly_the_given_ones(client, stream):
+    team_channel(client, members=("tommaso", "thierry", "ana"))
+    stream.reset_mock()
+
+    response = client.put("/channel/messaging/team", json={"members": {"tommaso": {"name": "Tommaso"},
+                                                                       "bo": {"name": "Bo"}}})
+
+    assert response.status_code == 200
+    assert response.get_json()["members"] == ["bo", "tommaso"]
+    assert (response.get_json()["added"], response.get_json()["removed"]) == (["bo"], ["ana", "thierry"])
+    assert [body for body in (r.json() for r in stream.request_history) if "users" not in body][1:] == [
+        {"add_members": [{"user_id": "bo"}]}, {"remove_members": ["ana", "thierry"]}]
+    assert sorted(stream.stand_in.state.channels["messaging:team"]["members"]) == ["bo", "tommaso"]
+
+
+def test_update_channel_is_repeatable(client, stream):
+    team_channel(client)
+    body = {"custom_data": {"title": "Again"}, "members": {"tommaso": {"name": "Tommaso"}}}
+
+    first, again = client.put("/channel/messaging/team", json=body), client.put("/channel/messaging/team", json=body)
+
+    assert first.status_code == again.status_code == 200
+    assert again.get_json()["added"] == again.get_json()["removed"] == []
+    assert stream.stand_in.state.channels["messaging:team"]["members"] == ["tommaso"]
+
+
+def test_update_channel_adds_and_removes_a_hundred_members_a_call(client, stream):
+    team_channel(client, members=[f"old-{n}" for n in range(150)])
+    stream.reset_mock()
+
+    client.put("/channel/messaging/team", json={"members": {f"new-{n}": {} for n in range(120)}})
+
+    bodies = [r.json() for r in stream.request_history if r.method == "POST" and r.path == "/channels/messaging/team"]
+    assert [len(b.get("add_members", b.get("remove_members"))) for b in bodies] == [100, 20, 100, 50]
+    assert len(stream.stand_in.state.channels["messaging:team"]["members"]) == 120
+
+
+def test_update_of_an_unknown_channel_is_a_json_404_that_writes_nothing(client, stream):
+    response = client.put("/channel/messaging/nowhere", json={"custom_data": {"title": "x"},
+                                                               "members": {"ana": {"name": "Ana"}}})
+
+    assert response.status_code == 404
+    assert response.is_json
+    assert calls(stream) == [("PATCH", "/channels/messaging/nowhere", {"api_key": ["test-key"]})]
+
+
+def test_members_of_a_distinct_channel_cannot_change(client, stream):
+    cid = client.post("/channel", json=CHANNEL_BODY).get_json()["cid"]
+    stream.reset_mock()
+
+    response = client.put(f"/channel/{cid.replace(':', '/')}", json={"members": {"ana": {}}})
+
+    assert response.status_code == 400
+    assert response.get_json()["field"] == "members"
+    assert stream.call_count == 0
+
+
+@pytest.mark.parametrize("body, field", [
+    ({}, "custom_data"),
+    ({"custom_data": []}, "custom_data"),
+    ({"custom_data": {"members": ["x"]}}, "custom_data.members"),
+    ({"members": {}}, "members"),
+    ({"members": {"bad id": {}}}, "members.bad id"),
+    ({"members": {"ana": {"role": "admin"}}}, "members.ana.role"),
+])
+def test_invalid_channel_update_is_a_400_naming_the_field(client, stream, body, field):
+    response = client.put("/channel/messaging/team", json=body)
+
+    assert response.status_code == 400
+    assert response.get_json()["field"] == field
+    assert stream.call_count == 0
+
+
+# --- User deletes ----------------------------------------------------------------------------
+
+def test_delete_user_is_soft_and_keeps_their_messages(client, stream):
+    sent(client, MESSAGE_BODY)
+    stream.reset_mock()
+
+    response = client.delete("/user/tommaso")
+
+    assert response.status_code == 200
+    assert response.get_json()["user"] == {"id": "tommaso"}
+    assert response.get_json()["task_id"]
+    assert [(method, path) for method, path, _ in calls(stream)] == [("GET", "/users"), ("POST", "/users/delete")]
+    assert stream.request_history[1].json() == {"user": "soft", "user_ids": ["tommaso"]}
+    assert stream.stand_in.state.users["tommaso"]["deleted_at"]
+    assert stream.stand_in.state.messages["123-456-789-01234"]["deleted_at"] is None
+
+
+def test_delete_user_hard_deletes_their_messages_too(client, stream):
+    sent(client, MESSAGE_BODY)
+    stream.reset_mock()
+
+    response = client.delete("/user/tommaso?hard=true")
+
+    assert response.status_code == 200
+    assert stream.request_history[1].json() == {"user": "soft", "messages": "hard", "user_ids": ["tommaso"]}
+    assert "123-456-789-01234" not in stream.stand_in.state.messages
+
+
+def test_repeated_delete_user_answers_already_deleted(client, stream):
+    sent(client, MESSAGE_BODY)
+    client.delete("/user/tommaso")
+    stream.reset_mock()
+
+    again = client.delete("/user/tommaso")
+
+    assert again.status_code == 200
+    assert again.get_json() == {"user": {"id": "tommaso"}, "already_deleted": True}
+    assert [path for _, path, _ in calls(stream)] == ["/users"]
+
+
+def test_a_deleted_user_sent_again_is_upserted_again(client, stream):
+    sent(client, MESSAGE_BODY)
+    client.delete("/user/tommaso")
+    again = copy.deepcopy(MESSAGE_BODY)
+    again["message"]["id"] = "after-delete"
+    stream.reset_mock()
+
+    sent(client, again)
+
+    assert stream.request_history[0].path == "/users"
+    assert "tommaso" in stream.request_history[0].json()["users"]
+
+
+@pytest.mark.parametrize("path, field", [("/user/bad%20id", "user id"), ("/user/tommaso?hard=maybe", "hard")])
+def test_delete_user_with_bad_input_is_a_400(client, stream, path, field):
+    response = client.delete(path)
+
+    assert response.status_code == 400
+    assert response.get_json()["field"] == field
+    assert stream.call_count == 0
+
+
+# --- Squatted message ids --------------------------------------------------------------------
+
+@pytest.fixture
+def primary():
+    with PrimarySystem() as server:
+        yield server
+
+
+def deliver(client, event, webhook_id):
+    body = json.dumps(event).encode()
+    return client.post("/stream-incoming-wh", data=body, headers={"X-Signature": sign(body), "X-Webhook-Id": webhook_id})
+
+
+def test_a_message_id_squatted_by_a_chat_client_is_a_409_and_nothing_is_forwarded_as_ours(environ, stream, primary):
+    client = create_app({**environ, "PRIMARY_SYNC_URL": primary.url}).test_client()
+    stream.post(primary.url, real_http=True)  # the primary system is a real local server
+    mirrored = sent(client, MESSAGE_BODY).get_json()["message"]  # the squatter can read its mark
+    state = stream.stand_in.state
+    state.upsert_users({"users": {"squatter": {"id": "squatter"}}})
+    state.get_or_create_channel("messaging", "own", {"data": {"members": [{"user_id": "squatter"}]}})
+    squatted = state.send_message_directly("messaging:own", "squatter", {
+        "id": "sq-1", "text": "mine now", "primary_origin": mirrored["primary_origin"]})
+    assert deliver(client, squatted, "wh-squat").get_json()["outcome"] == "forwarded"  # a chat client's message
+    taken = copy.deepcopy(MESSAGE_BODY)
+    taken["message"] = {"id": "sq-1", "text": "the primary's message"}
+    forwarded_before = len(primary.received)
+
+    response = client.post("/message", json=taken)
+    # The hand-overs went to the primary, not to Stream: keep them out of the contract test.
+    stream.request_history[:] = [sent for sent in stream.request_history if sent.url.startswith(STREAM_URL)]
+
+    assert response.status_code == 409
+    assert response.is_json
+    assert response.get_json()["message_id"] == "sq-1"
+    assert "sq-1" in response.get_json()["error"] and "taken" in response.get_json()["error"]
+    assert state.messages["sq-1"]["text"] == "mine now"
+    assert len(primary.received) == forwarded_before  # nothing under the primary's id
+    forwarded = [entry["event"]["message"] for entry in primary.received if entry["event"]["message"]["id"] == "sq-1"]
+    assert [(message["user"]["id"], message["cid"], message["text"]) for message in forwarded] == [
+        ("squatter", "messaging:own", "mine now")]
+
+
+def test_a_retry_of_our_own_message_is_still_answered_with_it(client, stream):
+    first = sent(client, MESSAGE_BODY).get_json()
+
+    retry = client.post("/message", json=MESSAGE_BODY)
+
+    assert retry.status_code == 200
+    assert retry.get_json()["message"]["primary_origin"] == first["message"]["primary_origin"]
+
+
+def test_our_own_id_sent_again_by_another_sender_is_a_409(client, stream):
+    sent(client, MESSAGE_BODY)
+    other_sender = copy.deepcopy(MESSAGE_BODY)
+    other_sender["user"] = {"id": "thierry", "name": "Thierry", "image": ""}
+
+    response = client.post("/message", json=other_sender)
+
+    assert response.status_code == 409

@@ -103,7 +103,8 @@ def test_message_reaches_the_stand_in_with_its_members(service, received):
     assert [call["path"] for call in calls][:2] == ["/users", "/channels/messaging/query"]
     assert calls[1]["body"]["data"]["title"] == "E2E"
     assert calls[2]["body"]["message"] == {"id": "e2e-message-1", "text": "over HTTP", "user": {"id": "ana"},
-                                           "primary_origin": origin_mark("e2e-message-1", API_SECRET)}
+                                           "primary_origin": origin_mark("e2e-message-1", response.json()["cid"],
+                                                                         "ana", API_SECRET)}
 
 
 def test_stream_error_passes_through_as_json(service):

@@ -65,9 +65,10 @@ def test_message_upserts_members_and_sender_once_creates_the_channel_then_sends(
     assert calls(stream)[2][1].startswith("/channels/messaging/!members-")
     assert calls(stream)[2][1].endswith("/message")
     assert len(calls(stream)) == 3
+    cid = response.get_json()["cid"]
     assert stream.request_history[2].json() == {"message": {
         "id": "123-456-789-01234", "text": "hello there!", "user": {"id": "tommaso"},
-        "primary_origin": origin_mark("123-456-789-01234")}}
+        "primary_origin": origin_mark("123-456-789-01234", cid, "tommaso")}}
 
 
 def test_message_sender_who_is_not_a_member_is_upserted_with_them(client, stream):

@@ -5,16 +5,12 @@ import gzip
 import hashlib
 import json
 import multiprocessing
-import os
-import shutil
-import subprocess
 import time
 import tracemalloc
 import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-import redis
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from app import create_app
@@ -23,32 +19,6 @@ from examples import MESSAGE_BODY, PRIMARY_SYNC_SECRET, origin_mark, sign, webho
 from live import free_port
 from primary_system import PrimarySystem
 from webhook_store import Claim, RedisDeliveryStore, SQLiteDeliveryStore, StoreUnavailable
-
-
-@pytest.fixture(scope="session")
-def redis_url():
-    """A real Redis: REDIS_TEST_URL (CI starts one), or a redis-server started here."""
-    if os.environ.get("REDIS_TEST_URL"):
-        yield os.environ["REDIS_TEST_URL"]
-        return
-    server = shutil.which("redis-server")
-    if server is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is not installed; .ci/run installs it")
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    port = free_port()
-    process = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(100):
-        try:
-            redis.Redis.from_url(url).ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
 
 
 @pytest.fixture
@@ -430,7 +400,10 @@ def test_message_written_in_stream_is_forwarded(client, primary):
     assert deliver(client, webhook_event("message.new")).get_json()["outcome"] == "forwarded"
 
 
-@pytest.mark.parametrize("mark", ["forged", origin_mark("another-message"), origin_mark("m-1", "another-secret"), 42])
+@pytest.mark.parametrize("mark", [
+    "forged", 42, origin_mark("another-message", "messaging:fun", "thierry"),
+    origin_mark("m-1", "messaging:elsewhere", "thierry"), origin_mark("m-1", "messaging:fun", "someone-else"),
+    origin_mark("m-1", "messaging:fun", "thierry", "another-secret")])
 def test_a_wrong_origin_mark_is_not_taken_for_an_echo(client, primary, mark):
     message = {"id": "m-1", "text": "hi", "user": {"id": "thierry"}, "primary_origin": mark}
 

@@ -6,7 +6,9 @@ messages in memory until it stops:
     POST   /users                          upsert users
     POST   /channels/{type}/query          get or create a distinct channel (id from members)
     POST   /channels/{type}/{id}/query     get or create a channel by id
-    POST   /channels/{type}/{id}           update a channel (add_members)
+    POST   /channels/{type}/{id}           update a channel (add_members, remove_members)
+    PATCH  /channels/{type}/{id}           partial update of a channel's data (set / unset)
+    POST   /users/delete                   delete users (soft; messages soft or hard)
     DELETE /channels/{type}/{id}           delete a channel (?hard_delete=true)
     POST   /channels/{type}/{id}/message   send a message
     GET    /messages/{id}                  get a message
@@ -116,7 +118,9 @@ class ChatState:
         missing = [user_id for user_id in added if user_id not in self.users]
         if missing:
             raise StreamError(400, 4, f"UpdateChannel failed with error: \"users don't exist: {missing}\"")
-        channel["members"] = list(dict.fromkeys([*channel["members"], *added]))
+        removed = set(body.get("remove_members") or [])
+        channel["members"] = [user_id for user_id in dict.fromkeys([*channel["members"], *added])
+                              if user_id not in removed]
         channel.update({key: value for key, value in (body.get("data") or {}).items() if key != "members"})
         return self.channel_state(channel)
 
@@ -171,6 +175,68 @@ class ChatState:
             message.update(type="deleted", deleted_at=message["deleted_at"] or now())
         return {"message": {**message, "type": "deleted"}}
 
+    # --- Channel partial updates, members and user deletes -------------------------------
+
+    def update_channel_partial(self, cid: str, body: dict) -> dict:
+        channel = self._channel(cid)
+        channel.update({key: value for key, value in (body.get("set") or {}).items() if key != "members"})
+        for field in body.get("unset") or []:
+            if field not in ("id", "type", "cid", "members"):
+                channel.pop(field, None)
+        channel["updated_at"] = now()
+        state = self.channel_state(channel)
+        return {"channel": state["channel"], "members": state["members"]}
+
+    def delete_users(self, body: dict) -> dict:
+        """Stream marks the users deleted at once and deletes their messages in a task; here
+        the task is done before the answer."""
+        stamp = now()
+        for user_id in body.get("user_ids") or []:
+            if user_id in self.users:
+                self.users[user_id]["deleted_at"] = stamp
+            if body.get("messages") in ("soft", "hard"):
+                for message in [m for m in self.messages.values() if m["user"]["id"] == user_id]:
+                    self.delete_message(message["id"], hard=body["messages"] == "hard")
+        return {"task_id": hashlib.sha256(stamp.encode()).hexdigest()[:36]}
+
+    # --- Edits made directly in Stream (a chat client, the dashboard), for tests -----------
+    # Each changes the state as Stream would and returns the webhook event Stream would send.
+
+    def edit_user_directly(self, user_id: str, **fields) -> dict:
+        self.users[user_id].update(fields, updated_at=now())
+        return {"type": "user.updated", "user": dict(self.users[user_id]), "created_at": now()}
+
+    def edit_channel_directly(self, cid: str, **fields) -> dict:
+        channel = self._channel(cid)
+        channel.update(fields, updated_at=now())
+        return self._channel_event("channel.updated", channel, channel=self._channel_response(channel))
+
+    def add_member_directly(self, cid: str, user_id: str) -> dict:
+        channel = self._channel(cid)
+        channel["members"] = list(dict.fromkeys([*channel["members"], user_id]))
+        return self._channel_event("member.added", channel, member={"user_id": user_id},
+                                   user=self.users[user_id])
+
+    def remove_member_directly(self, cid: str, user_id: str) -> dict:
+        channel = self._channel(cid)
+        channel["members"] = [member for member in channel["members"] if member != user_id]
+        return self._channel_event("member.removed", channel, member={"user_id": user_id},
+                                   user=self.users.get(user_id, {"id": user_id}))
+
+    def send_message_directly(self, cid: str, user_id: str, message: dict) -> dict:
+        """A chat client's message: it may choose the id and carry any custom field."""
+        sent = self.send_message(cid, {"message": {**message, "user_id": user_id}})["message"]
+        return self._channel_event("message.new", self._channel(cid), message=dict(sent), user=sent["user"])
+
+    def edit_message_directly(self, message_id: str, text: str) -> dict:
+        message = self.update_message_partial(message_id, {"set": {"text": text}})["message"]
+        return self._channel_event("message.updated", self._channel(message["cid"]), message=dict(message),
+                                   user=message["user"])
+
+    def _channel_event(self, event_type: str, record: dict, **fields) -> dict:
+        return {"type": event_type, "cid": record["cid"], "channel_type": record["type"],
+                "channel_id": record["id"], "created_at": now(), **fields}
+
     def channel_state(self, channel: dict) -> dict:
         # Stream's channel state holds the latest messages only (25 unless asked for more).
         messages = [self.messages[mid] for mid in self.channel_messages.get(channel["cid"], [])[-STATE_MESSAGES:]]
@@ -214,6 +280,9 @@ ROUTES = [
      lambda s, m, q, b: s.update_message_partial(m["id"], b)),
     ("DELETE", re.compile(r"/messages/(?P<id>[^/]+)"),
      lambda s, m, q, b: s.delete_message(m["id"], q.get("hard") == "true")),
+    ("PATCH", re.compile(r"/channels/(?P<type>[^/]+)/(?P<id>[^/]+)"),
+     lambda s, m, q, b: s.update_channel_partial(f"{m['type']}:{m['id']}", b)),
+    ("POST", re.compile(r"/users/delete"), lambda s, m, q, b: s.delete_users(b)),
 ]
 
 
@@ -260,7 +329,9 @@ def _payload(query: dict) -> dict:
 def query_users(state: ChatState, query: dict) -> dict:
     payload = _payload(query)
     ids = _filter_values(payload.get("filter_conditions") or {}, "id")
-    users = [user for user_id, user in state.users.items() if ids is None or user_id in ids]
+    # Deleted users are not shown, as in Stream.
+    users = [user for user_id, user in state.users.items()
+             if (ids is None or user_id in ids) and not user.get("deleted_at")]
     return {"users": users[:int(payload.get("limit") or 30)]}
 
 
@@ -276,8 +347,9 @@ def query_members(state: ChatState, query: dict) -> dict:
     channel = state._channel(f"{payload.get('type')}:{payload.get('id')}")
     user_ids = _filter_values(payload.get("filter_conditions") or {}, "id", "user_id")
     members = [user_id for user_id in channel["members"] if user_ids is None or user_id in user_ids]
+    offset = int(payload.get("offset") or 0)
     return {"members": [{"user_id": user_id, "user": state.users.get(user_id, {"id": user_id})}
-                        for user_id in members[:int(payload.get("limit") or 100)]]}
+                        for user_id in members[offset:offset + int(payload.get("limit") or 100)]]}
 
 
 def get_many_messages(state: ChatState, cid: str, query: dict) -> dict:
@@ -557,6 +629,9 @@ class StandInHandler(BaseHTTPRequestHandler):
         self._handle()
 
     def do_DELETE(self) -> None:
+        self._handle()
+
+    def do_PATCH(self) -> None:
         self._handle()
 
     def _handle(self) -> None:
