@@ -144,7 +144,10 @@ class Mirror:
                     raise
                 added, removed = self._make_members(channel, members, update.members, trust_state=False)
             members = set(update.members)
-        self.state.remember_channel(channel_type, channel_id, members)
+        if update.custom_data:  # the data a later sync gives may differ from this: it compares
+            self.state.remember_channel(channel_type, channel_id, members)
+        else:
+            self.state.remember_members(channel_type, channel_id, members)
         return {"channel": answer["channel"], "members": sorted(members), "added": added, "removed": removed}
 
     def update_message(self, message_id: str, fields: dict[str, Any], user_id: str) -> dict[str, Any]:
@@ -158,18 +161,25 @@ class Mirror:
     def delete_channel(self, channel_type: str, channel_id: str, hard: bool) -> dict[str, Any]:
         channel = self.client.channel(channel_type, channel_id)
         self.state.forget_channel(channel_type, channel_id)
-        return self._deleted_repeatably(lambda: channel.delete(hard=hard),
-                                        already_deleted={"channel": {"cid": channel.cid}})
+        answer = self._deleted_repeatably(lambda: channel.delete(hard=hard),
+                                          already_deleted={"channel": {"cid": channel.cid}})
+        # Again: another worker may have remembered it between the first forget and the delete.
+        self.state.forget_channel(channel_type, channel_id)
+        return answer
 
     def delete_user(self, user_id: str, hard: bool) -> dict[str, Any]:
         """Delete a user (soft: Stream keeps the record, marked deleted); `hard` also deletes
         their messages. Stream marks the user deleted at once and deletes the messages in a
-        task (`task_id`). A user Stream no longer shows answers `already_deleted`."""
+        task (`task_id`). A soft delete of a user Stream does not show, or shows deleted,
+        answers `already_deleted`; a hard one always asks Stream to delete the messages, which
+        a soft delete before it left in place."""
         self.state.forget_users([user_id])
-        if not self.client.query_users({"id": {"$eq": user_id}})["users"]:
+        if not hard and self._user_is_gone(user_id):
             return {"user": {"id": user_id}, "already_deleted": True}
         options = {"messages": "hard"} if hard else {}
         answer = self.client.delete_users([user_id], "soft", **options)
+        # Again: another worker may have remembered them between the first forget and the delete.
+        self.state.forget_users([user_id])
         return {"user": {"id": user_id}, "task_id": answer["task_id"]}
 
     def forget(self, event: dict[str, Any]) -> None:
@@ -207,11 +217,18 @@ class Mirror:
         first = [{"user_id": member_id} for member_id in list(sync.members)[:STREAM_BATCH_SIZE]]
         channel = self.client.channel(sync.type, sync.id, data={**sync.custom_data, "members": first})
         state = channel.create(sync.creator_id)
+        # An existing channel keeps its data and members: what differs from the sync is written.
+        changed = {name: value for name, value in sync.custom_data.items() if state["channel"].get(name) != value}
+        if changed:
+            state = {**state, **channel.update_partial(changed, [])}
         members = {member["user_id"] for member in state.get("members", [])}
+        # A distinct channel whose member was removed in Stream keeps its id: the member is added back.
         missing = [member_id for member_id in sync.members if member_id not in members]
-        if missing and sync.id is not None:
+        if missing:
             state = {**state, **self.add_members(channel, missing)}
-        self.state.remember_channel(sync.type, channel.id, members.union(sync.members),
+            members = {member["user_id"] for member in state.get("members", [])}.union(missing)
+        # What Stream answered, and what we added: never what the request hoped for.
+        self.state.remember_channel(sync.type, channel.id, members, custom_data=sync.custom_data,
                                     distinct_members=None if sync.id else sync.members)
         return channel, state
 
@@ -229,8 +246,8 @@ class Mirror:
         an earlier attempt of ours (its mark verifies), else raise MessageIdTaken.
 
         A primary system's outbox retries after any timeout, and Stream answers a reused id
-        with 400 "already exists" (stream_errors.is_duplicate_message). The stored message is
-        returned as it is: a retry with other text does not change it (update_message does).
+        with 400 "already exists" (stream_errors.is_duplicate_message). A retry whose text
+        differs from the stored message's updates it: Stream holds what the primary said last.
         """
         sender_id = sync.sender["id"]
         message = {"id": sync.message_id, "text": sync.text,
@@ -241,8 +258,10 @@ class Mirror:
             if not stream_errors.is_duplicate_message(error):
                 raise
         stored = self.client.get_message(sync.message_id)
-        if not self._is_earlier_attempt(stored["message"], message[ORIGIN_FIELD], channel.cid, sender_id):
+        if not self._is_earlier_attempt(stored["message"], channel.cid, sender_id):
             raise MessageIdTaken(sync.message_id, channel.cid)
+        if stored["message"].get("text") != sync.text:
+            return self.update_message(sync.message_id, {"text": sync.text}, sender_id)
         return stored
 
     # --- Helpers ------------------------------------------------------------------------
@@ -271,14 +290,22 @@ class Mirror:
 
     def _known_channel(self, sync: ChannelSync):
         """The channel to send to, without asking Stream, when the state knows it has all of
-        `sync.members`; else None. A distinct channel is its members: knowing its id is enough."""
+        `sync.members` and `sync.custom_data`; else None. A distinct channel's id is known by
+        its members, and what it holds by its id (forgotten by webhooks) like any channel."""
+        channel_id, known = sync.id, None
         if sync.id is None:
-            channel_id = self.state.distinct_channel_id(sync.type, sync.members)
-            return None if channel_id is None else self.client.channel(sync.type, channel_id)
-        known_members = self.state.channel_members(sync.type, sync.id)
-        if known_members is None or not known_members.issuperset(sync.members):
+            channel_id, known = self.state.distinct_channel(sync.type, sync.members) or (None, None)
+        else:
+            known = self.state.channel(sync.type, sync.id)
+        if known is None or not known.has(sync.members, sync.custom_data):
             return None
-        return self.client.channel(sync.type, sync.id)
+        return self.client.channel(sync.type, channel_id)
+
+    def _user_is_gone(self, user_id: str) -> bool:
+        """Whether Stream shows no such user, or shows them deleted (`deleted_at`): either
+        way a soft delete has nothing to do."""
+        users = self.client.query_users({"id": {"$eq": user_id}})["users"]
+        return not users or bool(users[0].get("deleted_at"))
 
     def _member_ids(self, channel, answer: dict[str, Any]) -> set[str]:
         """Every member id of the channel: from Stream's answer when it lists them all, else
@@ -294,13 +321,11 @@ class Mirror:
                 return members
             offset += STREAM_BATCH_SIZE
 
-    @staticmethod
-    def _is_earlier_attempt(stored: dict[str, Any], mark: str, cid: str, sender_id: str) -> bool:
-        """Whether the message Stream holds under our id is ours: our mark for this id, cid
-        and sender, in this channel, from this sender (a mark copied elsewhere does not verify)."""
-        stored_mark, stored_user = stored.get(ORIGIN_FIELD), stored.get("user") or {}
-        return (isinstance(stored_mark, str) and hmac.compare_digest(stored_mark.encode(), mark.encode())
-                and stored.get("cid") == cid and stored_user.get("id") == sender_id)
+    def _is_earlier_attempt(self, stored: dict[str, Any], cid: str, sender_id: str) -> bool:
+        """Whether the message Stream holds under our id is ours: its mark verifies for its id,
+        cid and sender (is_primary_message), and those are this channel and this sender."""
+        return (is_primary_message(self.origin_key, stored) and stored.get("cid") == cid
+                and (stored.get("user") or {}).get("id") == sender_id)
 
     @staticmethod
     def _deleted_repeatably(delete, already_deleted: dict[str, Any]) -> dict[str, Any]:

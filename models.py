@@ -283,7 +283,7 @@ class ChannelUpdateRequest(BaseModel):
                                                       "the others removed. Absent: unchanged.")
 
     def update(self) -> ChannelUpdate:
-        if not self.model_fields_set:
+        if "custom_data" not in self.model_fields_set and self.members is None:  # `"members": null` is not given
             raise InvalidRequest("custom_data", "or members must be given")
         members = None if self.members is None else {
             user_id: _user(fields, user_id, f"members.{_shorten(user_id)}") for user_id, fields in self.members.items()}

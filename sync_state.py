@@ -3,19 +3,23 @@ the calls that would change nothing.
 
 - `user:<id>` -> a digest of the user object last upserted: an unchanged user is not upserted
   again; a changed name or image is.
-- `channel:<type>:<id>` -> the member ids Stream is known to have: a message to a channel whose
-  members are all known skips the get-or-create; a new member makes the mirror add them.
-- `distinct:<type>:<digest of the member ids>` -> the id Stream derived for a distinct channel.
+- `channel:<type>:<id>` -> the member ids Stream is known to have, and a digest of the custom
+  data last written: a message to a channel whose members are all known, with the same data,
+  skips the get-or-create; a new member or other data makes the mirror take the full path.
+- `distinct:<type>:<digest of the member ids>` -> the id Stream derived for a distinct channel;
+  it is trusted only while that id's `channel:` entry is there too (webhooks forget that one).
 
 Keys and values are plain strings, in the same store as the webhook claims: the SQLite file
 (WEBHOOK_DB, every worker of a host) or Redis (REDIS_URL, every host). Every entry expires
 after `ttl_seconds`, which bounds how long a divergence nobody told us about can last; webhook
 events forget what they touch sooner (mirror.Mirror.forget). It is a hint, never the truth:
 a store that cannot answer reads as empty (the full path: correct, slower) and its writes are
-dropped, with a warning in the log.
+dropped, with a warning in the log; after a failure the store is left alone for
+`BREAK_SECONDS`, so that a hung store costs one timeout, not one per operation.
 """
 
 import hashlib
+from dataclasses import dataclass
 import json
 import logging
 import sqlite3
@@ -25,12 +29,19 @@ from typing import Any, Iterable
 
 import redis
 
-from webhook_store import BUSY_TIMEOUT_SECONDS
+from webhook_store import BUSY_TIMEOUT_SECONDS, prepare_sqlite_file
 
 log = logging.getLogger("stream_backend.sync_state")
 
 # What a store raises when it cannot answer: Redis down, SQLite locked past its busy timeout.
 STORE_ERRORS = (sqlite3.Error, redis.RedisError)
+
+# After a store error, how long the state skips the store (every sync takes the full path).
+BREAK_SECONDS = 5.0
+
+# How long a Redis command may take: the state saves calls to Stream, so it must answer far
+# faster than Stream would (about 50 ms a call); past this it counts as down.
+REDIS_TIMEOUT_SECONDS = 0.25
 
 
 def _digest(value: Any) -> str:
@@ -49,6 +60,25 @@ def distinct_key(channel_type: str, member_ids: Iterable[str]) -> str:
     return f"distinct:{channel_type}:{_digest(sorted(member_ids))}"
 
 
+@dataclass(frozen=True)
+class KnownChannel:
+    """What Stream is known to hold for a channel: its member ids and a digest of its custom data."""
+
+    members: frozenset[str]
+    data: str | None
+
+    def has(self, member_ids: Iterable[str], custom_data: dict[str, Any]) -> bool:
+        """Whether Stream holds these members (among others) and this custom data."""
+        return self.members.issuperset(member_ids) and self.data == _digest(custom_data)
+
+
+def _known(value: str | None) -> KnownChannel | None:
+    if value is None:
+        return None
+    entry = json.loads(value)
+    return KnownChannel(frozenset(entry["members"]), entry["data"])
+
+
 class SQLiteKeyValues:
     """A `sync_state` table beside the webhook claims in the SQLite file."""
 
@@ -57,10 +87,11 @@ class SQLiteKeyValues:
         self._local = threading.local()
         self._writes = 0
         try:
+            prepare_sqlite_file(path)  # used alone (without the webhook store), it still is WAL
             with self._connection() as db:
                 db.execute("CREATE TABLE IF NOT EXISTS sync_state ("
                            " key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL NOT NULL)")
-        except sqlite3.Error as error:  # the state is optional: the service starts without it
+        except (OSError, sqlite3.Error) as error:  # the state is optional: the service starts without it
             log.warning("sync state unavailable: %s", error)
 
     def get_many(self, keys: list[str]) -> dict[str, str]:
@@ -84,7 +115,6 @@ class SQLiteKeyValues:
 
     def _connection(self) -> sqlite3.Connection:
         if getattr(self._local, "db", None) is None:
-            # The webhook store set the file to WAL: readers never wait for a writer.
             self._local.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS)
         return self._local.db
 
@@ -95,7 +125,8 @@ class RedisKeyValues:
     PREFIX = "stream-sync:"
 
     def __init__(self, url: str) -> None:
-        self.redis = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1, decode_responses=True)
+        self.redis = redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_SECONDS,
+                                      socket_connect_timeout=REDIS_TIMEOUT_SECONDS, decode_responses=True)
 
     def get_many(self, keys: list[str]) -> dict[str, str]:
         values = self.redis.mget([self.PREFIX + key for key in keys])
@@ -118,6 +149,7 @@ class SyncState:
     def __init__(self, store, ttl_seconds: float) -> None:
         self.store = store if ttl_seconds > 0 else None
         self.ttl_seconds = ttl_seconds
+        self._skip_until = 0.0  # time.monotonic() before which the store is not asked
 
     # --- Users ---------------------------------------------------------------------------
 
@@ -134,21 +166,33 @@ class SyncState:
 
     # --- Channels ------------------------------------------------------------------------
 
-    def distinct_channel_id(self, channel_type: str, member_ids: Iterable[str]) -> str | None:
-        """The id Stream derived for the distinct channel of these members, if known."""
-        return self._get([key := distinct_key(channel_type, member_ids)]).get(key)
+    def channel(self, channel_type: str, channel_id: str) -> KnownChannel | None:
+        """What Stream is known to hold for the channel, or None if unknown."""
+        return _known(self._get([key := channel_key(channel_type, channel_id)]).get(key))
 
-    def channel_members(self, channel_type: str, channel_id: str) -> set[str] | None:
-        """The member ids Stream is known to have in the channel, or None if unknown."""
-        value = self._get([key := channel_key(channel_type, channel_id)]).get(key)
-        return set(json.loads(value)) if value is not None else None
+    def distinct_channel(self, channel_type: str, member_ids: Iterable[str]) -> tuple[str, KnownChannel] | None:
+        """The id Stream derived for the distinct channel of these members and what it is
+        known to hold, or None when either is unknown (a webhook forgot the channel)."""
+        channel_id = self._get([key := distinct_key(channel_type, member_ids)]).get(key)
+        known = self.channel(channel_type, channel_id) if channel_id is not None else None
+        return (channel_id, known) if known is not None else None
 
     def remember_channel(self, channel_type: str, channel_id: str, member_ids: Iterable[str],
+                         custom_data: dict[str, Any] | None = None,
                          distinct_members: Iterable[str] | None = None) -> None:
-        values = {channel_key(channel_type, channel_id): json.dumps(sorted(member_ids))}
+        """Remember the channel's members and the custom data last written to it (None: not
+        known, so that the next sync compares it with Stream's)."""
+        entry = {"members": sorted(member_ids), "data": None if custom_data is None else _digest(custom_data)}
+        values = {channel_key(channel_type, channel_id): json.dumps(entry)}
         if distinct_members is not None:
             values[distinct_key(channel_type, distinct_members)] = channel_id
         self._set(values)
+
+    def remember_members(self, channel_type: str, channel_id: str, member_ids: Iterable[str]) -> None:
+        """Remember the channel's members, keeping what is known of its custom data."""
+        known = self.channel(channel_type, channel_id)
+        entry = {"members": sorted(member_ids), "data": known.data if known else None}
+        self._set({channel_key(channel_type, channel_id): json.dumps(entry)})
 
     def forget_channel(self, channel_type: str, channel_id: str,
                        distinct_members: Iterable[str] | None = None) -> None:
@@ -160,27 +204,36 @@ class SyncState:
     # --- The store, which may be down ----------------------------------------------------
 
     def _get(self, keys: list[str]) -> dict[str, str]:
-        if self.store is None or not keys:
+        if not keys or not self._usable():
             return {}
         try:
             return self.store.get_many(keys)
         except STORE_ERRORS as error:
-            log.warning("sync state unavailable, taking the full path: %s", error)
+            self._broken(error, "taking the full path")
             return {}
 
     def _set(self, values: dict[str, str]) -> None:
-        if self.store is None or not values:
+        if not values or not self._usable():
             return
         try:
             self.store.set_many(values, self.ttl_seconds)
         except STORE_ERRORS as error:
-            log.warning("sync state unavailable, not remembered: %s", error)
+            self._broken(error, "not remembered")
 
     def _delete(self, keys: list[str]) -> None:
-        if self.store is None or not keys:
+        if not keys or not self._usable():
             return
         try:
             self.store.delete_many(keys)
         except STORE_ERRORS as error:
             # What stays behind expires with its TTL: the bound on any divergence.
-            log.warning("sync state unavailable, not forgotten: %s", error)
+            self._broken(error, "not forgotten")
+
+    def _usable(self) -> bool:
+        return self.store is not None and time.monotonic() >= self._skip_until
+
+    def _broken(self, error: Exception, consequence: str) -> None:
+        """A circuit breaker: a store that failed (down, hung, locked) is skipped for
+        BREAK_SECONDS, so that each request pays its timeout once, not at every operation."""
+        self._skip_until = time.monotonic() + BREAK_SECONDS
+        log.warning("sync state unavailable, %s; skipping it for %.0f s: %s", consequence, BREAK_SECONDS, error)

@@ -60,6 +60,18 @@ def _unavailable_on(*errors):
     return decorate
 
 
+def prepare_sqlite_file(path: str) -> None:
+    """Make the SQLite file's directory and set the file to WAL (readers never wait for a
+    writer; it stays WAL once set). Shared by every store that keeps a table in the file."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS)
+    try:
+        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # a read: no lock to wait for
+            db.execute("PRAGMA journal_mode=WAL")
+    finally:
+        db.close()
+
+
 class SQLiteDeliveryStore:
     """A table in a SQLite file, safe for several processes: WAL journal, a busy timeout, and
     each claim one IMMEDIATE transaction, so that two workers never both claim an id."""
@@ -67,9 +79,8 @@ class SQLiteDeliveryStore:
     def __init__(self, path: str, claim_seconds: float, done_seconds: float) -> None:
         self.path, self.claim_seconds, self.done_seconds = path, claim_seconds, done_seconds
         self._local = threading.local()  # a sqlite3 connection serves the thread that opened it
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        prepare_sqlite_file(path)
         with self._connection() as db:
-            db.execute("PRAGMA journal_mode=WAL")
             db.execute("CREATE TABLE IF NOT EXISTS deliveries ("
                        " webhook_id TEXT PRIMARY KEY, token TEXT NOT NULL,"
                        " done INTEGER NOT NULL, expires_at REAL NOT NULL)")

@@ -47,6 +47,7 @@ class Convergence(RuleBasedStateMachine):
         self.mirrored_users: set[str] = set()
         self.channels: dict[str, dict] = {}  # id -> {"members": set, "data": dict}
         self.messages: dict[str, dict] = {}  # id -> {"channel", "sender", "text", "deleted"}
+        self.distinct: dict[frozenset, str] = {}  # a distinct channel's members -> the cid Stream gave it
 
     def teardown(self) -> None:
         try:
@@ -150,6 +151,18 @@ class Convergence(RuleBasedStateMachine):
         self.messages = {key: message for key, message in self.messages.items() if message["channel"] != channel}
         self.call(instance, "delete", f"/channel/messaging/{channel}?hard=true")
 
+    @rule(instance=INSTANCES, members=st.sets(st.sampled_from(USERS), min_size=2, max_size=2))
+    def send_distinct_message(self, instance, members):
+        """A message to the distinct channel of two users (no channel id): Stream derives its id."""
+        if members & self.deleted_users:
+            return
+        sender = min(members)
+        message_id = f"m-{uuid.uuid4().hex[:12]}"
+        body = {**self.distinct_body(members), "message": {"id": message_id, "text": f"hi {message_id}"},
+                "user": {"id": sender, "name": self.names[sender]}}
+        self.post_distinct(instance, "/message", body)
+        self.messages[message_id] = {"channel": None, "sender": sender, "text": f"hi {message_id}", "deleted": False}
+
     # --- Edits made directly in Stream, and their webhooks -------------------------------------
 
     @rule(instance=INSTANCES, user=st.sampled_from(USERS), name=NAMES)
@@ -163,6 +176,13 @@ class Convergence(RuleBasedStateMachine):
         channel = data.draw(st.sampled_from(sorted(self.channels)))
         if f"messaging:{channel}" in self.chat.channels:
             self.deliver(instance, self.chat.remove_member_directly(f"messaging:{channel}", user))
+
+    @precondition(lambda self: self.distinct)
+    @rule(instance=INSTANCES, data=st.data())
+    def stream_removes_distinct_member(self, instance, data):
+        members = data.draw(st.sampled_from(sorted(self.distinct, key=sorted)))
+        user = data.draw(st.sampled_from(sorted(members)))
+        self.deliver(instance, self.chat.remove_member_directly(self.distinct[members], user))
 
     @precondition(lambda self: self.channels)
     @rule(instance=INSTANCES, data=st.data(), user=st.sampled_from(USERS))
@@ -193,6 +213,19 @@ class Convergence(RuleBasedStateMachine):
         members = sorted(self.channels[channel]["members"])
         return {"channel": {"id": channel, "creator_id": members[0], "custom_data": self.channels[channel]["data"]},
                 "members": {user: {"name": self.names[user]} for user in members}}
+
+    def distinct_body(self, members):
+        return {"channel": {"creator_id": min(members), "custom_data": {}},
+                "members": {user: {"name": self.names[user]} for user in sorted(members)}}
+
+    def post_distinct(self, instance, route, body):
+        """A sync of a distinct channel, and what it promises: Stream's channel has its members."""
+        response = self.instances[instance].post(route, json=body)
+        assert response.status_code == 200, (route, response.get_json())
+        cid = response.get_json()["cid"]
+        self.distinct[frozenset(body["members"])] = cid
+        self.mirrored_users |= set(body["members"])
+        assert set(body["members"]) <= set(self.chat.channels[cid]["members"]), (body["members"], cid)
 
     def post(self, instance, route, body):
         """A sync, and what it promises: Stream now has every user and member it named."""
@@ -228,6 +261,9 @@ class Convergence(RuleBasedStateMachine):
             data = {field: self.channels[channel]["data"].get(field) for field in DATA_FIELDS}
             members = {user: {"name": self.names[user]} for user in self.channels[channel]["members"]}
             self.call(number % 2, "put", f"/channel/messaging/{channel}", {"custom_data": data, "members": members})
+        for number, members in enumerate(sorted(self.distinct, key=sorted)):
+            if not members & self.deleted_users:
+                self.post_distinct(number % 2, "/channel", self.distinct_body(members))
 
     def assert_stream_equals_the_model(self):
         # The primary syncs a user through the channels they are in: those, and the deleted.
@@ -243,6 +279,9 @@ class Convergence(RuleBasedStateMachine):
             assert set(stored["members"]) == model["members"], channel
             assert {field: stored.get(field) for field in DATA_FIELDS} == {
                 field: model["data"].get(field) for field in DATA_FIELDS}, channel
+        for members, cid in self.distinct.items():
+            if not members & self.deleted_users:
+                assert set(self.chat.channels[cid]["members"]) == members, cid
         for message_id, model in self.messages.items():
             stored = self.chat.messages.get(message_id)
             if model["deleted"]:

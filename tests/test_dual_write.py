@@ -38,15 +38,20 @@ def test_retried_message_answers_the_stored_message(client, stream):
     ]
 
 
-def test_retry_with_other_text_keeps_the_stored_text(client, stream):
+def test_retry_with_other_text_updates_the_stored_text(client, stream):
     sent(client, MESSAGE_BODY)
     changed = copy.deepcopy(MESSAGE_BODY)
     changed["message"]["text"] = "edited in the primary system"
+    stream.reset_mock()
 
     retry = client.post("/message", json=changed)
 
     assert retry.status_code == 200
-    assert retry.get_json()["message"]["text"] == "hello there!"
+    assert retry.get_json()["message"]["text"] == "edited in the primary system"
+    assert stream.stand_in.state.messages["123-456-789-01234"]["text"] == "edited in the primary system"
+    assert stream.request_history[-1].method == "PUT"
+    assert stream.request_history[-1].path == "/messages/123-456-789-01234"
+    assert stream.request_history[-1].json()["set"] == {"text": "edited in the primary system"}
 
 
 def test_other_stream_400s_on_send_are_not_taken_for_retries(client, stream):
@@ -158,19 +163,26 @@ def test_update_of_an_unknown_message_is_a_json_404(client, stream):
     assert "never-sent" in response.get_json()["api_error"]
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"user": {"id": "tommaso"}}, "message"),
-    ({"message": {}, "user": {"id": "tommaso"}}, "message"),
-    ({"message": {"text": 5}, "user": {"id": "tommaso"}}, "message.text"),
-    ({"message": {"text": ""}, "user": {"id": "tommaso"}}, "message.text"),
-    ({"message": {"user_id": "thierry"}, "user": {"id": "tommaso"}}, "message.user_id"),
-    ({"message": {"type": "deleted"}, "user": {"id": "tommaso"}}, "message.type"),
-    ({"message": {"mood": "x" * 6000}, "user": {"id": "tommaso"}}, "message"),
-    ({"message": {"text": "ok"}}, "user"),
-    ({"message": {"text": "ok"}, "user": {"id": "no spaces"}}, "user.id"),
+@pytest.mark.parametrize("route, body, field", [
+    ("/message/m-1", {"user": {"id": "tommaso"}}, "message"),
+    ("/message/m-1", {"message": {}, "user": {"id": "tommaso"}}, "message"),
+    ("/message/m-1", {"message": {"text": 5}, "user": {"id": "tommaso"}}, "message.text"),
+    ("/message/m-1", {"message": {"text": ""}, "user": {"id": "tommaso"}}, "message.text"),
+    ("/message/m-1", {"message": {"user_id": "thierry"}, "user": {"id": "tommaso"}}, "message.user_id"),
+    ("/message/m-1", {"message": {"type": "deleted"}, "user": {"id": "tommaso"}}, "message.type"),
+    ("/message/m-1", {"message": {"mood": "x" * 6000}, "user": {"id": "tommaso"}}, "message"),
+    ("/message/m-1", {"message": {"text": "ok"}}, "user"),
+    ("/message/m-1", {"message": {"text": "ok"}, "user": {"id": "no spaces"}}, "user.id"),
+    ("/channel/messaging/team", {}, "custom_data"),
+    ("/channel/messaging/team", {"members": None}, "custom_data"),
+    ("/channel/messaging/team", {"custom_data": []}, "custom_data"),
+    ("/channel/messaging/team", {"custom_data": {"members": ["x"]}}, "custom_data.members"),
+    ("/channel/messaging/team", {"members": {}}, "members"),
+    ("/channel/messaging/team", {"members": {"bad id": {}}}, "members.bad id"),
+    ("/channel/messaging/team", {"members": {"ana": {"role": "admin"}}}, "members.ana.role"),
 ])
-def test_invalid_update_is_a_400_naming_the_field(client, stream, body, field):
-    response = client.put("/message/m-1", json=body)
+def test_an_invalid_update_is_a_400_naming_the_field(client, stream, route, body, field):
+    response = client.put(route, json=body)
 
     assert response.status_code == 400
     assert response.get_json()["field"] == field
@@ -364,22 +376,6 @@ def test_members_of_a_distinct_channel_cannot_change(client, stream):
     assert stream.call_count == 0
 
 
-@pytest.mark.parametrize("body, field", [
-    ({}, "custom_data"),
-    ({"custom_data": []}, "custom_data"),
-    ({"custom_data": {"members": ["x"]}}, "custom_data.members"),
-    ({"members": {}}, "members"),
-    ({"members": {"bad id": {}}}, "members.bad id"),
-    ({"members": {"ana": {"role": "admin"}}}, "members.ana.role"),
-])
-def test_invalid_channel_update_is_a_400_naming_the_field(client, stream, body, field):
-    response = client.put("/channel/messaging/team", json=body)
-
-    assert response.status_code == 400
-    assert response.get_json()["field"] == field
-    assert stream.call_count == 0
-
-
 # --- User deletes ----------------------------------------------------------------------------
 
 def test_delete_user_is_soft_and_keeps_their_messages(client, stream):
@@ -397,14 +393,18 @@ def test_delete_user_is_soft_and_keeps_their_messages(client, stream):
     assert stream.stand_in.state.messages["123-456-789-01234"]["deleted_at"] is None
 
 
-def test_delete_user_hard_deletes_their_messages_too(client, stream):
+@pytest.mark.parametrize("soft_delete_first", [False, True])
+def test_delete_user_hard_deletes_their_messages_even_after_a_soft_delete(client, stream, soft_delete_first):
     sent(client, MESSAGE_BODY)
+    if soft_delete_first:
+        client.delete("/user/tommaso")
     stream.reset_mock()
 
     response = client.delete("/user/tommaso?hard=true")
 
-    assert response.status_code == 200
-    assert stream.request_history[1].json() == {"user": "soft", "messages": "hard", "user_ids": ["tommaso"]}
+    assert response.status_code == 200 and "already_deleted" not in response.get_json()
+    assert [(method, path) for method, path, _ in calls(stream)] == [("POST", "/users/delete")]
+    assert stream.request_history[0].json() == {"user": "soft", "messages": "hard", "user_ids": ["tommaso"]}
     assert "123-456-789-01234" not in stream.stand_in.state.messages
 
 

@@ -127,14 +127,15 @@ def users(*ids):
     return {user_id: {"id": user_id, "name": user_id.title()} for user_id in ids}
 
 
-def channel_sync(*members, channel_id="team"):
-    return ChannelSync(type="messaging", id=channel_id, creator_id=members[0], custom_data={}, members=users(*members))
+def channel_sync(*members, channel_id="team", custom_data=None):
+    return ChannelSync(type="messaging", id=channel_id, creator_id=members[0], custom_data=custom_data or {},
+                       members=users(*members))
 
 
-def message_sync(message_id, *members, sender=None, channel_id="team"):
+def message_sync(message_id, *members, sender=None, channel_id="team", custom_data=None, text=None):
     sender = sender or members[0]
-    return MessageSync(channel=channel_sync(*members, channel_id=channel_id), message_id=message_id,
-                       text=f"text of {message_id}", sender=users(sender)[sender])
+    return MessageSync(channel=channel_sync(*members, channel_id=channel_id, custom_data=custom_data),
+                       message_id=message_id, text=text or f"text of {message_id}", sender=users(sender)[sender])
 
 
 def names(calls):
@@ -192,6 +193,88 @@ def test_a_user_deleted_elsewhere_is_recreated_by_a_second_pass_that_distrusts_t
     assert set(stream.calls[1][1]["users"]) == {"a", "b"}
 
 
+# --- Channel data converges --------------------------------------------------------------------
+
+def test_channel_data_that_differs_in_stream_is_rewritten_by_the_full_path(mirror, stream):
+    mirror.sync_channel(channel_sync("a", "b", custom_data={"title": "Old", "topic": "kept"}))
+    stream.calls.clear()
+
+    mirror.sync_channel(channel_sync("a", "b", custom_data={"title": "New"}))
+
+    assert stream.calls[-1] == ("update_partial", "messaging:team", {"set": {"title": "New"}, "unset": []})
+    assert (stream.chat.channels["messaging:team"]["title"], stream.chat.channels["messaging:team"]["topic"]) == (
+        "New", "kept")
+
+
+def test_a_message_with_other_channel_data_takes_the_full_path_once(mirror, stream):
+    mirror.sync_message(message_sync("m-1", "a", "b", custom_data={"title": "Old"}))
+    stream.calls.clear()
+
+    mirror.sync_message(message_sync("m-2", "a", "b", custom_data={"title": "New2"}))
+    mirror.sync_message(message_sync("m-3", "a", "b", custom_data={"title": "New2"}))
+
+    assert names(stream.calls) == ["get_or_create", "update_partial", "send_message", "send_message"]
+    assert stream.chat.channels["messaging:team"]["title"] == "New2"
+
+
+def test_a_dashboard_edit_is_rewritten_after_its_webhook(mirror, stream):
+    mirror.sync_message(message_sync("m-1", "a", "b", custom_data={"title": "Ours"}))
+    mirror.forget(stream.chat.edit_channel_directly("messaging:team", title="Dashboard"))
+
+    mirror.sync_message(message_sync("m-2", "a", "b", custom_data={"title": "Ours"}))
+
+    assert stream.chat.channels["messaging:team"]["title"] == "Ours"
+
+
+def test_same_data_on_an_existing_channel_sends_no_update(mirror, stream):
+    mirror.sync_channel(channel_sync("a", "b", custom_data={"title": "Same"}))
+    stream.calls.clear()
+
+    mirror.sync_channel(channel_sync("a", "b", custom_data={"title": "Same"}))
+
+    assert names(stream.calls) == ["get_or_create"]
+
+
+# --- Distinct channels ------------------------------------------------------------------------
+
+def distinct_message(message_id, *members):
+    sync = message_sync(message_id, *members)
+    return MessageSync(channel=ChannelSync(type="messaging", id=None, creator_id=members[0], custom_data={},
+                                           members=sync.channel.members),
+                       message_id=message_id, text=sync.text, sender=sync.sender)
+
+
+def test_a_member_removed_from_a_distinct_channel_is_added_back_after_its_webhook(mirror, stream):
+    channel, _ = mirror.sync_message(distinct_message("m-1", "a", "b"))
+    mirror.forget(stream.chat.remove_member_directly(channel.cid, "b"))
+    stream.calls.clear()
+
+    mirror.sync_message(distinct_message("m-2", "a", "b"))
+
+    assert names(stream.calls) == ["get_or_create", "update_channel", "send_message"]
+    assert stream.chat.channels[channel.cid]["members"] == ["a", "b"]
+
+
+def test_a_known_distinct_channel_is_one_call(mirror, stream):
+    mirror.sync_message(distinct_message("m-1", "a", "b"))
+    stream.calls.clear()
+
+    mirror.sync_message(distinct_message("m-2", "a", "b"))
+
+    assert names(stream.calls) == ["send_message"]
+
+
+def test_the_state_remembers_the_members_stream_holds(mirror, stream):
+    mirror.sync_channel(channel_sync("a", "b"))
+    stream.chat.upsert_users({"users": users("x")})
+    stream.chat.add_member_directly("messaging:team", "x")
+    mirror.state.forget_channel("messaging", "team")
+
+    mirror.sync_channel(channel_sync("a", "c"))
+
+    assert mirror.state.channel("messaging", "team").members == {"a", "b", "c", "x"}
+
+
 # --- Channel updates -------------------------------------------------------------------------
 
 def test_update_channel_sets_unsets_and_makes_members_exact(mirror, stream):
@@ -231,6 +314,49 @@ def test_delete_user_then_again(mirror, stream):
 
     assert first["task_id"] and stream.chat.users["a"]["deleted_at"]
     assert again == {"user": {"id": "a"}, "already_deleted": True}
+
+
+def test_a_hard_delete_after_a_soft_one_deletes_the_messages(mirror, stream):
+    mirror.sync_message(message_sync("m-1", "a", "b"))
+    mirror.delete_user("a", hard=False)
+    stream.calls.clear()
+
+    answer = mirror.delete_user("a", hard=True)
+
+    assert stream.calls == [("delete_users", {"user_ids": ["a"], "user": "soft", "messages": "hard"})]
+    assert answer["task_id"] and "m-1" not in stream.chat.messages
+
+
+def test_delete_user_forgets_again_after_stream_deleted(mirror, stream):
+    """A worker that remembered the user between the first forget and Stream's delete."""
+    mirror.sync_channel(channel_sync("a", "b"))
+    delete_users = stream.delete_users
+
+    def remembered_meanwhile(*args, **options):
+        mirror.state.remember_users(users("a"))
+        return delete_users(*args, **options)
+
+    stream.delete_users = remembered_meanwhile
+    mirror.delete_user("a", hard=False)
+
+    assert mirror.state.users_to_upsert(users("a")) == users("a")
+
+
+def test_delete_channel_forgets_again_after_stream_deleted(mirror, stream):
+    mirror.sync_channel(channel_sync("a", "b"))
+    delete = FakeChannel.delete
+
+    def remembered_meanwhile(self, hard=False):
+        mirror.state.remember_channel("messaging", "team", ["a", "b"], custom_data={})
+        return delete(self, hard)
+
+    FakeChannel.delete = remembered_meanwhile
+    try:
+        mirror.delete_channel("messaging", "team", hard=False)
+    finally:
+        FakeChannel.delete = delete
+
+    assert mirror.state.channel("messaging", "team") is None
 
 
 def test_delete_message_twice(mirror, stream):
@@ -302,6 +428,17 @@ def test_an_earlier_attempt_of_ours_is_answered_with_the_stored_message(mirror, 
 
     assert again["message"]["id"] == "m-1"
     assert again["message"]["primary_origin"] == first["message"]["primary_origin"]
+
+
+def test_a_retry_with_other_text_updates_the_stored_message(mirror, stream):
+    mirror.sync_message(message_sync("m-1", "a", "b", text="first"))
+    stream.calls.clear()
+
+    _, answer = mirror.sync_message(message_sync("m-1", "a", "b", text="second"))
+
+    assert names(stream.calls) == ["send_message", "get_message", "update_message"]
+    assert stream.calls[-1] == ("update_message", "m-1", {"set": {"text": "second"}})
+    assert answer["message"]["text"] == stream.chat.messages["m-1"]["text"] == "second"
 
 
 def test_an_id_squatted_by_a_chat_client_raises_message_id_taken(mirror, stream):

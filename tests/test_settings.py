@@ -56,7 +56,8 @@ def test_malformed_setting_is_refused_by_name(environ, name, value):
 def test_stream_chat_url_points_the_service_elsewhere(environ, stream):
     stream.post("http://stand-in.test:8765/users", status_code=201, json={"users": {}})
     stream.post("http://stand-in.test:8765/channels/messaging/query", status_code=201,
-                json={"channel": {"id": "x", "cid": "messaging:x"}})
+                json={"channel": {"id": "x", "cid": "messaging:x", "title": "Just a test"},
+                          "members": [{"user_id": "tommaso"}, {"user_id": "thierry"}]})
     client = create_app({**environ, "STREAM_CHAT_URL": "http://stand-in.test:8765"}).test_client()
 
     response = client.post("/channel", json=CHANNEL_BODY)

@@ -4,6 +4,8 @@
 import copy
 import json
 import re
+import socket
+import sqlite3
 import time
 
 import pytest
@@ -13,7 +15,8 @@ from app import create_app
 from conftest import STREAM_URL
 from examples import CHANNEL_BODY, MESSAGE_BODY, sign
 from live import free_port
-from sync_state import SQLiteKeyValues, SyncState
+import sync_state
+from sync_state import RedisKeyValues, SQLiteKeyValues, SyncState
 
 
 def message(number, body=MESSAGE_BODY, channel_id=None, members=None):
@@ -219,12 +222,90 @@ def test_a_store_that_is_down_means_the_full_path_not_a_failure(environ, stream)
     assert len(first) == len(second) == 3
 
 
-def test_a_locked_sqlite_store_reads_as_empty(tmp_path):
-    state = SyncState(SQLiteKeyValues(str(tmp_path / "missing-dir" / "state.sqlite3")), ttl_seconds=60)
+def test_a_sqlite_store_used_alone_makes_its_directory_and_uses_wal(tmp_path):
+    path = tmp_path / "missing-dir" / "state.sqlite3"
+    state = SyncState(SQLiteKeyValues(str(path)), ttl_seconds=60)
 
     state.remember_users({"a": {"id": "a"}})
 
-    assert state.users_to_upsert({"a": {"id": "a"}}) == {"a": {"id": "a"}}
+    assert state.users_to_upsert({"a": {"id": "a"}}) == {}
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_a_locked_sqlite_store_drops_the_write_and_is_skipped_for_a_while(tmp_path, monkeypatch):
+    path = str(tmp_path / "state.sqlite3")
+    monkeypatch.setattr(sync_state, "BUSY_TIMEOUT_SECONDS", 0.05)
+    state = SyncState(SQLiteKeyValues(path), ttl_seconds=60)
+    state.remember_users({"a": {"id": "a"}})
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+
+    state.remember_users({"b": {"id": "b"}})  # waits out the busy timeout, then drops the write
+    holder.execute("ROLLBACK")
+    holder.close()
+
+    assert state.users_to_upsert({"a": {"id": "a"}, "b": {"id": "b"}}) == {"a": {"id": "a"}, "b": {"id": "b"}}
+
+
+class NeverAnswers:
+    """A server that accepts connections (the kernel's backlog does) and never answers."""
+
+    def __enter__(self):
+        self.socket = socket.create_server(("127.0.0.1", 0), backlog=16)
+        return f"redis://127.0.0.1:{self.socket.getsockname()[1]}/0"
+
+    def __exit__(self, *exc):
+        self.socket.close()
+
+
+def test_a_hung_store_costs_one_timeout_then_is_skipped(monkeypatch):
+    with NeverAnswers() as url:
+        store = RedisKeyValues(url)
+        asked = []
+        get_many = store.get_many
+        monkeypatch.setattr(store, "get_many", lambda keys: asked.append(keys) or get_many(keys))
+        state = SyncState(store, ttl_seconds=60)
+
+        started = time.monotonic()
+        first = state.users_to_upsert({"a": {"id": "a"}})
+        state.remember_users({"a": {"id": "a"}})
+        state.forget_users(["a"])
+        again = state.channel("messaging", "team")
+        took = time.monotonic() - started
+
+    assert first == {"a": {"id": "a"}} and again is None
+    assert asked == [["user:a"]]
+    assert took < 3 * sync_state.REDIS_TIMEOUT_SECONDS
+
+
+def test_the_store_is_asked_again_after_the_break(monkeypatch):
+    state = SyncState(FlakyKeyValues(), ttl_seconds=60)
+    clock = [1000.0]
+    monkeypatch.setattr(sync_state.time, "monotonic", lambda: clock[0])
+
+    state.remember_users({"a": {"id": "a"}})  # fails: the store is skipped for BREAK_SECONDS
+    state.remember_users({"a": {"id": "a"}})
+    clock[0] += sync_state.BREAK_SECONDS
+    state.remember_users({"a": {"id": "a"}})
+
+    assert state.store.calls == 2
+    assert state.users_to_upsert({"a": {"id": "a"}}) == {}
+
+
+class FlakyKeyValues:
+    """Fails its first call, then keeps values in a dict."""
+
+    def __init__(self):
+        self.calls, self.values = 0, {}
+
+    def get_many(self, keys):
+        return {key: self.values[key] for key in keys if key in self.values}
+
+    def set_many(self, values, ttl_seconds):
+        self.calls += 1
+        if self.calls == 1:
+            raise redis.ConnectionError("refused")
+        self.values.update(values)
 
 
 # --- Webhooks make it forget ------------------------------------------------------------------
