@@ -17,6 +17,13 @@ Stream's webhook.
 Every failure answers JSON `{"error": "..."}` with a status that says whose fault it is.
 Commands (commands.py): `flask --app app backfill FILE` and `flask --app app verify FILE`.
 Settings come from the environment (or `.env`); `.env.example` lists them all.
+
+This module is the front door: `create_app` wires the pieces, each route validates its input
+(models.py), makes one call and answers, and the hooks give each request its id, body cap and
+access-log line. The rest lives where its name says: settings.py (reading and checking the
+settings), auth.py (session JWTs, SYNC_API_TOKEN), errors.py (every error as JSON), logs.py
+(log lines), mirror.py and sync_state.py (primary -> Stream), handover.py, webhook_body.py and
+webhook_store.py (Stream -> primary). None of them imports this module.
 """
 
 import inspect
@@ -34,7 +41,6 @@ from dotenv import load_dotenv
 import flask_swagger_ui
 from flask import Blueprint, Flask, abort, current_app, g, has_app_context, render_template, request, send_from_directory
 from flask_cors import CORS
-from standardwebhooks import Webhook
 from stream_chat import StreamChat
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -45,18 +51,16 @@ import handover as handover_module
 import models
 import webhook_body
 from auth import TOKEN_IAT_LEEWAY_SECONDS, requires_sync_token, session_user
-from handover import Handover, deadline_session
+from handover import Handover, build_handover
 from logs import configure_logging, loggable
 from mirror import Mirror, derive_origin_key
 from settings import Settings, SettingsError
-from sync_state import RedisKeyValues, SQLiteKeyValues, SyncState
-from webhook_store import RedisDeliveryStore, SQLiteDeliveryStore
+from sync_state import open_sync_state
 
 log = logging.getLogger("stream_backend")
 
 
-# --- The Stream client ------------------------------------------------------------------
-
+# --- Wiring: the Stream client, and what each request reaches through the app -----------
 
 def build_stream_client(settings: Settings) -> StreamChat:
     """One client per process, with an explicit timeout and our own HTTP session."""
@@ -93,44 +97,12 @@ def mirror() -> Mirror:
     return current_app.extensions["mirror"]
 
 
-def settings() -> Settings:
-    return current_app.config["SETTINGS"]
-
-
-# --- The webhook's delivery store and the primary system --------------------------------
-
-# How long a handed-over delivery id is remembered: Stream retries within 15 s; a day also
-# covers a redelivery by hand, and lets the entries expire so the store stays bounded.
-DELIVERY_MEMORY_SECONDS = 24 * 3600
-# Events older than this (by their `created_at`) are acknowledged and not handed over: far
-# past Stream's 15 s of retries, so a replay. Well inside DELIVERY_MEMORY_SECONDS, so that a
-# replayed body is either remembered or stale.
-MAX_EVENT_AGE_SECONDS = 3600
-
-
-def open_delivery_store(settings: Settings):
-    # A claim outlives the hand-over's deadline (the timeout, for the whole exchange) by a
-    # little: two copies of a delivery are never in flight at once.
-    claim_seconds = settings.primary_sync_timeout + 2
-    if settings.redis_url:
-        return RedisDeliveryStore(settings.redis_url, claim_seconds, DELIVERY_MEMORY_SECONDS)
-    return SQLiteDeliveryStore(settings.webhook_db, claim_seconds, DELIVERY_MEMORY_SECONDS)
-
-
-def open_sync_state(settings: Settings) -> SyncState:
-    """The mirror's state, in the same store as the webhook claims."""
-    store = RedisKeyValues(settings.redis_url) if settings.redis_url else SQLiteKeyValues(settings.webhook_db)
-    return SyncState(store, settings.sync_state_ttl_seconds)
-
-
-def build_handover(settings: Settings, origin_key: bytes) -> Handover:
-    signer = Webhook(settings.primary_sync_secret) if settings.primary_sync_secret else None
-    return Handover(open_delivery_store(settings), deadline_session(), settings.primary_sync_url,
-                    settings.primary_sync_timeout, origin_key, signer, MAX_EVENT_AGE_SECONDS)
-
-
 def handover() -> Handover:
     return current_app.extensions["handover"]
+
+
+def settings() -> Settings:
+    return current_app.config["SETTINGS"]
 
 
 # --- Helpers ----------------------------------------------------------------------------

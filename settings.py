@@ -3,6 +3,7 @@ with a missing or malformed setting does not start. No Flask in this module."""
 
 import base64
 import binascii
+import functools
 import ipaddress
 import math
 from dataclasses import dataclass
@@ -61,18 +62,7 @@ class Settings:
         missing = [name for name in ("STREAM_API_KEY", "STREAM_API_SECRET") if not environ.get(name)]
         if missing:
             problems.append(f"{' and '.join(missing)} must be set (your app's keys, from Stream's dashboard)")
-
-        def number(name: str, default: float, kind: type, minimum: float = 0, strict: bool = True) -> Any:
-            raw = environ.get(name) or str(default)
-            try:
-                value = kind(raw)
-            except ValueError:
-                value = None
-            if value is None or not math.isfinite(value) or value < minimum or (strict and value == minimum):
-                adjective = "positive" if strict else "non-negative"
-                problems.append(f"{name} must be a {adjective} {kind.__name__}, not {raw!r}")
-            return value
-
+        number = functools.partial(_number, environ, problems)
         # The SDK's own default is 6 s; it also reads STREAM_CHAT_TIMEOUT and STREAM_CHAT_URL
         # itself, so these names keep one meaning whoever reads them.
         settings = cls(
@@ -107,6 +97,10 @@ class Settings:
 
     def problems(self) -> list[str]:
         """What is wrong in how the settings go together."""
+        return self._auth_problems() + self._secret_problems() + self._timing_problems()
+
+    def _auth_problems(self) -> list[str]:
+        """TOKEN_AUTH, and what TOKEN_AUTH=jwt requires besides."""
         problems = []
         if self.token_auth not in ("open", "jwt"):
             problems.append("TOKEN_AUTH must be set: 'jwt' (a token only for the user of the caller's "
@@ -120,6 +114,11 @@ class Settings:
             if not self.primary_sync_secret:
                 problems.append("PRIMARY_SYNC_SECRET must be set with TOKEN_AUTH=jwt: the primary system "
                                 "must be able to tell our hand-overs from anyone's POST")
+        return problems
+
+    def _secret_problems(self) -> list[str]:
+        """Shared secrets too short to be unguessable."""
+        problems = []
         if self.primary_sync_secret and _sync_secret_bytes(self.primary_sync_secret) < MIN_SYNC_SECRET_BYTES:
             problems.append(f"PRIMARY_SYNC_SECRET must be 'whsec_' and the base64 of at least "
                             f"{MIN_SYNC_SECRET_BYTES} random bytes (python3 -c 'import base64, secrets; "
@@ -127,6 +126,11 @@ class Settings:
         if self.sync_api_token and len(self.sync_api_token) < MIN_SECRET_LENGTH:
             problems.append(f"SYNC_API_TOKEN must be at least {MIN_SECRET_LENGTH} characters "
                             "(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        return problems
+
+    def _timing_problems(self) -> list[str]:
+        """Timeouts and the URL they apply to: each exchange must end inside the time its caller waits."""
+        problems = []
         if self.stream_timeout and self.stream_timeout > MAX_STREAM_TIMEOUT_SECONDS:
             problems.append(f"STREAM_CHAT_TIMEOUT must be at most {MAX_STREAM_TIMEOUT_SECONDS} s, "
                             "so that a sync ends inside gunicorn's 30 s worker timeout")
@@ -137,6 +141,21 @@ class Settings:
             problems.append(f"PRIMARY_SYNC_TIMEOUT must be at most {STREAM_WEBHOOK_WAIT_SECONDS - 1} s, "
                             f"inside the {STREAM_WEBHOOK_WAIT_SECONDS} s Stream waits for a webhook answer")
         return problems
+
+
+def _number(environ: Mapping[str, str], problems: list[str], name: str, default: float, kind: type,
+            minimum: float = 0, strict: bool = True) -> Any:
+    """The setting `name` as a `kind` above `minimum` (or at it, when not `strict`); its
+    problem is added to `problems`."""
+    raw = environ.get(name) or str(default)
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value < minimum or (strict and value == minimum):
+        adjective = "positive" if strict else "non-negative"
+        problems.append(f"{name} must be a {adjective} {kind.__name__}, not {raw!r}")
+    return value
 
 
 Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]

@@ -25,6 +25,7 @@ from typing import Any, Iterable
 
 import redis
 
+from settings import Settings
 from webhook_store import BUSY_TIMEOUT_SECONDS
 
 log = logging.getLogger("stream_backend.sync_state")
@@ -184,3 +185,9 @@ class SyncState:
         except STORE_ERRORS as error:
             # What stays behind expires with its TTL: the bound on any divergence.
             log.warning("sync state unavailable, not forgotten: %s", error)
+
+
+def open_sync_state(settings: Settings) -> SyncState:
+    """The mirror's state, in the same store as the webhook claims."""
+    store = RedisKeyValues(settings.redis_url) if settings.redis_url else SQLiteKeyValues(settings.webhook_db)
+    return SyncState(store, settings.sync_state_ttl_seconds)
