@@ -2,10 +2,11 @@
 
 `Handover(store, session, primary_url, timeout, origin_key, signer, max_event_age)` takes its
 collaborators as arguments and knows nothing of HTTP routes: the webhook route in app.py
-verifies the delivery, then calls `handle_once`. Each delivery is claimed in a store shared by
-every worker (webhook_store.py), under its `X-Webhook-Id` and under a digest of its signed
-body, so that neither a retry landing on another worker nor a replay under another id is
-handed over twice.
+verifies the delivery, then calls `handle_once`; `build_handover(settings, origin_key)` builds
+it and its store from the settings, once per process. Each delivery is claimed in a store
+shared by every worker (webhook_store.py), under its `X-Webhook-Id` and under a digest of its
+signed body, so that neither a retry landing on another worker nor a replay under another id
+is handed over twice.
 
 A hand-over ends within `timeout` of the moment its first claim is asked for, whatever the
 primary does: the deadline is an absolute cutoff taken then, so that the time spent waiting on
@@ -33,7 +34,8 @@ from standardwebhooks import Webhook
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 
 from mirror import is_primary_message
-from webhook_store import Claim, StoreUnavailable
+from settings import Settings
+from webhook_store import Claim, RedisDeliveryStore, SQLiteDeliveryStore, StoreUnavailable
 
 log = logging.getLogger("stream_backend.handover")
 
@@ -291,3 +293,31 @@ def deadline_session() -> requests.Session:
     session.mount("http://", _DeadlineAdapter())
     session.mount("https://", _DeadlineAdapter())
     return session
+
+
+# --- Built from the settings, once per process -------------------------------------------
+
+# How long a handed-over delivery id is remembered: Stream retries within 15 s; a day also
+# covers a redelivery by hand, and lets the entries expire so the store stays bounded.
+DELIVERY_MEMORY_SECONDS = 24 * 3600
+# Events older than this (by their `created_at`) are acknowledged and not handed over: far
+# past Stream's 15 s of retries, so a replay. Well inside DELIVERY_MEMORY_SECONDS, so that a
+# replayed body is either remembered or stale.
+MAX_EVENT_AGE_SECONDS = 3600
+
+
+def open_delivery_store(settings: Settings):
+    """Where webhook deliveries are claimed: Redis when REDIS_URL is set, else SQLite."""
+    # A claim outlives the hand-over's deadline (the timeout, for the whole exchange) by a
+    # little: two copies of a delivery are never in flight at once.
+    claim_seconds = settings.primary_sync_timeout + 2
+    if settings.redis_url:
+        return RedisDeliveryStore(settings.redis_url, claim_seconds, DELIVERY_MEMORY_SECONDS)
+    return SQLiteDeliveryStore(settings.webhook_db, claim_seconds, DELIVERY_MEMORY_SECONDS)
+
+
+def build_handover(settings: Settings, origin_key: bytes) -> Handover:
+    """The hand-over the webhook route calls, as the settings describe it."""
+    signer = Webhook(settings.primary_sync_secret) if settings.primary_sync_secret else None
+    return Handover(open_delivery_store(settings), deadline_session(), settings.primary_sync_url,
+                    settings.primary_sync_timeout, origin_key, signer, MAX_EVENT_AGE_SECONDS)

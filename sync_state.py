@@ -29,6 +29,7 @@ from typing import Any, Iterable
 
 import redis
 
+from settings import Settings
 from webhook_store import BUSY_TIMEOUT_SECONDS, prepare_sqlite_file
 
 log = logging.getLogger("stream_backend.sync_state")
@@ -237,3 +238,9 @@ class SyncState:
         BREAK_SECONDS, so that each request pays its timeout once, not at every operation."""
         self._skip_until = time.monotonic() + BREAK_SECONDS
         log.warning("sync state unavailable, %s; skipping it for %.0f s: %s", consequence, BREAK_SECONDS, error)
+
+
+def open_sync_state(settings: Settings) -> SyncState:
+    """The mirror's state, in the same store as the webhook claims."""
+    store = RedisKeyValues(settings.redis_url) if settings.redis_url else SQLiteKeyValues(settings.webhook_db)
+    return SyncState(store, settings.sync_state_ttl_seconds)

@@ -7,9 +7,13 @@ inflated in bounded steps and refused past `limit` bytes, and only then verified
 SDK's constant-time check over the inflated bytes.
 """
 
+import ipaddress
+import json
 import zlib
 
 from stream_chat.webhook import GZIP_MAGIC, verify_signature
+
+from settings import Networks
 
 GZIP_WBITS = 16 + zlib.MAX_WBITS  # zlib's way of saying "a gzip header and trailer"
 # A gzip file may be several members one after the other, and each costs a new inflater: a
@@ -72,3 +76,24 @@ def signed_json(body: bytes, content_encoding: str | None, signature: str, secre
     except UnicodeDecodeError:
         raise CorruptBody("the body is not UTF-8") from None
     return body
+
+
+def event_of(signed: bytes) -> dict | None:
+    """The event a signed body holds: a JSON object with a string `type`, or None."""
+    try:
+        event = json.loads(signed)
+    except (ValueError, RecursionError):
+        return None
+    return event if isinstance(event, dict) and isinstance(event.get("type"), str) else None
+
+
+def address_allowed(remote_addr: str | None, allowed: Networks | None) -> bool:
+    """Whether `remote_addr` is in one of the `allowed` networks; any address when None."""
+    if allowed is None:
+        return True
+    try:
+        address = ipaddress.ip_address(remote_addr or "")
+    except ValueError:
+        return False
+    address = getattr(address, "ipv4_mapped", None) or address  # ::ffff:203.0.113.7 is IPv4
+    return any(address in network for network in allowed)
