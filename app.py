@@ -36,9 +36,9 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+import flask_swagger_ui
 import requests
 from dotenv import load_dotenv
-import flask_swagger_ui
 from flask import Blueprint, Flask, abort, current_app, g, has_app_context, render_template, request, send_from_directory
 from flask_cors import CORS
 from stream_chat import StreamChat
