@@ -107,7 +107,7 @@ def delivery_busy(error: DeliveryBusy):
 @errors.app_errorhandler(StoreUnavailable)
 def store_unavailable(error: StoreUnavailable):
     log.warning("webhook delivery store unavailable: %s", error)
-    return error_response(503, "The webhook delivery store is unavailable; Stream will retry.")
+    return error_response(503, "The webhook store (claims and sync state) is unavailable; Stream will retry.")
 
 
 @errors.app_errorhandler(requests.Timeout)

@@ -184,15 +184,16 @@ class Mirror:
 
     def forget(self, event: dict[str, Any]) -> None:
         """A webhook event: forget what it touches (USER_EVENTS, CHANNEL_EVENTS), so that the
-        primary's next sync rewrites it, whether or not the event is also handed over."""
+        primary's next sync rewrites it, whether or not the event is also handed over. A store
+        that cannot forget raises webhook_store.StoreUnavailable: Stream must send it again."""
         if event.get("type") in USER_EVENTS:
             user = event.get("user")
             if isinstance(user, dict) and isinstance(user.get("id"), str):
-                self.state.forget_users([user["id"]])
+                self.state.forget_users([user["id"]], strict=True)
         elif event.get("type") in CHANNEL_EVENTS:
             channel_type, channel_id = event.get("channel_type"), event.get("channel_id")
             if isinstance(channel_type, str) and isinstance(channel_id, str):
-                self.state.forget_channel(channel_type, channel_id)
+                self.state.forget_channel(channel_type, channel_id, strict=True)
 
     # --- Steps --------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from typing import Any, Iterable
 import redis
 
 from settings import Settings
-from webhook_store import BUSY_TIMEOUT_SECONDS, prepare_sqlite_file
+from webhook_store import BUSY_TIMEOUT_SECONDS, StoreUnavailable, prepare_sqlite_file
 
 log = logging.getLogger("stream_backend.sync_state")
 
@@ -162,8 +162,8 @@ class SyncState:
     def remember_users(self, users: dict[str, dict]) -> None:
         self._set({user_key(user_id): _digest(user) for user_id, user in users.items()})
 
-    def forget_users(self, user_ids: Iterable[str]) -> None:
-        self._delete([user_key(user_id) for user_id in user_ids])
+    def forget_users(self, user_ids: Iterable[str], strict: bool = False) -> None:
+        self._delete([user_key(user_id) for user_id in user_ids], strict)
 
     # --- Channels ------------------------------------------------------------------------
 
@@ -196,11 +196,11 @@ class SyncState:
         self._set({channel_key(channel_type, channel_id): json.dumps(entry)})
 
     def forget_channel(self, channel_type: str, channel_id: str,
-                       distinct_members: Iterable[str] | None = None) -> None:
+                       distinct_members: Iterable[str] | None = None, strict: bool = False) -> None:
         keys = [channel_key(channel_type, channel_id)]
         if distinct_members is not None:
             keys.append(distinct_key(channel_type, distinct_members))
-        self._delete(keys)
+        self._delete(keys, strict)
 
     # --- The store, which may be down ----------------------------------------------------
 
@@ -221,14 +221,19 @@ class SyncState:
         except STORE_ERRORS as error:
             self._broken(error, "not remembered")
 
-    def _delete(self, keys: list[str]) -> None:
-        if not keys or not self._usable():
+    def _delete(self, keys: list[str], strict: bool = False) -> None:
+        """Forget `keys`. `strict` (a webhook's forget): the store is asked even while the
+        breaker is open, and a failure raises StoreUnavailable, so that the webhook answers 503
+        and Stream sends the event again; what Stream changed must not stay trusted."""
+        if not keys or self.store is None or not (strict or self._usable()):
             return
         try:
             self.store.delete_many(keys)
         except STORE_ERRORS as error:
-            # What stays behind expires with its TTL: the bound on any divergence.
             self._broken(error, "not forgotten")
+            if strict:
+                raise StoreUnavailable(f"the sync state could not forget {keys[0]}: {error}") from error
+            # What stays behind expires with its TTL: the bound on any divergence.
 
     def _usable(self) -> bool:
         return self.store is not None and time.monotonic() >= self._skip_until

@@ -337,6 +337,27 @@ def test_a_member_removed_in_stream_is_added_again_after_its_webhook(shared_envi
     assert stream.stand_in.state.channels["messaging:team"]["members"] == ["a", "b"]
 
 
+def test_a_webhook_whose_forget_fails_is_a_503_so_stream_sends_it_again(client, stream, app, monkeypatch):
+    client.post("/message", json=message(1, channel_id="team", members=["alice", "bob"]))
+    state = app.extensions["mirror"].state
+    event = stream.stand_in.state.edit_user_directly("alice", name="Alicia")
+    body = json.dumps(event).encode()
+    headers = {"X-Signature": sign(body), "X-Webhook-Id": "edit-1"}
+    state._broken(sqlite3.OperationalError("locked"), "for the test")  # the breaker is open
+    monkeypatch.setattr(state.store, "delete_many", lambda keys: (_ for _ in ()).throw(
+        sqlite3.OperationalError("database is locked")))
+
+    refused = client.post("/stream-incoming-wh", data=body, headers=headers)
+    monkeypatch.undo()
+    retried = client.post("/stream-incoming-wh", data=body, headers=headers)
+    state._skip_until = 0  # the breaker's 5 s are over
+    client.post("/message", json=message(2, channel_id="team", members=["alice", "bob"]))
+
+    assert refused.status_code == 503
+    assert retried.status_code == 200
+    assert stream.stand_in.state.users["alice"]["name"] == "Alice"
+
+
 @pytest.mark.parametrize("event_type", ["channel.updated", "channel.deleted", "channel.truncated",
                                         "member.added", "member.removed", "member.updated"])
 def test_channel_events_forget_the_channel(client, stream, event_type):
