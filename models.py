@@ -122,6 +122,12 @@ def _keys(schema: dict) -> None:
         schema["additionalProperties"] = values
 
 
+def _keys_without_default(schema: dict[str, Any]) -> None:
+    """`_keys`, for a field whose Python default (None: not given) is no JSON value it takes."""
+    _keys(schema)
+    schema.pop("default", None)
+
+
 # --- Types ---------------------------------------------------------------------------------
 
 UserId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN),
@@ -279,11 +285,13 @@ class ChannelUpdateRequest(BaseModel):
         {"custom_data": {"title": "Renamed", "topic": None}, "members": CHANNEL_EXAMPLE["members"]}]})
 
     custom_data: CustomData = {}
-    members: Members | None = Field(None, description="The channel's members, exactly: the missing are added, "
-                                                      "the others removed. Absent: unchanged.")
+    # No `| None`: `"members": null` is refused (an object or nothing), as the document says.
+    members: Members = Field(None, description="The channel's members, exactly: the missing are added, "
+                                               "the others removed. Absent: unchanged.",
+                             json_schema_extra=_keys_without_default)
 
     def update(self) -> ChannelUpdate:
-        if "custom_data" not in self.model_fields_set and self.members is None:  # `"members": null` is not given
+        if not self.model_fields_set:
             raise InvalidRequest("custom_data", "or members must be given")
         members = None if self.members is None else {
             user_id: _user(fields, user_id, f"members.{_shorten(user_id)}") for user_id, fields in self.members.items()}

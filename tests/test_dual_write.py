@@ -174,7 +174,7 @@ def test_update_of_an_unknown_message_is_a_json_404(client, stream):
     ("/message/m-1", {"message": {"text": "ok"}}, "user"),
     ("/message/m-1", {"message": {"text": "ok"}, "user": {"id": "no spaces"}}, "user.id"),
     ("/channel/messaging/team", {}, "custom_data"),
-    ("/channel/messaging/team", {"members": None}, "custom_data"),
+    ("/channel/messaging/team", {"members": None}, "members"),
     ("/channel/messaging/team", {"custom_data": []}, "custom_data"),
     ("/channel/messaging/team", {"custom_data": {"members": ["x"]}}, "custom_data.members"),
     ("/channel/messaging/team", {"members": {}}, "members"),

@@ -97,6 +97,10 @@ REFUSED = [
     ("MessageUpdateRequest", {"message": {}, "user": {"id": "tommaso"}}),
     ("MessageUpdateRequest", {"message": {"primary_origin": "forged"}, "user": {"id": "tommaso"}}),
     ("TokenRequest", {"user_id": "tom maso"}),
+    ("ChannelUpdateRequest", {"members": None}),
+    ("ChannelUpdateRequest", {"custom_data": {"title": "x"}, "members": None}),
+    ("ChannelUpdateRequest", {"members": {"bad id": {}}}),
+    ("ChannelUpdateRequest", {"custom_data": {"frozen": True}}),
 ]
 
 ACCEPTED = [
@@ -105,6 +109,8 @@ ACCEPTED = [
     ("MessageRequest", MESSAGE_BODY),
     ("MessageUpdateRequest", {"message": {"text": "edited", "mood": "calm"}, "user": {"id": "tommaso"}}),
     ("TokenRequest", {"user_id": "user@example_com-1"}),
+    ("ChannelUpdateRequest", {"custom_data": {"title": "Renamed", "topic": None}}),
+    ("ChannelUpdateRequest", {"members": {"ana": {"name": "Ana"}}}),
 ]
 
 
