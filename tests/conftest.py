@@ -1,48 +1,19 @@
-"""Fixtures: the app built from a test environment, a requests-mock stand-in for Stream's
-API that answers in Stream's shapes.
-
-Every request the SDK sends through `stream` is kept for the contract test
-(test_contract.py), which runs last and validates them all against Stream's spec.
-"""
+"""Fixtures: an app built from a test environment of its own, and Stream's API in memory
+(support/stream.py) whose every request is checked against Stream's spec at the end of the
+test that sent it."""
 
 import os
-import re
 import shutil
 import subprocess
-import tempfile
 import time
-from contextlib import contextmanager
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import redis
-import requests_mock
 
-# Importing app builds its module-level app from the environment: give it a test one, and
-# keep a developer's own STREAM_CHAT_URL or STREAM_CHAT_TIMEOUT (read by the SDK) out.
-for name in ("STREAM_CHAT_URL", "STREAM_CHAT_TIMEOUT"):
-    os.environ.pop(name, None)
-os.environ.update(STREAM_API_KEY="test-key", STREAM_API_SECRET="test-secret-" + "x" * 32, TOKEN_AUTH="open",
-                  WEBHOOK_DB=os.path.join(tempfile.mkdtemp(), "webhooks.sqlite3"))
-
-import app as service  # noqa: E402
-from examples import API_KEY, API_SECRET  # noqa: E402
-from live import free_port  # noqa: E402
-from stream_stand_in import StandIn  # noqa: E402
-
-# Stream's own base URL, so requests match the spec's server; requests-mock keeps them local.
-STREAM_URL = "https://chat.stream-io-api.com"
-
-SENT_TO_STREAM: list = []
-
-
-def pytest_collection_modifyitems(config, items):
-    """The contract test checks what every other test sent, so it runs after them."""
-    items.sort(key=lambda item: item.get_closest_marker("contract") is not None)
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "contract: validates every request sent to Stream")
+from app import create_app
+from live import free_port
+from support.examples import API_KEY, API_SECRET
+from support.stream import requests_off_spec, stream_in_memory
 
 
 @pytest.fixture
@@ -53,7 +24,7 @@ def environ(tmp_path):
 
 @pytest.fixture
 def app(environ):
-    return service.create_app(environ)
+    return create_app(environ)
 
 
 @pytest.fixture
@@ -61,38 +32,16 @@ def client(app):
     return app.test_client()
 
 
-@contextmanager
-def stream_stand_in():
-    """Stream's API, answered in memory by the stand-in's own logic (tools/stream_stand_in.py)
-    through requests-mock. Every request it receives is kept for the contract test."""
-    stand_in = StandIn(API_KEY, API_SECRET)
-
-    def answer(request, context):
-        query = {key: values[-1] for key, values in parse_qs(urlsplit(request.url).query).items()}
-        context.status_code, body = stand_in.answer(request.method, request.path, query,
-                                                    request.body or b"", request.headers.get("Authorization"))
-        return body
-
-    with requests_mock.Mocker() as mock:
-        mock.register_uri(requests_mock.ANY, re.compile(re.escape(STREAM_URL) + "/"), json=answer)
-        mock.stand_in = stand_in
-        try:
-            yield mock
-        finally:
-            SENT_TO_STREAM.extend(mock.request_history)
-
-
 @pytest.fixture
 def stream():
-    """Stream's API in memory (see stream_stand_in). A test overrides a route by registering
-    it again."""
-    with stream_stand_in() as mock:
+    """Stream's API in memory (support.stream.stream_in_memory). When the test is over, every
+    request it sent must conform to Stream's published spec, or the test fails."""
+    with stream_in_memory() as mock:
         yield mock
-
-
-@pytest.fixture
-def sent_to_stream():
-    return SENT_TO_STREAM
+        problems = requests_off_spec(mock.request_history)
+    if problems:
+        pytest.fail(f"{len(problems)} of {len(mock.request_history)} requests sent to Stream are off "
+                    "Stream's spec:\n" + "\n".join(problems), pytrace=False)
 
 
 @pytest.fixture(scope="session")

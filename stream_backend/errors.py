@@ -1,0 +1,124 @@
+"""Every exception this package raises, under one base class, `StreamBackendError`.
+
+A caller of the Python API catches `StreamBackendError` for all of them, or one kind:
+
+    StreamBackendError
+    ├── InvalidRequest        a body or value breaks a rule (Stream's or ours): `field` names it
+    ├── SettingsError         settings missing or malformed: the service must not start
+    ├── StoreUnavailable      the SQLite file or Redis could not answer
+    ├── MessageIdTaken        Stream holds another message under the primary's message id
+    ├── MembersAreFixed       a distinct channel's members cannot change
+    ├── StreamError           Stream answered a call with an error (status, code, message)
+    ├── StreamUnavailable     Stream gave no answer
+    │   ├── StreamTimeout         ... within the client's timeout
+    │   └── StreamUnreachable     ... at all (connection refused, reset, DNS)
+    ├── PrimarySyncFailed     the primary system did not take a webhook event
+    └── DeliveryBusy          another worker is handing a webhook delivery over
+
+`StreamError` is also where Stream's error answers are read: its predicates (`is_not_found`,
+`is_missing`, `is_duplicate_message`, `is_streams_own`) are the only code that looks inside one
+(https://getstream.io/chat/docs/python/api_errors_response/). stream/client.py raises these
+instead of the SDK's exceptions, so nothing else in the package knows the SDK's error types.
+Nothing here imports the rest of the package.
+"""
+
+import re
+
+
+class StreamBackendError(Exception):
+    """The base of every exception this package raises."""
+
+
+class InvalidRequest(StreamBackendError, ValueError):
+    """A request field that is missing or wrong; the service answers it with a 400 naming it."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+class SettingsError(StreamBackendError):
+    """One or more settings are missing or malformed; the process must not start."""
+
+
+class StoreUnavailable(StreamBackendError):
+    """The store could not answer (Redis down, SQLite locked past its busy timeout)."""
+
+
+class MessageIdTaken(StreamBackendError):
+    """Stream holds another message under the primary's message id (a chat client chose it
+    first): answered 409, never taken for an earlier attempt of ours."""
+
+    def __init__(self, message_id: str, cid: str) -> None:
+        super().__init__(f"message id {message_id} is taken in Stream by a message that is not this "
+                         f"service's for {cid} and this sender")
+        self.message_id, self.cid = message_id, cid
+
+
+class MembersAreFixed(StreamBackendError):
+    """A distinct channel's members define it: they cannot be changed (400)."""
+
+
+class PrimarySyncFailed(StreamBackendError):
+    """The primary system did not take an event; Stream is asked to retry (503)."""
+
+
+class DeliveryBusy(StreamBackendError):
+    """Another worker is handing this delivery over right now; Stream is asked to retry (503)."""
+
+
+# --- Stream's answers -------------------------------------------------------------------------
+
+# Stream's error codes (stream-facts.md): 4 bad input, 16 not found.
+INPUT_ERROR = 4
+NOT_FOUND = 16
+
+# Stream's words when a user or channel is not there: "The following users are ... but don't
+# exist", "user ... doesn't exist", "Can't find channel ...".
+_MISSING = re.compile(r"(don't|doesn't|does not|do not) exist|not found|can't find", re.IGNORECASE)
+
+
+class StreamError(StreamBackendError):
+    """Stream answered a call with an error status.
+
+    `status` is the HTTP status; `code` and `message` are Stream's own, from its error body
+    (`{"code", "message", "StatusCode", ...}`), or None and `HTTP <status>` when the answer
+    had no such body (a proxy's page, a wrong URL). `retry_after`: for a 429, the whole
+    seconds until Stream's rate-limit window resets, when its headers say.
+    """
+
+    def __init__(self, status: int, code: int | None, message: str | None,
+                 retry_after: int | None = None) -> None:
+        self.status, self.code, self.retry_after = status, code, retry_after
+        self.message = message or f"HTTP {status}"
+        super().__init__(f"Stream answered {status}" + (f" (code {code})" if code is not None else "")
+                         + f": {self.message}")
+
+    def is_streams_own(self) -> bool:
+        """The error carries Stream's error body (its code), not a proxy's page or a wrong URL's."""
+        return self.code is not None
+
+    def is_not_found(self) -> bool:
+        """Stream's own not-found answer (404, code 16), not a proxy's 404 or a wrong URL's."""
+        return self.status == 404 and self.code == NOT_FOUND
+
+    def is_missing(self) -> bool:
+        """Stream says a user or channel we relied on does not exist (deleted elsewhere)."""
+        return self.is_not_found() or (self.status == 400 and bool(_MISSING.search(self.message)))
+
+    def is_duplicate_message(self) -> bool:
+        """Stream already has a message with this id: 400 code 4 "a message with ID ... already
+        exists", which Stream's own React and Android SDKs treat as delivered."""
+        return self.status == 400 and self.code == INPUT_ERROR and "already exists" in self.message
+
+
+class StreamUnavailable(StreamBackendError):
+    """Stream gave no answer to a call."""
+
+
+class StreamTimeout(StreamUnavailable):
+    """Stream did not answer within the client's timeout."""
+
+
+class StreamUnreachable(StreamUnavailable):
+    """Stream could not be reached, or the connection broke before its answer."""

@@ -1,0 +1,71 @@
+"""Who may call: the caller's session JWT (TOKEN_AUTH=jwt) for a token, and the shared
+SYNC_API_TOKEN for the sync routes, both as `Authorization: Bearer`."""
+
+import functools
+import hmac
+from typing import NoReturn
+
+import jwt
+from flask import abort, current_app, request
+from werkzeug.datastructures import WWWAuthenticate
+from werkzeug.exceptions import Unauthorized
+
+from stream_backend.errors import InvalidRequest
+from stream_backend.validation import UserId, validated
+
+# Tokens are issued a few seconds in the past: Stream refuses a token whose `iat` is in the
+# future (code 42), and servers' clocks drift. `iat` is kept because Stream's token
+# revocation (`revoke_tokens_issued_before`) compares against it.
+TOKEN_IAT_LEEWAY_SECONDS = 5
+
+
+def bearer_token() -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, if there is one."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def unauthorized(message: str) -> NoReturn:
+    raise Unauthorized(message, www_authenticate=WWWAuthenticate("bearer"))
+
+
+def session_user() -> str:
+    """The user of the caller's session JWT (TOKEN_AUTH=jwt): its `sub` claim.
+
+    The JWT is the app's own, HS256 with AUTH_JWT_SECRET, and must carry `sub` and `exp`;
+    `aud` and `iss` are checked when AUTH_JWT_AUDIENCE and AUTH_JWT_ISSUER are set, and a JWT
+    with an `aud` is refused when AUTH_JWT_AUDIENCE is not: it was meant for another service.
+    """
+    token = bearer_token()
+    if token is None:
+        unauthorized("An Authorization: Bearer <session JWT> header is required.")
+    config = current_app.config["SETTINGS"]
+    try:
+        claims = jwt.decode(token, config.auth_jwt_secret, algorithms=["HS256"],
+                            audience=config.auth_jwt_audience, issuer=config.auth_jwt_issuer,
+                            leeway=TOKEN_IAT_LEEWAY_SECONDS, options={"require": ["exp", "sub"]})
+    except jwt.ExpiredSignatureError:
+        unauthorized("The session JWT has expired.")
+    except jwt.InvalidTokenError as error:
+        unauthorized(f"The session JWT is not valid: {error}.")
+    try:
+        return validated(UserId, claims["sub"], "sub")
+    except InvalidRequest:
+        abort(403, description="The session JWT's sub is not a Stream user id.")
+
+
+def requires_sync_token(view):
+    """With SYNC_API_TOKEN set, the route needs `Authorization: Bearer <SYNC_API_TOKEN>`."""
+    @functools.wraps(view)
+    def guarded(**kwargs):
+        expected = current_app.config["SETTINGS"].sync_api_token
+        if expected is not None:
+            given = bearer_token()
+            if given is None:
+                unauthorized("An Authorization: Bearer <SYNC_API_TOKEN> header is required.")
+            if not hmac.compare_digest(given.encode(), expected.encode()):  # constant-time
+                unauthorized("The bearer token is not this service's SYNC_API_TOKEN.")
+        return view(**kwargs)
+    return guarded

@@ -1,0 +1,98 @@
+"""The route table: each route declared once, above its view, with everything the service
+derives from it.
+
+    api = RouteTable("stream_backend")
+
+    @api.route("POST", "/channel", tag="mirror", body=ChannelRequest, answer=ChannelAnswer,
+               errors=STREAM_ERRORS, auth="sync", browser=True)
+    def sync_channel(): ...
+
+From the table: the Flask URL rules (`register`), each route's body cap (`body_cap`), the
+paths that answer CORS (`browser_paths`), the sync-token guard (`auth="sync"`), and the OpenAPI
+document (web/openapi.py), whose descriptions are the views' docstrings.
+"""
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
+
+from flask import Blueprint, Flask
+from pydantic import BaseModel
+
+from stream_backend.web.auth import requires_sync_token
+from stream_backend.web.models import Parameter
+
+# A route that takes no body still reads what a client sends: this much, then a 413.
+NO_BODY_CAP = 1024
+
+
+@dataclass(frozen=True)
+class Route:
+    """One operation. `path` is OpenAPI's template (`/message/{message_id}`); `view` is its
+    Flask view, whose docstring describes it; `answer` is the model of its 200 body (JSON
+    unless `media_types` says). `auth`: "sync" (SYNC_API_TOKEN guards it, when set) or
+    "session" (with TOKEN_AUTH=jwt the view asks for a session JWT). `body_cap`: its largest
+    body in bytes (None: MAX_BODY_BYTES; routes without a body: NO_BODY_CAP). `browser`:
+    whether browsers on CORS_ORIGINS may call it."""
+
+    method: str
+    path: str
+    view: Callable[..., Any]
+    tag: str
+    answer: type[BaseModel] | None = None
+    body: type[BaseModel] | None = None
+    parameters: tuple[Parameter, ...] = ()
+    errors: tuple[int, ...] = ()
+    auth: Literal["sync", "session"] | None = None
+    body_cap: int | None = None
+    browser: bool = False
+    media_types: tuple[str, ...] = ("application/json",)
+    body_required: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.view.__name__
+
+    @property
+    def flask_path(self) -> str:
+        return re.sub(r"\{(\w+)\}", r"<\1>", self.path)
+
+    def cap(self, max_body_bytes: int) -> int:
+        if self.body_cap is not None:
+            return self.body_cap
+        return max_body_bytes if self.body is not None else NO_BODY_CAP
+
+
+class RouteTable:
+    """The service's routes, registered on a Flask blueprint named `name`."""
+
+    def __init__(self, name: str) -> None:
+        # Its templates (the /docs page) are web/templates.
+        self.blueprint = Blueprint(name, __name__, template_folder="templates")
+        self.routes: list[Route] = []
+        self._by_endpoint: dict[str, Route] = {}
+
+    def route(self, method: str, path: str, **options: Any) -> Callable:
+        """Declare the decorated view as the route `method path` (options: Route's fields)."""
+        def declare(view: Callable) -> Callable:
+            route = Route(method, path, view, **options)
+            guarded = requires_sync_token(view) if route.auth == "sync" else view
+            self.blueprint.add_url_rule(route.flask_path, view.__name__, guarded, methods=[method])
+            self.routes.append(route)
+            self._by_endpoint[f"{self.blueprint.name}.{view.__name__}"] = route
+            return view
+        return declare
+
+    def register(self, app: Flask) -> None:
+        app.register_blueprint(self.blueprint)
+
+    def body_cap(self, endpoint: str | None, max_body_bytes: int) -> int | None:
+        """The largest body the route of `endpoint` takes; None for no route (a 404 to come)."""
+        route = self._by_endpoint.get(endpoint or "")
+        return route.cap(max_body_bytes) if route else None
+
+    def browser_paths(self) -> re.Pattern:
+        """The paths of the routes browsers may call, as one pattern (flask-cors matches it)."""
+        paths = sorted({re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(route.path))
+                        for route in self.routes if route.browser})
+        return re.compile(f"^({'|'.join(paths)})$")
