@@ -30,8 +30,8 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import flask_swagger_ui
 from dotenv import load_dotenv
@@ -43,8 +43,16 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from stream_backend.errors import SettingsError
 from stream_backend.handover import body as webhook_body
 from stream_backend.handover.handover import Handover, build_handover, event_message
-from stream_backend.mirror.bodies import (ChannelRequest, ChannelUpdateRequest, MessageRequest, MessageUpdateRequest,
-                                          parse_channel, parse_channel_update, parse_message, parse_message_update)
+from stream_backend.mirror.bodies import (
+    ChannelRequest,
+    ChannelUpdateRequest,
+    MessageRequest,
+    MessageUpdateRequest,
+    parse_channel,
+    parse_channel_update,
+    parse_message,
+    parse_message_update,
+)
 from stream_backend.mirror.mirror import Mirror
 from stream_backend.mirror.origin import derive_origin_key
 from stream_backend.mirror.state import open_sync_state
@@ -54,9 +62,25 @@ from stream_backend.validation import ChannelId, ChannelType, Flag, MessageId, U
 from stream_backend.web import commands, errors, hooks
 from stream_backend.web.auth import TOKEN_IAT_LEEWAY_SECONDS, session_user
 from stream_backend.web.logs import configure_logging
-from stream_backend.web.models import (ASSET, CHANNEL, DOCS_ASSETS, HARD, MESSAGE_ID, USER_ID, WEBHOOK_HEADERS,
-                                       ChannelAnswer, Deleted, Health, MessageAnswer, TokenAnswer, TokenRequest,
-                                       UpdatedChannel, UpdatedMessage, WebhookAnswer, WebhookEvent)
+from stream_backend.web.models import (
+    ASSET,
+    CHANNEL,
+    DOCS_ASSETS,
+    HARD,
+    MESSAGE_ID,
+    USER_ID,
+    WEBHOOK_HEADERS,
+    ChannelAnswer,
+    Deleted,
+    Health,
+    MessageAnswer,
+    TokenAnswer,
+    TokenRequest,
+    UpdatedChannel,
+    UpdatedMessage,
+    WebhookAnswer,
+    WebhookEvent,
+)
 from stream_backend.web.openapi import STREAM_ERRORS, openapi_document
 from stream_backend.web.routing import RouteTable
 
@@ -65,6 +89,7 @@ log = logging.getLogger("stream_backend")
 
 
 # --- What each request reaches through the app --------------------------------------------
+
 
 def stream() -> StreamClient:
     return current_app.extensions["stream_chat"]
@@ -95,15 +120,25 @@ def hard_flag() -> bool:
 
 # --- Routes -------------------------------------------------------------------------------
 
+
 @api.route("GET", "/healthz", tag="service", answer=Health)
 def healthz():
     """200 `{"status": "ok"}` while the process serves requests. Stream is not called."""
     return {"status": "ok"}
 
 
-@api.route("POST", "/generate-token", tag="tokens", answer=TokenAnswer, body=TokenRequest,
-           errors=(400, 401, 403, 413), auth="session", body_cap=4 * 1024, browser=True,
-           body_required=False)  # not with a session JWT
+@api.route(
+    "POST",
+    "/generate-token",
+    tag="tokens",
+    answer=TokenAnswer,
+    body=TokenRequest,
+    errors=(400, 401, 403, 413),
+    auth="session",
+    body_cap=4 * 1024,
+    browser=True,
+    body_required=False,
+)  # not with a session JWT
 def generate_token():
     """Issue a Stream user token.
 
@@ -123,13 +158,20 @@ def generate_token():
     else:
         user_id = validated(TokenRequest, json_body()).user_id
     now = int(time.time())
-    token = stream().create_token(user_id, exp=now + settings().token_ttl_seconds,
-                                  iat=now - TOKEN_IAT_LEEWAY_SECONDS)
+    token = stream().create_token(user_id, exp=now + settings().token_ttl_seconds, iat=now - TOKEN_IAT_LEEWAY_SECONDS)
     return {"token": token}
 
 
-@api.route("POST", "/channel", tag="mirror", answer=ChannelAnswer, body=ChannelRequest, errors=STREAM_ERRORS,
-           auth="sync", browser=True)
+@api.route(
+    "POST",
+    "/channel",
+    tag="mirror",
+    answer=ChannelAnswer,
+    body=ChannelRequest,
+    errors=STREAM_ERRORS,
+    auth="sync",
+    browser=True,
+)
 def sync_channel():
     """Mirror a channel into Stream: upsert its members, get or create their channel.
 
@@ -143,8 +185,16 @@ def sync_channel():
     return {**state, "cid": channel.cid}
 
 
-@api.route("POST", "/message", tag="mirror", answer=MessageAnswer, body=MessageRequest, errors=STREAM_ERRORS,
-           auth="sync", browser=True)
+@api.route(
+    "POST",
+    "/message",
+    tag="mirror",
+    answer=MessageAnswer,
+    body=MessageRequest,
+    errors=STREAM_ERRORS,
+    auth="sync",
+    browser=True,
+)
 def sync_message():
     """Mirror a message into Stream: the `/channel` work, then send the message.
 
@@ -157,8 +207,18 @@ def sync_message():
     return {**sent, "cid": channel.cid}
 
 
-@api.route("PUT", "/message/{message_id}", tag="mirror", answer=UpdatedMessage, body=MessageUpdateRequest,
-           parameters=(MESSAGE_ID,), errors=STREAM_ERRORS, auth="sync", body_cap=64 * 1024, browser=True)
+@api.route(
+    "PUT",
+    "/message/{message_id}",
+    tag="mirror",
+    answer=UpdatedMessage,
+    body=MessageUpdateRequest,
+    parameters=(MESSAGE_ID,),
+    errors=STREAM_ERRORS,
+    auth="sync",
+    body_cap=64 * 1024,
+    browser=True,
+)
 def update_message(message_id: str):
     """Set some fields of a message: a partial update.
 
@@ -170,8 +230,16 @@ def update_message(message_id: str):
     return mirror().update_message(message_id, update.fields, update.user_id)
 
 
-@api.route("DELETE", "/message/{message_id}", tag="mirror", answer=Deleted, parameters=(MESSAGE_ID, HARD),
-           errors=STREAM_ERRORS, auth="sync", browser=True)
+@api.route(
+    "DELETE",
+    "/message/{message_id}",
+    tag="mirror",
+    answer=Deleted,
+    parameters=(MESSAGE_ID, HARD),
+    errors=STREAM_ERRORS,
+    auth="sync",
+    browser=True,
+)
 def delete_message(message_id: str):
     """Delete a message: soft, or hard with `?hard=true`.
 
@@ -182,8 +250,17 @@ def delete_message(message_id: str):
     return mirror().delete_message(message_id, hard_flag())
 
 
-@api.route("PUT", "/channel/{channel_type}/{channel_id}", tag="mirror", answer=UpdatedChannel,
-           body=ChannelUpdateRequest, parameters=CHANNEL, errors=STREAM_ERRORS, auth="sync", browser=True)
+@api.route(
+    "PUT",
+    "/channel/{channel_type}/{channel_id}",
+    tag="mirror",
+    answer=UpdatedChannel,
+    body=ChannelUpdateRequest,
+    parameters=CHANNEL,
+    errors=STREAM_ERRORS,
+    auth="sync",
+    browser=True,
+)
 def update_channel(channel_type: str, channel_id: str):
     """Set a channel's custom data and, when given, make its members exactly these.
 
@@ -199,8 +276,16 @@ def update_channel(channel_type: str, channel_id: str):
     return mirror().update_channel(channel_type, channel_id, parse_channel_update(json_body()))
 
 
-@api.route("DELETE", "/channel/{channel_type}/{channel_id}", tag="mirror", answer=Deleted,
-           parameters=(*CHANNEL, HARD), errors=STREAM_ERRORS, auth="sync", browser=True)
+@api.route(
+    "DELETE",
+    "/channel/{channel_type}/{channel_id}",
+    tag="mirror",
+    answer=Deleted,
+    parameters=(*CHANNEL, HARD),
+    errors=STREAM_ERRORS,
+    auth="sync",
+    browser=True,
+)
 def delete_channel(channel_type: str, channel_id: str):
     """Delete a channel: soft, or hard (its messages too) with `?hard=true`.
 
@@ -212,8 +297,16 @@ def delete_channel(channel_type: str, channel_id: str):
     return mirror().delete_channel(channel_type, channel_id, hard_flag())
 
 
-@api.route("DELETE", "/user/{user_id}", tag="mirror", answer=Deleted, parameters=(USER_ID, HARD),
-           errors=STREAM_ERRORS, auth="sync", browser=True)
+@api.route(
+    "DELETE",
+    "/user/{user_id}",
+    tag="mirror",
+    answer=Deleted,
+    parameters=(USER_ID, HARD),
+    errors=STREAM_ERRORS,
+    auth="sync",
+    browser=True,
+)
 def delete_user(user_id: str):
     """Delete a user in Stream: soft (the record is kept, marked deleted), and with
     `?hard=true` their messages too.
@@ -225,8 +318,15 @@ def delete_user(user_id: str):
     return mirror().delete_user(user_id, hard_flag())
 
 
-@api.route("POST", "/stream-incoming-wh", tag="webhook", answer=WebhookAnswer, body=WebhookEvent,
-           parameters=WEBHOOK_HEADERS, errors=(400, 401, 403, 413, 503))
+@api.route(
+    "POST",
+    "/stream-incoming-wh",
+    tag="webhook",
+    answer=WebhookAnswer,
+    body=WebhookEvent,
+    parameters=WEBHOOK_HEADERS,
+    errors=(400, 401, 403, 413, 503),
+)
 def stream_webhook():
     """Receive one of Stream's webhook events and hand it to the primary system, once.
 
@@ -259,14 +359,19 @@ def stream_webhook():
     webhook_id = request.headers.get("X-Webhook-Id") or None
     mirror().forget(event)  # what Stream changed is rewritten by the primary's next sync
     outcome = handover().handle_once(event, webhook_id, signed)
-    log.info("webhook %s", json.dumps({
-        "outcome": outcome,
-        "type": event["type"],
-        "cid": event.get("cid"),
-        "message_id": event_message(event).get("id"),
-        "webhook_id": webhook_id,
-        "attempt": request.headers.get("X-Webhook-Attempt"),
-    }))
+    log.info(
+        "webhook %s",
+        json.dumps(
+            {
+                "outcome": outcome,
+                "type": event["type"],
+                "cid": event.get("cid"),
+                "message_id": event_message(event).get("id"),
+                "webhook_id": webhook_id,
+                "attempt": request.headers.get("X-Webhook-Attempt"),
+            }
+        ),
+    )
     return {"received": event["type"], "outcome": outcome}
 
 
@@ -276,11 +381,13 @@ def verified_webhook_body(body: bytes, signature: str) -> bytes:
     gzip` body through as it came: nothing inflates it before this."""
     config = settings()
     try:
-        signed = webhook_body.signed_json(body, request.headers.get("Content-Encoding"), signature,
-                                          config.stream_api_secret, config.max_body_bytes)
+        signed = webhook_body.signed_json(
+            body, request.headers.get("Content-Encoding"), signature, config.stream_api_secret, config.max_body_bytes
+        )
     except webhook_body.BodyTooLarge:
-        raise RequestEntityTooLarge(f"The webhook body inflates to over MAX_BODY_BYTES "
-                                    f"({config.max_body_bytes} bytes).") from None
+        raise RequestEntityTooLarge(
+            f"The webhook body inflates to over MAX_BODY_BYTES ({config.max_body_bytes} bytes)."
+        ) from None
     except webhook_body.CorruptBody as error:
         abort(400, description=f"The webhook body could not be read: {error}.")
     if signed is None:
@@ -309,8 +416,14 @@ def docs():
     return render_template("docs.html")
 
 
-@api.route("GET", "/docs/{asset}", tag="service", parameters=(ASSET,), errors=(404,),
-           media_types=("text/css", "text/javascript", "application/javascript", "image/png"))
+@api.route(
+    "GET",
+    "/docs/{asset}",
+    tag="service",
+    parameters=(ASSET,),
+    errors=(404,),
+    media_types=("text/css", "text/javascript", "application/javascript", "image/png"),
+)
 def docs_asset(asset: str):
     """One of Swagger UI's files that /docs loads."""
     if asset not in DOCS_ASSETS:
@@ -319,6 +432,7 @@ def docs_asset(asset: str):
 
 
 # --- The application ----------------------------------------------------------------------
+
 
 def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     """The service, built from `environ`.
@@ -343,22 +457,29 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
 def build_app(app_settings: Settings) -> Flask:
     configure_logging(app_settings.log_level)
     if app_settings.token_auth == "open":
-        log.warning("TOKEN_AUTH=open: anyone can get a Stream token for any user. "
-                    "For workshops and demos only; see docs/production.md.")
+        log.warning(
+            "TOKEN_AUTH=open: anyone can get a Stream token for any user. "
+            "For workshops and demos only; see docs/production.md."
+        )
     # No /static route: the service has no static files (the docs' assets have their route).
     app = Flask(__name__, static_folder=None)
     app.config.update(SETTINGS=app_settings, MAX_CONTENT_LENGTH=app_settings.max_body_bytes)
     # One JSON object per line, in debug mode too: the workshop's Android client reads the
     # token answer with readLine().
     app.json.compact = True  # type: ignore[attr-defined]
-    client = build_client(app_settings.stream_api_key, app_settings.stream_api_secret,
-                          base_url=app_settings.stream_chat_url, timeout=app_settings.stream_timeout,
-                          pool_size=app_settings.http_pool_size)
+    client = build_client(
+        app_settings.stream_api_key,
+        app_settings.stream_api_secret,
+        base_url=app_settings.stream_chat_url,
+        timeout=app_settings.stream_timeout,
+        pool_size=app_settings.http_pool_size,
+    )
     origin_key = derive_origin_key(app_settings.stream_api_secret)
     app.extensions["stream_chat"] = client
     app.extensions["handover"] = build_handover(app_settings, origin_key)
-    app.extensions["mirror"] = Mirror(client, open_sync_state(app_settings.store_location,
-                                                              app_settings.sync_state_ttl_seconds), origin_key)
+    app.extensions["mirror"] = Mirror(
+        client, open_sync_state(app_settings.store_location, app_settings.sync_state_ttl_seconds), origin_key
+    )
     if app_settings.trusted_proxy_count:
         # The client's address as the nearest of those proxies saw it; the header is never
         # believed by default, since any client can send it.
@@ -375,6 +496,5 @@ def build_app(app_settings: Settings) -> Flask:
     hooks.install(app, api, app_settings.max_body_bytes)
     # allow_headers defaults to any, so a preflight for `Content-Type: application/json` passes.
     # X-Request-Id is exposed so that a browser app can read it and quote it in a bug report.
-    CORS(app, resources={api.browser_paths(): {"origins": app_settings.cors_origins}},
-         expose_headers=["X-Request-Id"])
+    CORS(app, resources={api.browser_paths(): {"origins": app_settings.cors_origins}}, expose_headers=["X-Request-Id"])
     return app

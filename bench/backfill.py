@@ -11,9 +11,9 @@ It runs, in one go so that their ratios hold on a noisy machine:
 2. `backfill`: `flask --app app backfill FILE --concurrency N` for each N, on a file of
    `--messages` messages going round `--channels` channels (200: a channel's messages go one at
    a time, in order), with no rate limit (the tool itself is measured);
-3. memory (alone with `--concurrency` and no value): the peak resident memory of `flask --app app backfill FILE --check` on a
-   1,000,000-line file, and of live runs over `--live-memory-lines` lines against a stand-in
-   without latency, to show what the index and the in-flight window take.
+3. memory (alone with `--concurrency` and no value): the peak resident memory of
+   `flask --app app backfill FILE --check` on a 1,000,000-line file, and of live runs over
+   `--live-memory-lines` lines against a stand-in without latency, to show what the index and the in-flight window take.
 
 Peak memory is each process's own (`ru_maxrss` from wait4), not the machine's.
 """
@@ -41,36 +41,56 @@ def channel_ids(count: int) -> list[str]:
     return [f"channel-{number:03d}" for number in range(count)]
 
 
-def write_history(path: Path, messages: int, run: str, users=USERS, channels=channel_ids(200)) -> int:
+CHANNELS = channel_ids(200)
+
+
+def write_history(path: Path, messages: int, run: str, users=USERS, channels=CHANNELS) -> int:
     """Users, channels with five members each, and `messages` messages: the number of lines.
     The messages go round the channels, as a history exported in time order does: a channel's
     messages are sent one at a time, in order, so concurrency comes from many channels."""
     lines = 0
     with open(path, "w") as file:
+
         def record(record_type, item):
             nonlocal lines
             file.write(json.dumps({"type": record_type, "item": item}) + "\n")
             lines += 1
+
         for user_id in users:
             record("user", {"id": user_id, "name": user_id.title()})
         for number, channel_id in enumerate(channels):
             record("channel", {"id": channel_id, "type": "messaging", "created_by": users[number % len(users)]})
             for offset in range(5):
-                record("member", {"channel_type": "messaging", "channel_id": channel_id,
-                                  "user_id": users[(number + offset) % len(users)]})
+                record(
+                    "member",
+                    {
+                        "channel_type": "messaging",
+                        "channel_id": channel_id,
+                        "user_id": users[(number + offset) % len(users)],
+                    },
+                )
         for number in range(messages):
             channel_number = number % len(channels)
-            record("message", {"id": f"{run}-{number:07d}", "channel_type": "messaging",
-                               "channel_id": channels[channel_number], "user": users[channel_number % len(users)],
-                               "text": f"message {number} of the history", "created_at": "2021-06-01T12:00:00Z"})
+            record(
+                "message",
+                {
+                    "id": f"{run}-{number:07d}",
+                    "channel_type": "messaging",
+                    "channel_id": channels[channel_number],
+                    "user": users[channel_number % len(users)],
+                    "text": f"message {number} of the history",
+                    "created_at": "2021-06-01T12:00:00Z",
+                },
+            )
     return lines
 
 
 def run_measured(command: list[str], env: dict) -> tuple[float, float, int, str]:
     """Run a command: `(seconds, peak RSS in MiB, exit status, output)`."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        command, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     output = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
@@ -78,8 +98,14 @@ def run_measured(command: list[str], env: dict) -> tuple[float, float, int, str]
 
 
 def service_env(stand_in_url: str, directory: str) -> dict:
-    return {"STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, "STREAM_CHAT_URL": stand_in_url,
-            "TOKEN_AUTH": "open", "LOG_LEVEL": "WARNING", "WEBHOOK_DB": f"{directory}/webhooks.sqlite3"}
+    return {
+        "STREAM_API_KEY": API_KEY,
+        "STREAM_API_SECRET": API_SECRET,
+        "STREAM_CHAT_URL": stand_in_url,
+        "TOKEN_AUTH": "open",
+        "LOG_LEVEL": "WARNING",
+        "WEBHOOK_DB": f"{directory}/webhooks.sqlite3",
+    }
 
 
 def flask(*args: str) -> list[str]:
@@ -90,12 +116,17 @@ def loop_over_post_message(stand_in_url: str, directory: str, messages: int) -> 
     """Messages a second of a one-request-at-a-time loop over the service's POST /message."""
     with live.service(service_env(stand_in_url, directory), quiet=True) as url:
         session = requests.Session()
-        channel = {"channel": {"creator_id": USERS[0], "id": "loop"},
-                   "members": {user_id: {"name": user_id.title()} for user_id in USERS[:5]}}
+        channel = {
+            "channel": {"creator_id": USERS[0], "id": "loop"},
+            "members": {user_id: {"name": user_id.title()} for user_id in USERS[:5]},
+        }
 
         def send(number: int) -> None:
-            body = {**channel, "message": {"id": f"loop-{number:07d}", "text": f"message {number}"},
-                    "user": {"id": USERS[0], "name": USERS[0].title()}}
+            body = {
+                **channel,
+                "message": {"id": f"loop-{number:07d}", "text": f"message {number}"},
+                "user": {"id": USERS[0], "name": USERS[0].title()},
+            }
             response = session.post(f"{url}/message", json=body, timeout=10)
             response.raise_for_status()
 
@@ -112,11 +143,18 @@ def backfill_throughput(stand_in_url: str, directory: str, concurrency: int, mes
     lines = write_history(path, messages, run=f"c{concurrency}-{time.time_ns()}", channels=channel_ids(channels))
     seconds, peak, status, output = run_measured(
         flask("backfill", str(path), "--concurrency", str(concurrency), "--rate-share", "1"),
-        service_env(stand_in_url, directory))
+        service_env(stand_in_url, directory),
+    )
     if status != 0:
         raise RuntimeError(f"backfill failed ({status}):\n{output}")
-    return {"concurrency": concurrency, "lines": lines, "seconds": seconds, "records_per_second": lines / seconds,
-            "messages_per_second": messages / seconds, "peak_mib": peak}
+    return {
+        "concurrency": concurrency,
+        "lines": lines,
+        "seconds": seconds,
+        "records_per_second": lines / seconds,
+        "messages_per_second": messages / seconds,
+        "peak_mib": peak,
+    }
 
 
 def memory_runs(directory: str, check_lines: int, live_lines: list[int]) -> list[dict]:
@@ -126,10 +164,19 @@ def memory_runs(directory: str, check_lines: int, live_lines: list[int]) -> list
     if check_lines:
         path = Path("/tmp") / "backfill-bench-1m.jsonl"
         lines = write_history(path, check_lines - 1000 - 100 * 6, "m", many_users, many_channels)
-        seconds, peak, status, output = run_measured(flask("backfill", str(path), "--check"),
-                                                     service_env("http://127.0.0.1:9", directory))
-        results.append({"run": "--check", "lines": lines, "megabytes": path.stat().st_size / 1e6,
-                        "seconds": seconds, "peak_mib": peak, "status": status})
+        seconds, peak, status, output = run_measured(
+            flask("backfill", str(path), "--check"), service_env("http://127.0.0.1:9", directory)
+        )
+        results.append(
+            {
+                "run": "--check",
+                "lines": lines,
+                "megabytes": path.stat().st_size / 1e6,
+                "seconds": seconds,
+                "peak_mib": peak,
+                "status": status,
+            }
+        )
         path.unlink()
     with live.stand_in(API_KEY, API_SECRET, latency_ms=0) as stand_in_url:
         for count in live_lines:
@@ -137,9 +184,18 @@ def memory_runs(directory: str, check_lines: int, live_lines: list[int]) -> list
             lines = write_history(path, count - 1000 - 100 * 6, f"mem{count}", many_users, many_channels)
             seconds, peak, status, output = run_measured(
                 flask("backfill", str(path), "--concurrency", "32", "--rate-share", "1"),
-                service_env(stand_in_url, directory))
-            results.append({"run": "live", "lines": lines, "megabytes": path.stat().st_size / 1e6,
-                            "seconds": seconds, "peak_mib": peak, "status": status})
+                service_env(stand_in_url, directory),
+            )
+            results.append(
+                {
+                    "run": "live",
+                    "lines": lines,
+                    "megabytes": path.stat().st_size / 1e6,
+                    "seconds": seconds,
+                    "peak_mib": peak,
+                    "status": status,
+                }
+            )
     return results
 
 
@@ -165,9 +221,12 @@ def main() -> None:
             for concurrency in args.concurrency:
                 messages = args.messages if concurrency > 1 else min(args.messages, args.loop_messages)
                 result = backfill_throughput(stand_in_url, directory, concurrency, messages, args.channels)
-                print(f"| {concurrency} | {result['lines']:,} | {result['seconds']:.1f} | "
-                      f"{result['records_per_second']:,.0f} | {result['messages_per_second']:,.0f} | "
-                      f"{result['messages_per_second'] / loop:.1f}× | {result['peak_mib']:.0f} MiB |", flush=True)
+                print(
+                    f"| {concurrency} | {result['lines']:,} | {result['seconds']:.1f} | "
+                    f"{result['records_per_second']:,.0f} | {result['messages_per_second']:,.0f} | "
+                    f"{result['messages_per_second'] / loop:.1f}× | {result['peak_mib']:.0f} MiB |",
+                    flush=True,
+                )
         memory(directory, args)
 
 
@@ -176,8 +235,11 @@ def memory(directory: str, args) -> None:
         print("\n| run | lines | file | seconds | peak RSS |")
         print("| --- | --- | --- | --- | --- |")
         for result in memory_runs(directory, args.memory_lines, args.live_memory_lines):
-            print(f"| {result['run']} | {result['lines']:,} | {result['megabytes']:.0f} MB | "
-                  f"{result['seconds']:.1f} | {result['peak_mib']:.0f} MiB |", flush=True)
+            print(
+                f"| {result['run']} | {result['lines']:,} | {result['megabytes']:.0f} MB | "
+                f"{result['seconds']:.1f} | {result['peak_mib']:.0f} MiB |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ def redis_bytes(url: str, entries: int) -> int:
     used = client.info("memory")["used_memory"] - before
     keys = list(client.scan_iter(match=RedisKeyValues.PREFIX + "*", count=1000))
     for start in range(0, len(keys), 1000):
-        client.delete(*keys[start:start + 1000])
+        client.delete(*keys[start : start + 1000])
     return used
 
 
@@ -54,8 +54,10 @@ def main():
         stores["Redis"] = lambda: redis_bytes(args.redis_url, args.entries)
     for name, measure in stores.items():
         used = measure()
-        print(f"{name}: {args.entries:,} users and {args.entries:,} channels take {used / 2**20:.1f} MiB "
-              f"({used / args.entries:,.0f} bytes per user and channel entry pair)")
+        print(
+            f"{name}: {args.entries:,} users and {args.entries:,} channels take {used / 2**20:.1f} MiB "
+            f"({used / args.entries:,.0f} bytes per user and channel entry pair)"
+        )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 import zlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
@@ -61,8 +61,14 @@ def worker_pid(master_pid: int) -> int:
 
 
 def signed_event() -> tuple[bytes, str]:
-    body = json.dumps({"type": "message.new", "cid": "messaging:bench", "message": {"id": f"m-{time.time_ns()}"},
-                       "created_at": datetime.now(timezone.utc).isoformat()}).encode()
+    body = json.dumps(
+        {
+            "type": "message.new",
+            "cid": "messaging:bench",
+            "message": {"id": f"m-{time.time_ns()}"},
+            "created_at": datetime.now(UTC).isoformat(),
+        }
+    ).encode()
     return body, hmac.new(API_SECRET.encode(), body, hashlib.sha256).hexdigest()
 
 
@@ -83,8 +89,10 @@ print(before / 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 
 def sdk_peak(bomb: bytes) -> None:
     result = subprocess.run([sys.executable, "-c", SDK_PEAK], input=bomb, capture_output=True, check=True)
     before, after, outcome = result.stdout.decode().split(maxsplit=2)
-    print(f"the SDK's verify_and_parse_webhook, unsigned bomb: peak RSS {float(before):.1f} -> "
-          f"{float(after):.1f} MiB, then {outcome.strip()!r}")
+    print(
+        f"the SDK's verify_and_parse_webhook, unsigned bomb: peak RSS {float(before):.1f} -> "
+        f"{float(after):.1f} MiB, then {outcome.strip()!r}"
+    )
 
 
 def main() -> None:
@@ -97,9 +105,16 @@ def main() -> None:
 
     with live.stand_in(API_KEY, API_SECRET) as stand_in:
         port = live.free_port()
-        env = {"STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, "STREAM_CHAT_URL": stand_in,
-               "TOKEN_AUTH": "open", "WEB_CONCURRENCY": "1", "PORT": str(port), "LOG_LEVEL": "WARNING",
-               "WEBHOOK_DB": str(Path(tempfile.mkdtemp(), "webhooks.sqlite3"))}
+        env = {
+            "STREAM_API_KEY": API_KEY,
+            "STREAM_API_SECRET": API_SECRET,
+            "STREAM_CHAT_URL": stand_in,
+            "TOKEN_AUTH": "open",
+            "WEB_CONCURRENCY": "1",
+            "PORT": str(port),
+            "LOG_LEVEL": "WARNING",
+            "WEBHOOK_DB": str(Path(tempfile.mkdtemp(), "webhooks.sqlite3")),
+        }
         url = f"http://127.0.0.1:{port}"
         with live.running(f"exec {live.procfile_command()}", f"{url}/healthz", env=env, shell=True) as master:
             worker = worker_pid(master.pid)
@@ -111,8 +126,12 @@ def main() -> None:
             baseline = peak_rss_mib(worker)
             print(f"{'after 20 ordinary events':<34} {200:>6} {baseline:>12.1f} MiB")
             for label, signature in [("gzip bomb, unsigned", "0" * 64), ("gzip bomb, signed", bomb_signature)]:
-                answer = requests.post(webhook, data=bomb, timeout=60, headers={
-                    "X-Signature": signature, "Content-Encoding": "gzip", "Content-Type": "application/json"})
+                answer = requests.post(
+                    webhook,
+                    data=bomb,
+                    timeout=60,
+                    headers={"X-Signature": signature, "Content-Encoding": "gzip", "Content-Type": "application/json"},
+                )
                 print(f"{label:<34} {answer.status_code:>6} {peak_rss_mib(worker):>12.1f} MiB")
             print(f"growth of the worker's peak: {peak_rss_mib(worker) - baseline:.1f} MiB")
     if args.sdk:

@@ -48,13 +48,18 @@ BODIES = {
     "/generate-token": {"user_id": "tommaso"},
     "/channel": CHANNEL,
     # MESSAGE_ID is replaced per request: every message is a new one, as in a live chat.
-    "/message": {**CHANNEL, "message": {"id": "MESSAGE_ID", "text": "hello there!"},
-                 "user": {"id": "tommaso", "name": "Tommaso", "image": ""}},
+    "/message": {
+        **CHANNEL,
+        "message": {"id": "MESSAGE_ID", "text": "hello there!"},
+        "user": {"id": "tommaso", "name": "Tommaso", "image": ""},
+    },
 }
 SETUPS = {
     "procfile": (None, {}),
-    "reference": ("gunicorn app:app --bind 0.0.0.0:${PORT} --workers 4 --no-control-socket",
-                  {"SYNC_STATE_TTL_SECONDS": "0", "LOG_LEVEL": "WARNING"}),
+    "reference": (
+        "gunicorn app:app --bind 0.0.0.0:${PORT} --workers 4 --no-control-socket",
+        {"SYNC_STATE_TTL_SECONDS": "0", "LOG_LEVEL": "WARNING"},
+    ),
 }
 
 WRK_SCRIPT = """
@@ -84,9 +89,25 @@ def drive(url, path, connections, seconds, run_id):
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as file:
             file.write(script)
         threads = min(connections, 2)
-        out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
-                              "--timeout", "10s", "-s", file.name, url], capture_output=True, text=True,
-                             check=True).stdout
+        out = subprocess.run(
+            [
+                "wrk",
+                "-t",
+                str(threads),
+                "-c",
+                str(connections),
+                "-d",
+                f"{seconds}s",
+                "--timeout",
+                "10s",
+                "-s",
+                file.name,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         os.unlink(file.name)
         return json.loads(out.split("RESULT ", 1)[1])
     return drive_with_python(url + path, body, connections, seconds, run_id)
@@ -114,8 +135,13 @@ def drive_with_python(url, body, connections, seconds, run_id):
     for worker in workers:
         worker.join()
     cuts = statistics.quantiles(latencies, n=100)
-    return {"requests": len(latencies), "seconds": time.monotonic() - started,
-            "p50_ms": cuts[49] * 1000, "p99_ms": cuts[98] * 1000, "errors": errors[0]}
+    return {
+        "requests": len(latencies),
+        "seconds": time.monotonic() - started,
+        "p50_ms": cuts[49] * 1000,
+        "p99_ms": cuts[98] * 1000,
+        "errors": errors[0],
+    }
 
 
 def stream_calls(stand_in):
@@ -125,8 +151,9 @@ def stream_calls(stand_in):
 def worker_memory(service_url):
     """Resident memory (MiB) of each gunicorn worker serving `service_url`."""
     port = service_url.rsplit(":", 1)[1]
-    masters = subprocess.run(["pgrep", "-f", f"gunicorn app:app --bind 0.0.0.0:{port}"],
-                             capture_output=True, text=True).stdout.split()
+    masters = subprocess.run(
+        ["pgrep", "-f", f"gunicorn app:app --bind 0.0.0.0:{port}"], capture_output=True, text=True
+    ).stdout.split()
     sizes = []
     for master in masters:
         for worker in subprocess.run(["pgrep", "-P", master], capture_output=True, text=True).stdout.split():
@@ -137,9 +164,14 @@ def worker_memory(service_url):
 
 def start(name, stand_in, stack):
     command, extra_env = SETUPS[name]
-    env = {"STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, "STREAM_CHAT_URL": stand_in,
-           "TOKEN_AUTH": "open",
-           "WEBHOOK_DB": os.path.join(tempfile.mkdtemp(), "webhooks.sqlite3"), **extra_env}
+    env = {
+        "STREAM_API_KEY": API_KEY,
+        "STREAM_API_SECRET": API_SECRET,
+        "STREAM_CHAT_URL": stand_in,
+        "TOKEN_AUTH": "open",
+        "WEBHOOK_DB": os.path.join(tempfile.mkdtemp(), "webhooks.sqlite3"),
+        **extra_env,
+    }
     return stack.enter_context(live.service(env, command=command, quiet=True))
 
 
@@ -147,10 +179,16 @@ def measure(name, url, stand_in, path, connections, seconds):
     before = stream_calls(stand_in)
     result = drive(url, path, connections, seconds, f"{name}-{connections}-{time.time_ns()}")
     time.sleep(0.5)  # the last requests finish before their Stream calls are counted
-    return {"setup": name, "route": path, "connections": connections,
-            "rps": result["requests"] / result["seconds"], "p50": result["p50_ms"],
-            "p99": result["p99_ms"], "errors": result["errors"],
-            "calls": (stream_calls(stand_in) - before) / max(result["requests"], 1)}
+    return {
+        "setup": name,
+        "route": path,
+        "connections": connections,
+        "rps": result["requests"] / result["seconds"],
+        "p50": result["p50_ms"],
+        "p99": result["p99_ms"],
+        "errors": result["errors"],
+        "calls": (stream_calls(stand_in) - before) / max(result["requests"], 1),
+    }
 
 
 def conversation_bodies(run_id, channels=100, members=4, messages=12, seed=1):
@@ -162,10 +200,18 @@ def conversation_bodies(run_id, channels=100, members=4, messages=12, seed=1):
         first = next(iter(users))
         for number in range(messages):
             sender = rng.choice(list(users))
-            bodies.append({"channel": {"id": f"{run_id}-c{channel}", "creator_id": first,
-                                       "custom_data": {"title": f"Channel {channel}"}},
-                           "members": users, "user": {"id": sender, **users[sender]},
-                           "message": {"id": f"{run_id}-c{channel}-m{number}", "text": "hello there!"}})
+            bodies.append(
+                {
+                    "channel": {
+                        "id": f"{run_id}-c{channel}",
+                        "creator_id": first,
+                        "custom_data": {"title": f"Channel {channel}"},
+                    },
+                    "members": users,
+                    "user": {"id": sender, **users[sender]},
+                    "message": {"id": f"{run_id}-c{channel}-m{number}", "text": "hello there!"},
+                }
+            )
     rng.shuffle(bodies)
     return bodies
 
@@ -184,8 +230,10 @@ def measure_conversations(name, url, stand_in, concurrency=16):
     seconds = time.perf_counter() - started
     time.sleep(0.5)
     calls = (stream_calls(stand_in) - before) / len(bodies)
-    print(f"| {name} | {len(bodies)} | {concurrency} | {len(bodies) / seconds:,.0f} | {errors} | {calls:.3f} |",
-          flush=True)
+    print(
+        f"| {name} | {len(bodies)} | {concurrency} | {len(bodies) / seconds:,.0f} | {errors} | {calls:.3f} |",
+        flush=True,
+    )
     return errors
 
 
@@ -196,8 +244,11 @@ def median_row(rows):
 
 
 def print_row(row):
-    print(f"| {row['setup']} | `{row['route']}` | {row['connections']} | {row['rps']:,.0f} | "
-          f"{row['p50']:.1f} ms | {row['p99']:.1f} ms | {row['errors']} | {row['calls']:.2f} |", flush=True)
+    print(
+        f"| {row['setup']} | `{row['route']}` | {row['connections']} | {row['rps']:,.0f} | "
+        f"{row['p50']:.1f} ms | {row['p99']:.1f} ms | {row['errors']} | {row['calls']:.2f} |",
+        flush=True,
+    )
 
 
 def main():
@@ -211,8 +262,10 @@ def main():
     parser.add_argument("--no-conversations", action="store_true", help="skip the conversation workload")
     args = parser.parse_args()
 
-    print(f"Stream stand-in at {args.latency_ms:g} ms a call; median of {args.rounds} rounds of {args.seconds} s; "
-          f"load from {'wrk' if shutil.which('wrk') else 'a Python load generator'}; {os.cpu_count()} cores\n")
+    print(
+        f"Stream stand-in at {args.latency_ms:g} ms a call; median of {args.rounds} rounds of {args.seconds} s; "
+        f"load from {'wrk' if shutil.which('wrk') else 'a Python load generator'}; {os.cpu_count()} cores\n"
+    )
     print("| setup | route | connections | requests/s | p50 | p99 | errors | Stream calls/request |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     rows = []
@@ -241,8 +294,11 @@ def main():
                 rows.append({"errors": measure_conversations(name, url, stand_in)})
         print()
         for name, url in services.items():
-            print(f"Resident memory per worker after the load, {name}: "
-                  + ", ".join(f"{size:.0f} MiB" for size in worker_memory(url)), flush=True)
+            print(
+                f"Resident memory per worker after the load, {name}: "
+                + ", ".join(f"{size:.0f} MiB" for size in worker_memory(url)),
+                flush=True,
+            )
     sys.exit(1 if any(row["errors"] for row in rows) else 0)
 
 

@@ -10,9 +10,20 @@ other module is internal to the package and to the HTTP service beside it (app.p
 change. Every exception raised is a `StreamBackendError`.
 """
 
-from stream_backend.errors import (DeliveryBusy, InvalidRequest, MembersAreFixed, MessageIdTaken, PrimarySyncFailed,
-                                   SettingsError, StoreUnavailable, StreamBackendError, StreamError, StreamTimeout,
-                                   StreamUnavailable, StreamUnreachable)
+from stream_backend.errors import (
+    DeliveryBusy,
+    InvalidRequest,
+    MembersAreFixed,
+    MessageIdTaken,
+    PrimarySyncFailed,
+    SettingsError,
+    StoreUnavailable,
+    StreamBackendError,
+    StreamError,
+    StreamTimeout,
+    StreamUnavailable,
+    StreamUnreachable,
+)
 from stream_backend.mirror.bodies import parse_channel, parse_channel_update, parse_message, parse_message_update
 from stream_backend.mirror.inputs import ChannelSync, ChannelUpdate, MessageSync, MessageUpdate
 from stream_backend.mirror.mirror import Mirror

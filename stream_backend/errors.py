@@ -50,8 +50,10 @@ class MessageIdTaken(StreamBackendError):
     first): answered 409, never taken for an earlier attempt of ours."""
 
     def __init__(self, message_id: str, cid: str) -> None:
-        super().__init__(f"message id {message_id} is taken in Stream by a message that is not this "
-                         f"service's for {cid} and this sender")
+        super().__init__(
+            f"message id {message_id} is taken in Stream by a message that is not this "
+            f"service's for {cid} and this sender"
+        )
         self.message_id, self.cid = message_id, cid
 
 
@@ -87,12 +89,12 @@ class StreamError(StreamBackendError):
     seconds until Stream's rate-limit window resets, when its headers say.
     """
 
-    def __init__(self, status: int, code: int | None, message: str | None,
-                 retry_after: int | None = None) -> None:
+    def __init__(self, status: int, code: int | None, message: str | None, retry_after: int | None = None) -> None:
         self.status, self.code, self.retry_after = status, code, retry_after
         self.message = message or f"HTTP {status}"
-        super().__init__(f"Stream answered {status}" + (f" (code {code})" if code is not None else "")
-                         + f": {self.message}")
+        super().__init__(
+            f"Stream answered {status}" + (f" (code {code})" if code is not None else "") + f": {self.message}"
+        )
 
     def is_streams_own(self) -> bool:
         """The error carries Stream's error body (its code), not a proxy's page or a wrong URL's."""

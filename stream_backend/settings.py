@@ -7,9 +7,10 @@ import binascii
 import functools
 import ipaddress
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from stream_backend.errors import SettingsError
 from stream_backend.mirror.state import DEFAULT_TTL_SECONDS
@@ -82,8 +83,7 @@ class Settings:
             token_ttl_seconds=number("TOKEN_TTL_SECONDS", 3600, int),
             cors_origins=_origins(environ.get("CORS_ORIGINS", "*")),
             max_body_bytes=number("MAX_BODY_BYTES", 1024 * 1024, int),
-            sync_state_ttl_seconds=number("SYNC_STATE_TTL_SECONDS", DEFAULT_TTL_SECONDS, int,
-                                          strict=False),
+            sync_state_ttl_seconds=number("SYNC_STATE_TTL_SECONDS", DEFAULT_TTL_SECONDS, int, strict=False),
             # The Procfile runs WEB_THREADS threads a worker: one pooled connection each.
             http_pool_size=number("WEB_THREADS", 8, int),
             primary_sync_url=environ.get("PRIMARY_SYNC_URL") or None,
@@ -111,48 +111,69 @@ class Settings:
         """TOKEN_AUTH, and what TOKEN_AUTH=jwt requires besides."""
         problems = []
         if self.token_auth not in ("open", "jwt"):
-            problems.append("TOKEN_AUTH must be set: 'jwt' (a token only for the user of the caller's "
-                            "own session JWT) or 'open' (a token for any user, to anyone: workshops only)")
+            problems.append(
+                "TOKEN_AUTH must be set: 'jwt' (a token only for the user of the caller's "
+                "own session JWT) or 'open' (a token for any user, to anyone: workshops only)"
+            )
         if self.token_auth == "jwt":
             if not self.auth_jwt_secret or len(self.auth_jwt_secret) < MIN_SECRET_LENGTH:
-                problems.append(f"AUTH_JWT_SECRET must be set, at least {MIN_SECRET_LENGTH} characters, "
-                                "with TOKEN_AUTH=jwt: the key your app signs its session JWTs with (HS256)")
+                problems.append(
+                    f"AUTH_JWT_SECRET must be set, at least {MIN_SECRET_LENGTH} characters, "
+                    "with TOKEN_AUTH=jwt: the key your app signs its session JWTs with (HS256)"
+                )
             if not self.sync_api_token:
                 problems.append("SYNC_API_TOKEN must be set with TOKEN_AUTH=jwt: the sync routes must not be open")
             if not self.primary_sync_secret:
-                problems.append("PRIMARY_SYNC_SECRET must be set with TOKEN_AUTH=jwt: the primary system "
-                                "must be able to tell our hand-overs from anyone's POST")
+                problems.append(
+                    "PRIMARY_SYNC_SECRET must be set with TOKEN_AUTH=jwt: the primary system "
+                    "must be able to tell our hand-overs from anyone's POST"
+                )
         return problems
 
     def _secret_problems(self) -> list[str]:
         """Shared secrets too short to be unguessable."""
         problems = []
         if self.primary_sync_secret and _sync_secret_bytes(self.primary_sync_secret) < MIN_SYNC_SECRET_BYTES:
-            problems.append(f"PRIMARY_SYNC_SECRET must be 'whsec_' and the base64 of at least "
-                            f"{MIN_SYNC_SECRET_BYTES} random bytes (python3 -c 'import base64, secrets; "
-                            "print(\"whsec_\" + base64.b64encode(secrets.token_bytes(32)).decode())')")
+            problems.append(
+                f"PRIMARY_SYNC_SECRET must be 'whsec_' and the base64 of at least "
+                f"{MIN_SYNC_SECRET_BYTES} random bytes (python3 -c 'import base64, secrets; "
+                'print("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())\')'
+            )
         if self.sync_api_token and len(self.sync_api_token) < MIN_SECRET_LENGTH:
-            problems.append(f"SYNC_API_TOKEN must be at least {MIN_SECRET_LENGTH} characters "
-                            "(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
+            problems.append(
+                f"SYNC_API_TOKEN must be at least {MIN_SECRET_LENGTH} characters "
+                "(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
         return problems
 
     def _timing_problems(self) -> list[str]:
         """Timeouts and the URL they apply to: each exchange must end inside the time its caller waits."""
         problems = []
         if self.stream_timeout and self.stream_timeout > MAX_STREAM_TIMEOUT_SECONDS:
-            problems.append(f"STREAM_CHAT_TIMEOUT must be at most {MAX_STREAM_TIMEOUT_SECONDS} s, "
-                            "so that a sync ends inside gunicorn's 30 s worker timeout")
+            problems.append(
+                f"STREAM_CHAT_TIMEOUT must be at most {MAX_STREAM_TIMEOUT_SECONDS} s, "
+                "so that a sync ends inside gunicorn's 30 s worker timeout"
+            )
         if self.primary_sync_url and not self.primary_sync_url.startswith(("http://", "https://")):
             problems.append("PRIMARY_SYNC_URL must be an http:// or https:// URL")
         # The hand-over and our answer must fit inside the time Stream waits for a webhook.
         if self.primary_sync_timeout and self.primary_sync_timeout > STREAM_WEBHOOK_WAIT_SECONDS - 1:
-            problems.append(f"PRIMARY_SYNC_TIMEOUT must be at most {STREAM_WEBHOOK_WAIT_SECONDS - 1} s, "
-                            f"inside the {STREAM_WEBHOOK_WAIT_SECONDS} s Stream waits for a webhook answer")
+            problems.append(
+                f"PRIMARY_SYNC_TIMEOUT must be at most {STREAM_WEBHOOK_WAIT_SECONDS - 1} s, "
+                f"inside the {STREAM_WEBHOOK_WAIT_SECONDS} s Stream waits for a webhook answer"
+            )
         return problems
 
 
-def _number(environ: Mapping[str, str], problems: list[str], name: str, default: float, kind: type,
-            minimum: float = 0, strict: bool = True) -> Any:
+def _number(
+    environ: Mapping[str, str],
+    problems: list[str],
+    name: str,
+    default: float,
+    kind: type,
+    minimum: float = 0,
+    strict: bool = True,
+) -> Any:
     """The setting `name` as a `kind` above `minimum` (or at it, when not `strict`); its
     problem is added to `problems`."""
     raw = environ.get(name) or str(default)

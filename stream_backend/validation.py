@@ -17,8 +17,14 @@ from pydantic import AfterValidator, Field, StringConstraints, TypeAdapter, Vali
 from pydantic_core import PydanticCustomError
 
 from stream_backend.errors import InvalidRequest
-from stream_backend.stream.rules import (CHANNEL_ID_PATTERN, CHANNEL_TYPE_PATTERN, ID_PATTERN, MAX_CHANNEL_ID_LENGTH,
-                                         MAX_CUSTOM_DATA_BYTES, MAX_ID_LENGTH)
+from stream_backend.stream.rules import (
+    CHANNEL_ID_PATTERN,
+    CHANNEL_TYPE_PATTERN,
+    ID_PATTERN,
+    MAX_CHANNEL_ID_LENGTH,
+    MAX_CUSTOM_DATA_BYTES,
+    MAX_ID_LENGTH,
+)
 
 # A character that is not whitespace (as Python's str.isspace() sees it, also in JavaScript).
 NOT_BLANK_PATTERN = r"[^\s\x1c-\x1f\x85]"
@@ -49,23 +55,38 @@ def within_custom_data_limit(value: dict) -> dict:
 
 # --- Types ---------------------------------------------------------------------------------
 
-UserId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN),
-                   Field(description="A Stream user id: 1 to 255 letters, digits, `@`, `_` or `-`.",
-                         examples=["tommaso"])]
-MessageId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN),
-                      Field(description="The primary system's message id: 1 to 255 letters, digits, `@`, "
-                                        "`_` or `-`.", examples=["123-456-789-01234"])]
-ChannelType = Annotated[str, StringConstraints(min_length=1, max_length=MAX_CHANNEL_ID_LENGTH,
-                                               pattern=CHANNEL_TYPE_PATTERN),
-                        Field(description="1 to 64 letters, digits, `_` or `-`.", examples=["messaging"])]
-ChannelId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_CHANNEL_ID_LENGTH,
-                                             pattern=CHANNEL_ID_PATTERN),
-                      Field(description="1 to 64 letters, digits, `@`, `!`, `_` or `-`.", examples=["general"])]
-Text = Annotated[str, StringConstraints(pattern=NOT_BLANK_PATTERN),
-                 Field(description="Not empty, not only whitespace.")]
-Flag = Annotated[str, StringConstraints(pattern=FLAG_PATTERN),
-                 AfterValidator(lambda value: value.lower() in ("true", "1")),  # -> bool
-                 Field(description="`true` or `false` (any case), `1` or `0`; absent is false.")]
+UserId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN),
+    Field(description="A Stream user id: 1 to 255 letters, digits, `@`, `_` or `-`.", examples=["tommaso"]),
+]
+MessageId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN),
+    Field(
+        description="The primary system's message id: 1 to 255 letters, digits, `@`, `_` or `-`.",
+        examples=["123-456-789-01234"],
+    ),
+]
+ChannelType = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_CHANNEL_ID_LENGTH, pattern=CHANNEL_TYPE_PATTERN),
+    Field(description="1 to 64 letters, digits, `_` or `-`.", examples=["messaging"]),
+]
+ChannelId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_CHANNEL_ID_LENGTH, pattern=CHANNEL_ID_PATTERN),
+    Field(description="1 to 64 letters, digits, `@`, `!`, `_` or `-`.", examples=["general"]),
+]
+Text = Annotated[
+    str, StringConstraints(pattern=NOT_BLANK_PATTERN), Field(description="Not empty, not only whitespace.")
+]
+Flag = Annotated[
+    str,
+    StringConstraints(pattern=FLAG_PATTERN),
+    AfterValidator(lambda value: value.lower() in ("true", "1")),  # -> bool
+    Field(description="`true` or `false` (any case), `1` or `0`; absent is false."),
+]
 
 
 # --- The error adapter ----------------------------------------------------------------------
@@ -93,8 +114,9 @@ def validated(kind: Any, value: Any, field: str = "") -> Any:
         return _adapter(kind).validate_python(value)
     except ValidationError as error:
         first = error.errors(include_url=False)[0]
-        raise InvalidRequest(_path(((field,) if field else ()) + tuple(first["loc"])) or "body",
-                             _problem(first)) from None
+        raise InvalidRequest(
+            _path(((field,) if field else ()) + tuple(first["loc"])) or "body", _problem(first)
+        ) from None
 
 
 _ADAPTERS: dict[int, TypeAdapter] = {}  # by id: the kinds are module-level models and types
@@ -160,8 +182,7 @@ def check_storable(body: Any) -> dict[str, Any]:
             items = value.items() if isinstance(value, dict) else enumerate(value)
             for key, child in items:
                 if isinstance(key, str) and LONE_SURROGATE.search(key):
-                    raise InvalidRequest(_json_path(keys),
-                                         "has a key with a lone UTF-16 surrogate (not Unicode text)")
+                    raise InvalidRequest(_json_path(keys), "has a key with a lone UTF-16 surrogate (not Unicode text)")
                 pending.append((child, keys + (key,)))
         elif isinstance(value, str) and LONE_SURROGATE.search(value):
             raise InvalidRequest(_json_path(keys), "has a lone UTF-16 surrogate (not Unicode text)")

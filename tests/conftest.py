@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from app import create_app
+
 from live import free_port
 from support.examples import API_KEY, API_SECRET
 from support.stream import requests_off_spec, stream_in_memory
@@ -18,8 +19,12 @@ from support.stream import requests_off_spec, stream_in_memory
 
 @pytest.fixture
 def environ(tmp_path):
-    return {"STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, "TOKEN_AUTH": "open",
-            "WEBHOOK_DB": str(tmp_path / "webhooks.sqlite3")}
+    return {
+        "STREAM_API_KEY": API_KEY,
+        "STREAM_API_SECRET": API_SECRET,
+        "TOKEN_AUTH": "open",
+        "WEBHOOK_DB": str(tmp_path / "webhooks.sqlite3"),
+    }
 
 
 @pytest.fixture
@@ -40,8 +45,11 @@ def stream():
         yield mock
         problems = requests_off_spec(mock.request_history)
     if problems:
-        pytest.fail(f"{len(problems)} of {len(mock.request_history)} requests sent to Stream are off "
-                    "Stream's spec:\n" + "\n".join(problems), pytrace=False)
+        pytest.fail(
+            f"{len(problems)} of {len(mock.request_history)} requests sent to Stream are off "
+            "Stream's spec:\n" + "\n".join(problems),
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -56,8 +64,10 @@ def redis_url():
             pytest.fail("redis-server is not installed; .ci/run installs it")
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
     port = free_port()
-    process = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
     url = f"redis://127.0.0.1:{port}/0"
     for _ in range(100):
         try:

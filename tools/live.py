@@ -48,8 +48,16 @@ def running(command, url: str, env: dict, shell: bool = False, quiet: bool = Fal
     # The venv's gunicorn and python come first, whoever started the tests.
     env = {**os.environ, **env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     output = subprocess.DEVNULL if quiet else None
-    process = subprocess.Popen(command, cwd=ROOT, env=env, shell=shell, start_new_session=True,
-                               executable="/bin/bash" if shell else None, stdout=output, stderr=output)
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        shell=shell,
+        start_new_session=True,
+        executable="/bin/bash" if shell else None,
+        stdout=output,
+        stderr=output,
+    )
     try:
         wait_until_up(url, process)
         yield process
@@ -64,8 +72,18 @@ def stand_in(api_key: str, api_secret: str, latency_ms: float = 0):
     """The Stream stand-in on a free loopback port; yields its base URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, str(STAND_IN), "--port", str(port), "--api-key", api_key,
-               "--api-secret", api_secret, "--latency-ms", str(latency_ms)]
+    command = [
+        sys.executable,
+        str(STAND_IN),
+        "--port",
+        str(port),
+        "--api-key",
+        api_key,
+        "--api-secret",
+        api_secret,
+        "--latency-ms",
+        str(latency_ms),
+    ]
     with running(command, f"{url}/_stand_in/calls", env={}):
         yield url
 
@@ -75,6 +93,11 @@ def service(env: dict, command: str | None = None, quiet: bool = False):
     """The service as the Procfile starts it (or as `command` does), on a free port; yields
     its base URL."""
     port = free_port()
-    with running(f"exec {command or procfile_command()}", f"http://127.0.0.1:{port}/healthz",
-                 env={**env, "PORT": str(port)}, shell=True, quiet=quiet):
+    with running(
+        f"exec {command or procfile_command()}",
+        f"http://127.0.0.1:{port}/healthz",
+        env={**env, "PORT": str(port)},
+        shell=True,
+        quiet=quiet,
+    ):
         yield f"http://127.0.0.1:{port}"

@@ -26,6 +26,7 @@ API call since start. `--latency-ms` delays every API answer.
 """
 
 import argparse
+import contextlib
 import hashlib
 import json
 import random
@@ -36,7 +37,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -55,7 +56,7 @@ class StreamError(Exception):
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 class ChatState:
@@ -71,12 +72,12 @@ class ChatState:
     def upsert_users(self, body: dict) -> dict:
         users = body.get("users")
         if not isinstance(users, dict) or not users:
-            raise StreamError(400, 4, "UpdateUsers failed with error: \"users is a required field\"")
+            raise StreamError(400, 4, 'UpdateUsers failed with error: "users is a required field"')
         if len(users) > 100:
-            raise StreamError(400, 4, "UpdateUsers failed with error: \"users is more than 100\"")
+            raise StreamError(400, 4, 'UpdateUsers failed with error: "users is more than 100"')
         for key, user in users.items():
             if not isinstance(user, dict) or user.get("id") != key or not USER_ID.fullmatch(key):
-                raise StreamError(400, 4, f"UpdateUsers failed with error: \"user {key!r} is not valid\"")
+                raise StreamError(400, 4, f'UpdateUsers failed with error: "user {key!r} is not valid"')
         stamp = now()
         for user_id, user in users.items():
             created = self.users.get(user_id, {}).get("created_at", stamp)
@@ -88,8 +89,9 @@ class ChatState:
         member_ids = [member.get("user_id") for member in data.pop("members", None) or []]
         if channel_id is None:
             if not member_ids:
-                raise StreamError(400, 4, "GetOrCreateChannel failed with error: \"When using member "
-                                          "based IDs specify the members\"")
+                raise StreamError(
+                    400, 4, 'GetOrCreateChannel failed with error: "When using member based IDs specify the members"'
+                )
             digest = hashlib.sha256(json.dumps(sorted(member_ids)).encode()).hexdigest()[:32]
             channel_id = f"!members-{digest}"
         cid = f"{channel_type}:{channel_id}"
@@ -98,14 +100,26 @@ class ChatState:
             creator = (data.pop("created_by", None) or {}).get("id") or data.pop("created_by_id", None)
             missing = [user_id for user_id in [*member_ids, creator] if user_id and user_id not in self.users]
             if missing:
-                raise StreamError(400, 4, "GetOrCreateChannel failed with error: \"The following users "
-                                          f"are involved in channel create operation, but don't exist: "
-                                          f"[{', '.join(missing)}]. Please create the user objects before "
-                                          "setting up the channel.\"")
+                raise StreamError(
+                    400,
+                    4,
+                    'GetOrCreateChannel failed with error: "The following users '
+                    f"are involved in channel create operation, but don't exist: "
+                    f"[{', '.join(missing)}]. Please create the user objects before "
+                    'setting up the channel."',
+                )
             stamp = now()
-            channel = {**data, "id": channel_id, "type": channel_type, "cid": cid,
-                       "created_by": self.users.get(creator), "created_at": stamp, "updated_at": stamp,
-                       "deleted_at": None, "members": list(dict.fromkeys(member_ids))}
+            channel = {
+                **data,
+                "id": channel_id,
+                "type": channel_type,
+                "cid": cid,
+                "created_by": self.users.get(creator),
+                "created_at": stamp,
+                "updated_at": stamp,
+                "deleted_at": None,
+                "members": list(dict.fromkeys(member_ids)),
+            }
             self.channels[cid] = channel
             # A recreated channel starts empty, as Stream's does after a delete.
             for message_id in self.channel_messages.pop(cid, []):
@@ -117,10 +131,11 @@ class ChatState:
         added = [member.get("user_id") for member in body.get("add_members") or []]
         missing = [user_id for user_id in added if user_id not in self.users]
         if missing:
-            raise StreamError(400, 4, f"UpdateChannel failed with error: \"users don't exist: {missing}\"")
+            raise StreamError(400, 4, f'UpdateChannel failed with error: "users don\'t exist: {missing}"')
         removed = set(body.get("remove_members") or [])
-        channel["members"] = [user_id for user_id in dict.fromkeys([*channel["members"], *added])
-                              if user_id not in removed]
+        channel["members"] = [
+            user_id for user_id in dict.fromkeys([*channel["members"], *added]) if user_id not in removed
+        ]
         channel.update({key: value for key, value in (body.get("data") or {}).items() if key != "members"})
         return self.channel_state(channel)
 
@@ -136,19 +151,24 @@ class ChatState:
         channel = self._channel(cid)
         message = body.get("message")
         if not isinstance(message, dict):
-            raise StreamError(400, 4, "SendMessage failed with error: \"message is a required field\"")
+            raise StreamError(400, 4, 'SendMessage failed with error: "message is a required field"')
         user_id = (message.get("user") or {}).get("id") or message.get("user_id")
         if user_id not in self.users:
             raise StreamError(400, 4, f"SendMessage failed with error: \"user '{user_id}' doesn't exist\"")
         message_id = message.get("id") or hashlib.sha256(f"{time.time_ns()}".encode()).hexdigest()[:36]
         if message_id in self.messages:
-            raise StreamError(400, 4, f"SendMessage failed with error: \"a message with ID {message_id} "
-                                      "already exists\"")
+            raise StreamError(400, 4, f'SendMessage failed with error: "a message with ID {message_id} already exists"')
         stamp = now()
         fields = {key: value for key, value in message.items() if key not in ("user", "user_id")}
         self.messages[message_id] = {
-            **fields, "id": message_id, "type": "regular", "cid": cid, "user": self.users[user_id],
-            "html": f"<p>{message.get('text', '')}</p>\n", "created_at": stamp, "updated_at": stamp,
+            **fields,
+            "id": message_id,
+            "type": "regular",
+            "cid": cid,
+            "user": self.users[user_id],
+            "html": f"<p>{message.get('text', '')}</p>\n",
+            "created_at": stamp,
+            "updated_at": stamp,
             "deleted_at": None,
         }
         self.channel_messages.setdefault(cid, []).append(message_id)
@@ -214,14 +234,14 @@ class ChatState:
     def add_member_directly(self, cid: str, user_id: str) -> dict:
         channel = self._channel(cid)
         channel["members"] = list(dict.fromkeys([*channel["members"], user_id]))
-        return self._channel_event("member.added", channel, member={"user_id": user_id},
-                                   user=self.users[user_id])
+        return self._channel_event("member.added", channel, member={"user_id": user_id}, user=self.users[user_id])
 
     def remove_member_directly(self, cid: str, user_id: str) -> dict:
         channel = self._channel(cid)
         channel["members"] = [member for member in channel["members"] if member != user_id]
-        return self._channel_event("member.removed", channel, member={"user_id": user_id},
-                                   user=self.users.get(user_id, {"id": user_id}))
+        return self._channel_event(
+            "member.removed", channel, member={"user_id": user_id}, user=self.users.get(user_id, {"id": user_id})
+        )
 
     def send_message_directly(self, cid: str, user_id: str, message: dict) -> dict:
         """A chat client's message: it may choose the id and carry any custom field."""
@@ -230,20 +250,28 @@ class ChatState:
 
     def edit_message_directly(self, message_id: str, text: str) -> dict:
         message = self.update_message_partial(message_id, {"set": {"text": text}})["message"]
-        return self._channel_event("message.updated", self._channel(message["cid"]), message=dict(message),
-                                   user=message["user"])
+        return self._channel_event(
+            "message.updated", self._channel(message["cid"]), message=dict(message), user=message["user"]
+        )
 
     def _channel_event(self, event_type: str, record: dict, **fields) -> dict:
-        return {"type": event_type, "cid": record["cid"], "channel_type": record["type"],
-                "channel_id": record["id"], "created_at": now(), **fields}
+        return {
+            "type": event_type,
+            "cid": record["cid"],
+            "channel_type": record["type"],
+            "channel_id": record["id"],
+            "created_at": now(),
+            **fields,
+        }
 
     def channel_state(self, channel: dict) -> dict:
         # Stream's channel state holds the latest messages only (25 unless asked for more).
         messages = [self.messages[mid] for mid in self.channel_messages.get(channel["cid"], [])[-STATE_MESSAGES:]]
         return {
             "channel": self._channel_response(channel),
-            "members": [{"user_id": user_id, "user": self.users.get(user_id, {"id": user_id})}
-                        for user_id in channel["members"]],
+            "members": [
+                {"user_id": user_id, "user": self.users.get(user_id, {"id": user_id})} for user_id in channel["members"]
+            ],
             "messages": messages,
         }
 
@@ -265,23 +293,43 @@ class ChatState:
 
 ROUTES = [
     ("POST", re.compile(r"/users"), lambda s, m, q, b: s.upsert_users(b)),
-    ("POST", re.compile(r"/channels/(?P<type>[^/]+)/query"),
-     lambda s, m, q, b: s.get_or_create_channel(m["type"], None, b)),
-    ("POST", re.compile(r"/channels/(?P<type>[^/]+)/(?P<id>[^/]+)/query"),
-     lambda s, m, q, b: s.get_or_create_channel(m["type"], m["id"], b)),
-    ("POST", re.compile(r"/channels/(?P<type>[^/]+)/(?P<id>[^/]+)"),
-     lambda s, m, q, b: s.update_channel(f"{m['type']}:{m['id']}", b)),
-    ("DELETE", re.compile(r"/channels/(?P<type>[^/]+)/(?P<id>[^/]+)"),
-     lambda s, m, q, b: s.delete_channel(f"{m['type']}:{m['id']}", q.get("hard_delete") == "true")),
-    ("POST", re.compile(r"/channels/(?P<type>[^/]+)/(?P<id>[^/]+)/message"),
-     lambda s, m, q, b: s.send_message(f"{m['type']}:{m['id']}", b)),
+    (
+        "POST",
+        re.compile(r"/channels/(?P<type>[^/]+)/query"),
+        lambda s, m, q, b: s.get_or_create_channel(m["type"], None, b),
+    ),
+    (
+        "POST",
+        re.compile(r"/channels/(?P<type>[^/]+)/(?P<id>[^/]+)/query"),
+        lambda s, m, q, b: s.get_or_create_channel(m["type"], m["id"], b),
+    ),
+    (
+        "POST",
+        re.compile(r"/channels/(?P<type>[^/]+)/(?P<id>[^/]+)"),
+        lambda s, m, q, b: s.update_channel(f"{m['type']}:{m['id']}", b),
+    ),
+    (
+        "DELETE",
+        re.compile(r"/channels/(?P<type>[^/]+)/(?P<id>[^/]+)"),
+        lambda s, m, q, b: s.delete_channel(f"{m['type']}:{m['id']}", q.get("hard_delete") == "true"),
+    ),
+    (
+        "POST",
+        re.compile(r"/channels/(?P<type>[^/]+)/(?P<id>[^/]+)/message"),
+        lambda s, m, q, b: s.send_message(f"{m['type']}:{m['id']}", b),
+    ),
     ("GET", re.compile(r"/messages/(?P<id>[^/]+)"), lambda s, m, q, b: s.get_message(m["id"])),
-    ("PUT", re.compile(r"/messages/(?P<id>[^/]+)"),
-     lambda s, m, q, b: s.update_message_partial(m["id"], b)),
-    ("DELETE", re.compile(r"/messages/(?P<id>[^/]+)"),
-     lambda s, m, q, b: s.delete_message(m["id"], q.get("hard") == "true")),
-    ("PATCH", re.compile(r"/channels/(?P<type>[^/]+)/(?P<id>[^/]+)"),
-     lambda s, m, q, b: s.update_channel_partial(f"{m['type']}:{m['id']}", b)),
+    ("PUT", re.compile(r"/messages/(?P<id>[^/]+)"), lambda s, m, q, b: s.update_message_partial(m["id"], b)),
+    (
+        "DELETE",
+        re.compile(r"/messages/(?P<id>[^/]+)"),
+        lambda s, m, q, b: s.delete_message(m["id"], q.get("hard") == "true"),
+    ),
+    (
+        "PATCH",
+        re.compile(r"/channels/(?P<type>[^/]+)/(?P<id>[^/]+)"),
+        lambda s, m, q, b: s.update_channel_partial(f"{m['type']}:{m['id']}", b),
+    ),
     ("POST", re.compile(r"/users/delete"), lambda s, m, q, b: s.delete_users(b)),
 ]
 
@@ -330,16 +378,20 @@ def query_users(state: ChatState, query: dict) -> dict:
     payload = _payload(query)
     ids = _filter_values(payload.get("filter_conditions") or {}, "id")
     # Deleted users are not shown, as in Stream.
-    users = [user for user_id, user in state.users.items()
-             if (ids is None or user_id in ids) and not user.get("deleted_at")]
-    return {"users": users[:int(payload.get("limit") or 30)]}
+    users = [
+        user for user_id, user in state.users.items() if (ids is None or user_id in ids) and not user.get("deleted_at")
+    ]
+    return {"users": users[: int(payload.get("limit") or 30)]}
 
 
 def query_channels(state: ChatState, body: dict) -> dict:
     cids = _filter_values(body.get("filter_conditions") or {}, "cid")
-    channels = [channel for cid, channel in state.channels.items()
-                if not channel["deleted_at"] and (cids is None or cid in cids)]
-    return {"channels": [state.channel_state(channel) for channel in channels[:int(body.get("limit") or 10)]]}
+    channels = [
+        channel
+        for cid, channel in state.channels.items()
+        if not channel["deleted_at"] and (cids is None or cid in cids)
+    ]
+    return {"channels": [state.channel_state(channel) for channel in channels[: int(body.get("limit") or 10)]]}
 
 
 def query_members(state: ChatState, query: dict) -> dict:
@@ -348,15 +400,24 @@ def query_members(state: ChatState, query: dict) -> dict:
     user_ids = _filter_values(payload.get("filter_conditions") or {}, "id", "user_id")
     members = [user_id for user_id in channel["members"] if user_ids is None or user_id in user_ids]
     offset = int(payload.get("offset") or 0)
-    return {"members": [{"user_id": user_id, "user": state.users.get(user_id, {"id": user_id})}
-                        for user_id in members[offset:offset + int(payload.get("limit") or 100)]]}
+    return {
+        "members": [
+            {"user_id": user_id, "user": state.users.get(user_id, {"id": user_id})}
+            for user_id in members[offset : offset + int(payload.get("limit") or 100)]
+        ]
+    }
 
 
 def get_many_messages(state: ChatState, cid: str, query: dict) -> dict:
     state._channel(cid)
     ids = [message_id for message_id in (query.get("ids") or "").split(",") if message_id]
-    return {"messages": [state.messages[message_id] for message_id in ids
-                         if message_id in state.messages and state.messages[message_id]["cid"] == cid]}
+    return {
+        "messages": [
+            state.messages[message_id]
+            for message_id in ids
+            if message_id in state.messages and state.messages[message_id]["cid"] == cid
+        ]
+    }
 
 
 def send_reaction(state: ChatState, message_id: str, body: dict) -> dict:
@@ -367,7 +428,12 @@ def send_reaction(state: ChatState, message_id: str, body: dict) -> dict:
         raise StreamError(400, 4, f"SendReaction failed with error: \"user '{user_id}' doesn't exist\"")
     reactions = message.setdefault("latest_reactions", [])
     reactions[:] = [r for r in reactions if (r["type"], r["user_id"]) != (reaction.get("type"), user_id)]
-    stored = {**reaction, "message_id": message_id, "user_id": user_id, "created_at": reaction.get("created_at") or now()}
+    stored = {
+        **reaction,
+        "message_id": message_id,
+        "user_id": user_id,
+        "created_at": reaction.get("created_at") or now(),
+    }
     reactions.append(stored)
     message["reaction_counts"] = {}
     for each in reactions:
@@ -399,11 +465,19 @@ class Importer:
     def create_task(self, body: dict) -> dict:
         path, mode = body.get("path"), body.get("mode")
         if path not in self.uploads or mode not in ("insert", "upsert"):
-            raise StreamError(400, 4, "CreateImport failed with error: \"path or mode is not valid\"")
+            raise StreamError(400, 4, 'CreateImport failed with error: "path or mode is not valid"')
         stamp = now()
         task_id = hashlib.sha256(f"{path}{time.time_ns()}".encode()).hexdigest()[:36]
-        self.tasks[task_id] = {"id": task_id, "path": path, "mode": mode, "state": "uploaded", "history": [],
-                               "size": len(self.uploads[path]), "created_at": stamp, "updated_at": stamp}
+        self.tasks[task_id] = {
+            "id": task_id,
+            "path": path,
+            "mode": mode,
+            "state": "uploaded",
+            "history": [],
+            "size": len(self.uploads[path]),
+            "created_at": stamp,
+            "updated_at": stamp,
+        }
         return {"import_task": self.tasks[task_id]}
 
     def get_task(self, state: ChatState, task_id: str) -> dict:
@@ -432,6 +506,7 @@ class Importer:
     @staticmethod
     def _apply(state: ChatState, data: bytes) -> None:
         """The records, in the file's order, with their own times."""
+
         def cid_of(item, record_type):
             channel_type = item.get("type") if record_type == "channel" else item.get("channel_type")
             channel_id = item.get("id") if record_type == "channel" else item.get("channel_id")
@@ -446,28 +521,48 @@ class Importer:
             record = json.loads(line)
             record_type, item = record.get("type"), dict(record.get("item") or {})
             if record_type == "user":
-                state.users[item["id"]] = {**item, "role": item.get("role", "user"),
-                                           "created_at": item.get("created_at") or now()}
+                state.users[item["id"]] = {
+                    **item,
+                    "role": item.get("role", "user"),
+                    "created_at": item.get("created_at") or now(),
+                }
             elif record_type == "channel":
                 channel_type, channel_id = cid_of(item, "channel")
                 cid = f"{channel_type}:{channel_id}"
                 member_ids = item.pop("member_ids", None) or []
-                state.channels[cid] = {**item, "id": channel_id, "type": channel_type, "cid": cid,
-                                       "created_by": state.users.get(item.pop("created_by", None)),
-                                       "created_at": item.get("created_at") or now(), "updated_at": now(),
-                                       "deleted_at": None, "members": list(member_ids)}
+                state.channels[cid] = {
+                    **item,
+                    "id": channel_id,
+                    "type": channel_type,
+                    "cid": cid,
+                    "created_by": state.users.get(item.pop("created_by", None)),
+                    "created_at": item.get("created_at") or now(),
+                    "updated_at": now(),
+                    "deleted_at": None,
+                    "members": list(member_ids),
+                }
             elif record_type == "member":
                 channel = state.channels[":".join(cid_of(item, "member"))]
                 channel["members"] = list(dict.fromkeys([*channel["members"], item["user_id"]]))
             elif record_type == "message":
                 cid = ":".join(cid_of(item, "message"))
                 message_id = item.get("id") or hashlib.sha256(line).hexdigest()[:36]
-                fields = {k: v for k, v in item.items() if k not in ("user", "channel_type", "channel_id",
-                                                                     "channel_member_ids")}
+                fields = {
+                    k: v
+                    for k, v in item.items()
+                    if k not in ("user", "channel_type", "channel_id", "channel_member_ids")
+                }
                 state.messages[message_id] = {
-                    "html": f"<p>{item.get('text', '')}</p>\n", "updated_at": item.get("created_at") or now(),
-                    "deleted_at": None, "created_at": now(), **fields, "id": message_id,
-                    "type": item.get("type", "regular"), "cid": cid, "user": state.users[item["user"]]}
+                    "html": f"<p>{item.get('text', '')}</p>\n",
+                    "updated_at": item.get("created_at") or now(),
+                    "deleted_at": None,
+                    "created_at": now(),
+                    **fields,
+                    "id": message_id,
+                    "type": item.get("type", "regular"),
+                    "cid": cid,
+                    "user": state.users[item["user"]],
+                }
                 if message_id not in state.channel_messages.setdefault(cid, []):
                     state.channel_messages[cid].append(message_id)
             elif record_type == "reaction":
@@ -503,8 +598,11 @@ class Faults:
             window[1] += 1
             reset = window[0] + self.rate_window_seconds
             remaining = self.rate_limit - window[1]
-        return {"X-RateLimit-Limit": str(self.rate_limit), "X-RateLimit-Remaining": str(max(remaining, 0)),
-                "X-RateLimit-Reset": f"{reset:.3f}"}, remaining < 0
+        return {
+            "X-RateLimit-Limit": str(self.rate_limit),
+            "X-RateLimit-Remaining": str(max(remaining, 0)),
+            "X-RateLimit-Reset": f"{reset:.3f}",
+        }, remaining < 0
 
     def pick_failure(self) -> str | None:
         with self.lock:
@@ -513,16 +611,20 @@ class Faults:
         return None
 
 
-def answer_with_faults(stand_in: "StandIn", method: str, path: str, query: dict, raw_body: bytes,
-                       authorization: str | None) -> tuple[int, dict, dict]:
+def answer_with_faults(
+    stand_in: "StandIn", method: str, path: str, query: dict, raw_body: bytes, authorization: str | None
+) -> tuple[int, dict, dict]:
     """`StandIn.answer`, with the rate-limit headers and failures of `stand_in.faults`."""
     faults = stand_in.faults
     headers, over_limit = faults.rate_headers(method, path)
     failure = "429" if over_limit else faults.pick_failure()
     if failure == "429":
         retry_after = max(float(headers.get("X-RateLimit-Reset", 0)) - time.time(), 0) if over_limit else 0.05
-        return 429, StandIn._error(StreamError(429, 9, "Too many requests, check response headers for more "
-                                                        "information.")), {**headers, "Retry-After": f"{retry_after:.3f}"}
+        return (
+            429,
+            StandIn._error(StreamError(429, 9, "Too many requests, check response headers for more information.")),
+            {**headers, "Retry-After": f"{retry_after:.3f}"},
+        )
     if failure == "500":
         return 500, StandIn._error(StreamError(500, -1, "internal error (injected)")), headers
     status, body = stand_in.answer(method, path, query, raw_body, authorization)
@@ -531,18 +633,23 @@ def answer_with_faults(stand_in: "StandIn", method: str, path: str, query: dict,
     return status, body, headers
 
 
-ROUTES.extend([
-    ("GET", re.compile(r"/users"), lambda s, m, q, b: query_users(s, q)),
-    ("POST", re.compile(r"/channels"), lambda s, m, q, b: query_channels(s, b)),
-    ("GET", re.compile(r"/members"), lambda s, m, q, b: query_members(s, q)),
-    ("GET", re.compile(r"/channels/(?P<type>[^/]+)/(?P<id>[^/]+)/messages"),
-     lambda s, m, q, b: get_many_messages(s, f"{m['type']}:{m['id']}", q)),
-    ("POST", re.compile(r"/messages/(?P<id>[^/]+)/reaction"), lambda s, m, q, b: send_reaction(s, m["id"], b)),
-    ("POST", re.compile(r"/import_urls"), lambda s, m, q, b: s.importer.create_url(s.base_url, b)),
-    ("POST", re.compile(r"/imports"), lambda s, m, q, b: s.importer.create_task(b)),
-    ("GET", re.compile(r"/imports"), lambda s, m, q, b: s.importer.list_tasks()),
-    ("GET", re.compile(r"/imports/(?P<id>[^/]+)"), lambda s, m, q, b: s.importer.get_task(s, m["id"])),
-])
+ROUTES.extend(
+    [
+        ("GET", re.compile(r"/users"), lambda s, m, q, b: query_users(s, q)),
+        ("POST", re.compile(r"/channels"), lambda s, m, q, b: query_channels(s, b)),
+        ("GET", re.compile(r"/members"), lambda s, m, q, b: query_members(s, q)),
+        (
+            "GET",
+            re.compile(r"/channels/(?P<type>[^/]+)/(?P<id>[^/]+)/messages"),
+            lambda s, m, q, b: get_many_messages(s, f"{m['type']}:{m['id']}", q),
+        ),
+        ("POST", re.compile(r"/messages/(?P<id>[^/]+)/reaction"), lambda s, m, q, b: send_reaction(s, m["id"], b)),
+        ("POST", re.compile(r"/import_urls"), lambda s, m, q, b: s.importer.create_url(s.base_url, b)),
+        ("POST", re.compile(r"/imports"), lambda s, m, q, b: s.importer.create_task(b)),
+        ("GET", re.compile(r"/imports"), lambda s, m, q, b: s.importer.list_tasks()),
+        ("GET", re.compile(r"/imports/(?P<id>[^/]+)"), lambda s, m, q, b: s.importer.get_task(s, m["id"])),
+    ]
+)
 
 
 class StandIn:
@@ -561,8 +668,9 @@ class StandIn:
         self.state.importer = Importer()
         self.state.base_url = "http://stand-in.invalid"  # the HTTP server sets its own
 
-    def answer(self, method: str, path: str, query: dict, raw_body: bytes,
-               authorization: str | None) -> tuple[int, dict]:
+    def answer(
+        self, method: str, path: str, query: dict, raw_body: bytes, authorization: str | None
+    ) -> tuple[int, dict]:
         """Stream's status and JSON body for one API call."""
         try:
             body = json.loads(raw_body) if raw_body else {}
@@ -570,8 +678,14 @@ class StandIn:
             return 400, self._error(StreamError(400, 4, "invalid JSON body"))
         self.calls += 1
         # Kept without the api_key: what a test needs is the call, not the credentials.
-        self.received.append({"method": method, "path": path, "body": body,
-                              "query": {key: value for key, value in query.items() if key != "api_key"}})
+        self.received.append(
+            {
+                "method": method,
+                "path": path,
+                "body": body,
+                "query": {key: value for key, value in query.items() if key != "api_key"},
+            }
+        )
         if self.latency:
             time.sleep(self.latency)
         try:
@@ -604,9 +718,14 @@ class StandIn:
 
     @staticmethod
     def _error(error: StreamError) -> dict:
-        return {"code": error.code, "message": error.message, "StatusCode": error.status,
-                "duration": "0.00ms", "more_info": "https://getstream.io/chat/docs/api_errors_response",
-                "details": []}
+        return {
+            "code": error.code,
+            "message": error.message,
+            "StatusCode": error.status,
+            "duration": "0.00ms",
+            "more_info": "https://getstream.io/chat/docs/api_errors_response",
+            "details": [],
+        }
 
 
 class StandInHandler(BaseHTTPRequestHandler):
@@ -652,8 +771,9 @@ class StandInHandler(BaseHTTPRequestHandler):
             self._send(200 if uploaded else 404, {})
             return
         query = {key: values[-1] for key, values in parse_qs(url.query).items()}
-        self._send(*answer_with_faults(stand_in, self.command, url.path, query, raw_body,
-                                       self.headers.get("Authorization")))
+        self._send(
+            *answer_with_faults(stand_in, self.command, url.path, query, raw_body, self.headers.get("Authorization"))
+        )
 
     def _send(self, status: int, body: dict, headers: dict | None = None) -> None:
         data = json.dumps(body).encode()
@@ -694,8 +814,12 @@ def main() -> None:
     parser.add_argument("--api-secret", required=True)
     parser.add_argument("--latency-ms", type=float, default=0, help="delay before every API answer")
     parser.add_argument("--verbose", action="store_true", help="log every request")
-    parser.add_argument("--rate-limit", type=int, default=0, help="calls per endpoint per window, with "
-                        "X-RateLimit-* headers and 429s over it (default: no limit)")
+    parser.add_argument(
+        "--rate-limit",
+        type=int,
+        default=0,
+        help="calls per endpoint per window, with X-RateLimit-* headers and 429s over it (default: no limit)",
+    )
     parser.add_argument("--rate-window-s", type=float, default=60, help="the rate limit's window")
     parser.add_argument("--fail-rate", type=float, default=0, help="fraction of calls that fail on purpose")
     parser.add_argument("--fail-kinds", default="500,timeout,429", help="failures to pick from")
@@ -703,15 +827,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the injected failures")
     args = parser.parse_args()
     stand_in = StandIn(args.api_key, args.api_secret, args.latency_ms)
-    stand_in.faults = Faults(args.rate_limit, args.rate_window_s, args.fail_rate,
-                             tuple(args.fail_kinds.split(",")), args.timeout_ms / 1000, args.seed)
+    stand_in.faults = Faults(
+        args.rate_limit,
+        args.rate_window_s,
+        args.fail_rate,
+        tuple(args.fail_kinds.split(",")),
+        args.timeout_ms / 1000,
+        args.seed,
+    )
     server = StandInServer((args.host, args.port), stand_in, args.verbose)
-    print(f"Stream stand-in listening on http://{args.host}:{args.port} (test and demo only)",
-          file=sys.stderr, flush=True)
-    try:
+    print(
+        f"Stream stand-in listening on http://{args.host}:{args.port} (test and demo only)", file=sys.stderr, flush=True
+    )
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -62,8 +62,7 @@ def inflate(body: bytes, limit: int) -> bytes:
     return bytes(inflated)
 
 
-def signed_json(body: bytes, content_encoding: str | None, signature: str, secret: str,
-                limit: int) -> bytes | None:
+def signed_json(body: bytes, content_encoding: str | None, signature: str, secret: str, limit: int) -> bytes | None:
     """The JSON bytes Stream signed, or None when `signature` does not match them.
     Raises BodyTooLarge or CorruptBody for a gzip body that cannot be read within `limit`,
     CorruptBody for a signed body that is not UTF-8."""

@@ -45,9 +45,11 @@ class SQLiteDeliveryStore:
         self._db = sqlite.Connections(path)
         sqlite.prepare_file(path)
         with self._db.transaction() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS deliveries ("
-                       " webhook_id TEXT PRIMARY KEY, token TEXT NOT NULL,"
-                       " done INTEGER NOT NULL, expires_at REAL NOT NULL)")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS deliveries ("
+                " webhook_id TEXT PRIMARY KEY, token TEXT NOT NULL,"
+                " done INTEGER NOT NULL, expires_at REAL NOT NULL)"
+            )
             db.execute("CREATE INDEX IF NOT EXISTS deliveries_expiry ON deliveries (expires_at)")
 
     @unavailable_on(lambda self: sqlite.ERRORS)
@@ -59,7 +61,8 @@ class SQLiteDeliveryStore:
                 "INSERT INTO deliveries VALUES (?, ?, 0, ?) ON CONFLICT (webhook_id) DO UPDATE"
                 " SET token = excluded.token, done = 0, expires_at = excluded.expires_at"
                 " WHERE deliveries.expires_at <= ?",
-                (webhook_id, token, now + self.claim_seconds, now)).rowcount
+                (webhook_id, token, now + self.claim_seconds, now),
+            ).rowcount
             if taken:
                 return ClaimResult(Claim.CLAIMED, token)
             (done,) = db.execute("SELECT done FROM deliveries WHERE webhook_id = ?", (webhook_id,)).fetchone()
@@ -69,16 +72,17 @@ class SQLiteDeliveryStore:
     def complete(self, webhook_id: str, token: str) -> None:
         now = time.time()
         with self._db.transaction() as db:
-            db.execute("UPDATE deliveries SET done = 1, expires_at = ? WHERE webhook_id = ? AND token = ?",
-                       (now + self.done_seconds, webhook_id, token))
+            db.execute(
+                "UPDATE deliveries SET done = 1, expires_at = ? WHERE webhook_id = ? AND token = ?",
+                (now + self.done_seconds, webhook_id, token),
+            )
             # Expired entries go here, on the path that adds the long-lived ones.
             db.execute("DELETE FROM deliveries WHERE expires_at <= ?", (now,))
 
     @unavailable_on(lambda self: sqlite.ERRORS)
     def release(self, webhook_id: str, token: str) -> None:
         with self._db.transaction() as db:
-            db.execute("DELETE FROM deliveries WHERE webhook_id = ? AND token = ? AND done = 0",
-                       (webhook_id, token))
+            db.execute("DELETE FROM deliveries WHERE webhook_id = ? AND token = ? AND done = 0", (webhook_id, token))
 
     def count(self) -> int:
         return self._db.get().execute("SELECT count(*) FROM deliveries").fetchone()[0]
@@ -95,8 +99,9 @@ class RedisDeliveryStore:
     DONE = "done"
     # Change a key only while it still holds our claim's token: after our claim expired,
     # another worker may hold the id.
-    _COMPLETE = ("if redis.call('GET', KEYS[1]) == ARGV[1] then"
-                 " return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end")
+    _COMPLETE = (
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end"
+    )
     _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
 
     def __init__(self, url: str, claim_seconds: float, done_seconds: float) -> None:

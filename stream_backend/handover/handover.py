@@ -24,10 +24,12 @@ import logging
 import socket
 import threading
 import time
+import urllib.request
+from collections.abc import Callable
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import requests
 from standardwebhooks import Webhook
@@ -54,11 +56,13 @@ def event_message(event: dict[str, Any]) -> dict[str, Any]:
 def event_time(event: dict[str, Any]) -> float | None:
     """The event's `created_at` (RFC 3339, as Stream writes it) in epoch seconds, or None."""
     created_at = event.get("created_at")
+    if not isinstance(created_at, str):
+        return None
     try:
         moment = datetime.fromisoformat(created_at)
     except (TypeError, ValueError):
         return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 @dataclass(frozen=True)
@@ -70,8 +74,16 @@ class Delivery:
 
 
 class Handover:
-    def __init__(self, store, session: requests.Session, primary_url: str | None, timeout: float,
-                 origin_key: bytes, signer: Webhook | None = None, max_event_age: float = 3600) -> None:
+    def __init__(
+        self,
+        store,
+        session: requests.Session,
+        primary_url: str | None,
+        timeout: float,
+        origin_key: bytes,
+        signer: Webhook | None = None,
+        max_event_age: float = 3600,
+    ) -> None:
         self.store, self.session = store, session
         self.primary_url, self.timeout, self.origin_key = primary_url, timeout, origin_key
         self.signer, self.max_event_age = signer, max_event_age
@@ -143,7 +155,7 @@ class Handover:
             raise PrimarySyncFailed(f"the primary system did not answer within {self.timeout:g} s")
         with deadline(seconds) as cutoff:
             try:
-                status = self._post(delivery, seconds)
+                status = self._post(self.primary_url, delivery, seconds)
             except requests.RequestException as error:
                 status, problem = None, f"could not be reached: {type(error).__name__}"
         # Checked first: an answer cut off after its status line can still parse as a 200.
@@ -155,11 +167,16 @@ class Handover:
             raise PrimarySyncFailed(f"the primary system answered HTTP {status}")
         return "forwarded"
 
-    def _post(self, delivery: Delivery, seconds: float) -> int:
+    def _post(self, url: str, delivery: Delivery, seconds: float) -> int:
         """The primary's status for the delivery, reading at most MAX_ANSWER_BYTES of its answer."""
-        with self.session.post(self.primary_url, data=delivery.body, timeout=seconds, stream=True,
-                               headers=self.headers(delivery.id, delivery.body),
-                               allow_redirects=False) as answer:
+        with self.session.post(
+            url,
+            data=delivery.body,
+            timeout=seconds,
+            stream=True,
+            headers=self.headers(delivery.id, delivery.body),
+            allow_redirects=False,
+        ) as answer:
             received = 0
             for chunk in answer.iter_content(1024):
                 received += len(chunk)
@@ -172,11 +189,16 @@ class Handover:
         (https://www.standardwebhooks.com): the same id, the time, and `v1,<signature>`."""
         headers = {"Content-Type": "application/json", "X-Webhook-Id": delivery_id}
         if self.signer is not None:
-            now = datetime.fromtimestamp(int(time.time()), timezone.utc)
+            now = datetime.fromtimestamp(int(time.time()), UTC)
             # The body is UTF-8 (body.signed_json refuses any other): the library signs
             # `id.timestamp.body` encoded back to these very bytes.
-            headers.update({"webhook-id": delivery_id, "webhook-timestamp": str(int(now.timestamp())),
-                            "webhook-signature": self.signer.sign(delivery_id, now, body.decode())})
+            headers.update(
+                {
+                    "webhook-id": delivery_id,
+                    "webhook-timestamp": str(int(now.timestamp())),
+                    "webhook-signature": self.signer.sign(delivery_id, now, body.decode()),
+                }
+            )
         return headers
 
     def forward_unless_echo(self, delivery: Delivery) -> str:
@@ -248,7 +270,7 @@ class _Watched:
     """A connection pool that shows the current deadline which connection it handed out."""
 
     def _get_conn(self, timeout=None):
-        connection = super()._get_conn(timeout)
+        connection = super()._get_conn(timeout)  # type: ignore[misc]
         cutoff = getattr(_current, "cutoff", None)
         if cutoff is not None:
             cutoff.connection = connection
@@ -281,7 +303,7 @@ def deadline_session() -> requests.Session:
     """A session whose requests a `deadline` can cut short. As the Stream client's, it reads
     the proxy settings from the environment once, here, not (with ~/.netrc) on every request."""
     session = requests.Session()
-    session.proxies = requests.utils.getproxies()
+    session.proxies = urllib.request.getproxies()
     session.trust_env = False
     session.mount("http://", _DeadlineAdapter())
     session.mount("https://", _DeadlineAdapter())
@@ -312,5 +334,12 @@ def open_delivery_store(settings: Settings):
 def build_handover(settings: Settings, origin_key: bytes) -> Handover:
     """The hand-over the webhook route calls, as the settings describe it."""
     signer = Webhook(settings.primary_sync_secret) if settings.primary_sync_secret else None
-    return Handover(open_delivery_store(settings), deadline_session(), settings.primary_sync_url,
-                    settings.primary_sync_timeout, origin_key, signer, MAX_EVENT_AGE_SECONDS)
+    return Handover(
+        open_delivery_store(settings),
+        deadline_session(),
+        settings.primary_sync_url,
+        settings.primary_sync_timeout,
+        origin_key,
+        signer,
+        MAX_EVENT_AGE_SECONDS,
+    )

@@ -16,15 +16,17 @@ failed ones (Stream down, or without what they refer to: retried), with their li
 reason, go to `FILE.refused.jsonl`. Nothing here knows of Flask.
 """
 
+import functools
 import json
 import os
 import tempfile
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import requests
 from stream_chat import StreamChat
@@ -54,17 +56,57 @@ MAX_FAILURES_IN_A_ROW = 50
 ORIGINAL_CREATED_AT = "original_created_at"
 
 # Import-format fields that are not the live API's: read by the backfill, not sent as custom data.
-USER_IMPORT_ONLY = {"created_at", "updated_at", "deleted_at", "deactivated_at", "channel_mutes", "user_mutes",
-                    "push_notifications"}
+USER_IMPORT_ONLY = {
+    "created_at",
+    "updated_at",
+    "deleted_at",
+    "deactivated_at",
+    "channel_mutes",
+    "user_mutes",
+    "push_notifications",
+}
 CHANNEL_IMPORT_ONLY = {"id", "type", "created_by", "member_ids", "created_at", "updated_at"}
-MESSAGE_IMPORT_ONLY = {"channel_type", "channel_id", "channel_member_ids", "user", "type", "html", "created_at",
-                       "updated_at", "deleted_at", "pinned_at", "pinned_by_id", "pin_expires",
-                       "mentioned_users_ids"}
+MESSAGE_IMPORT_ONLY = {
+    "channel_type",
+    "channel_id",
+    "channel_member_ids",
+    "user",
+    "type",
+    "html",
+    "created_at",
+    "updated_at",
+    "deleted_at",
+    "pinned_at",
+    "pinned_by_id",
+    "pin_expires",
+    "mentioned_users_ids",
+}
 
 # Stream's Attachment fields (its spec); the import format's other attachment fields are custom.
-ATTACHMENT_FIELDS = {"type", "fallback", "color", "pretext", "author_name", "author_link", "author_icon", "title",
-                     "title_link", "text", "image_url", "thumb_url", "footer", "footer_icon", "asset_url",
-                     "og_scrape_url", "original_width", "original_height", "actions", "fields", "giphy", "custom"}
+ATTACHMENT_FIELDS = {
+    "type",
+    "fallback",
+    "color",
+    "pretext",
+    "author_name",
+    "author_link",
+    "author_icon",
+    "title",
+    "title_link",
+    "text",
+    "image_url",
+    "thumb_url",
+    "footer",
+    "footer_icon",
+    "asset_url",
+    "og_scrape_url",
+    "original_width",
+    "original_height",
+    "actions",
+    "fields",
+    "giphy",
+    "custom",
+}
 
 
 def checkpoint_path(path: str) -> str:
@@ -98,8 +140,12 @@ class Summary:
         return not (self.refused or self.failed or self.interrupted)
 
     def lines(self, written: str = "mirrored") -> list[str]:
-        lines = [f"{written}: {self.mirrored}", f"already there: {self.already_there}",
-                 f"refused: {self.refused}", f"failed: {self.failed}"]
+        lines = [
+            f"{written}: {self.mirrored}",
+            f"already there: {self.already_there}",
+            f"refused: {self.refused}",
+            f"failed: {self.failed}",
+        ]
         if self.done_before:
             lines.append(f"done by an earlier run: {self.done_before}")
         return lines
@@ -117,7 +163,7 @@ class Report:
         self.path, self.summary = path, summary
         if resume and os.path.exists(path):
             self._keep_refused_when_written()
-        self._file = open(path, "a" if resume else "w")
+        self._file = open(path, "a" if resume else "w")  # noqa: SIM115 -- open for the run; close() closes it
         self._lock = threading.Lock()
 
     def _keep_refused_when_written(self) -> None:
@@ -158,8 +204,10 @@ class Checkpoint:
         self.path, self.via = checkpoint_path(path), via
         stat = os.stat(path)
         self.file = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-        self.phase, self.done_through, self.failed = 0, 0, set()
-        self.parts_done, self.task = 0, None  # an import's parts done, and its task under way
+        self.phase, self.done_through = 0, 0
+        self.failed: set[tuple[int, int]] = set()
+        self.parts_done = 0  # an import's parts done, and its task under way
+        self.task: dict[str, Any] | None = None
         self._lock = threading.Lock()  # workers add failed lines while the run saves
 
     def load(self) -> bool:
@@ -170,8 +218,10 @@ class Checkpoint:
         except FileNotFoundError:
             return False
         if saved.get("file") != self.file or saved.get("via") != self.via:
-            raise ValueError(f"{self.path} is from another file, another version of it, or the other --via; "
-                             "remove it or run without --resume")
+            raise ValueError(
+                f"{self.path} is from another file, another version of it, or the other --via; "
+                "remove it or run without --resume"
+            )
         self.phase, self.done_through = saved["phase"], saved["done_through"]
         self.failed = {tuple(entry) for entry in saved["failed"]}
         self.parts_done, self.task = saved["parts_done"], saved["task"]
@@ -180,8 +230,15 @@ class Checkpoint:
     def save(self) -> None:
         with self._lock:
             failed = sorted(self.failed)
-        state = {"file": self.file, "via": self.via, "phase": self.phase, "done_through": self.done_through,
-                 "failed": failed, "parts_done": self.parts_done, "task": self.task}
+        state = {
+            "file": self.file,
+            "via": self.via,
+            "phase": self.phase,
+            "done_through": self.done_through,
+            "failed": failed,
+            "parts_done": self.parts_done,
+            "task": self.task,
+        }
         temporary = f"{self.path}.tmp"
         with open(temporary, "w") as file:
             json.dump(state, file)
@@ -335,11 +392,11 @@ class LiveRun(Run):
         # A phase before the checkpoint's was done, but for its failed lines: no mark to move.
         current = checkpoint.phase == number
         tracker = Tracker(checkpoint.done_through if current else 0)
-        bar = tqdm(total=phase_size(index, phase), desc=f"{phase}s", unit=" records", disable=self._quiet(),
-                   dynamic_ncols=True)
+        bar = tqdm(
+            total=phase_size(index, phase), desc=f"{phase}s", unit=" records", disable=self._quiet(), dynamic_ncols=True
+        )
         try:
-            self._write_all(self._units(index, phase, number, tracker, bar), number, tracker if current else None,
-                            bar)
+            self._write_all(self._units(index, phase, number, tracker, bar), number, tracker if current else None, bar)
         finally:  # on Ctrl-C too
             if current:
                 checkpoint.done_through = tracker.done_through
@@ -354,7 +411,7 @@ class LiveRun(Run):
             for unit in units:
                 if self.options.stop.is_set():
                     break
-                lanes.submit(unit.channel, lambda unit=unit: self._write_unit(number, unit, tracker, bar))
+                lanes.submit(unit.channel, functools.partial(self._write_unit, number, unit, tracker, bar))
                 if time.monotonic() - saved_at > 1:
                     self._save(tracker, bar)
                     saved_at = time.monotonic()
@@ -397,6 +454,7 @@ class LiveRun(Run):
                     continue
                 tracker.read(record.line)
                 yield record
+
         if phase == "user":
             yield from self._user_units(fresh())
         elif phase == "member":
@@ -405,8 +463,7 @@ class LiveRun(Run):
         else:
             for record in fresh():
                 channel = import_file.cid(record.item, "message") if record_type == "message" else None
-                yield Unit([record], lambda record=record: WRITERS[record_type](self.mirror, record.item),
-                           channel=channel)
+                yield Unit([record], functools.partial(WRITERS[record_type], self.mirror, record.item), channel=channel)
 
     def _user_units(self, records: Iterator[Record]) -> Iterator[Unit]:
         for batch in import_file.chunks(records, STREAM_BATCH_SIZE):
@@ -417,9 +474,13 @@ class LiveRun(Run):
 
     def _users_unit(self, batch: list[Record]) -> Unit:
         users = {record.item["id"]: user_object(record.item) for record in batch}
-        # Every user is written: the mirror's sync state is a hint, the history is the truth.
-        return Unit(batch, lambda: self.mirror.upsert_users(users, trust_state=False) or True,
-                    lambda: [self._users_unit([record]) for record in batch])
+
+        def write() -> bool:
+            # Every user is written: the mirror's sync state is a hint, the history is the truth.
+            self.mirror.upsert_users(users, trust_state=False)
+            return True
+
+        return Unit(batch, write, lambda: [self._users_unit([record]) for record in batch])
 
     def _members_unit(self, batch: list[Record]) -> Unit:
         """Members of one channel, 100 a call."""
@@ -427,8 +488,12 @@ class LiveRun(Run):
         if import_file.is_distinct(item, "member"):
             return Unit(batch, refuse_distinct)
         user_ids = [record.item["user_id"] for record in batch]
-        return Unit(batch, lambda: self.mirror.import_members(item["channel_type"], item["channel_id"], user_ids)
-                    or True, lambda: [self._members_unit([record]) for record in batch])
+
+        def write() -> bool:
+            self.mirror.import_members(item["channel_type"], item["channel_id"], user_ids)
+            return True
+
+        return Unit(batch, write, lambda: [self._members_unit([record]) for record in batch])
 
     def _write(self, phase_number: int, unit: Unit) -> None:
         """Write one unit, with retries; its outcome goes to the summary, the report and the
@@ -494,6 +559,7 @@ def failure_reason(error: Exception) -> str:
 
 
 # --- From the import format to the live API ----------------------------------------------
+
 
 def user_object(item: dict[str, Any]) -> dict[str, Any]:
     """A user record as an upsert: what the live API keeps of a user (name, image, role,
@@ -565,8 +631,13 @@ def attachment_object(attachment: dict[str, Any]) -> dict[str, Any]:
 def write_message(mirror: Mirror, item: dict[str, Any]) -> bool:
     if import_file.is_distinct(item, "message"):
         refuse_distinct()
-    return mirror.import_message(item["channel_type"], item["channel_id"], message_object(item), item["user"],
-                                 deleted=item.get("type") == "deleted")
+    return mirror.import_message(
+        item["channel_type"],
+        item["channel_id"],
+        message_object(item),
+        item["user"],
+        deleted=item.get("type") == "deleted",
+    )
 
 
 def write_reaction(mirror: Mirror, item: dict[str, Any]) -> bool:
@@ -593,8 +664,9 @@ def import_failed(state: str) -> bool:
     return state.endswith("failed")
 
 
-def write_parts(path: str, index: import_file.Index, report: Report, directory: str,
-                part_bytes: int) -> Iterator[tuple[str, int]]:
+def write_parts(
+    path: str, index: import_file.Index, report: Report, directory: str, part_bytes: int
+) -> Iterator[tuple[str, int]]:
     """The file's valid records as import files of at most `part_bytes`: `(part, records)`.
 
     Users first, then channels, members, messages, reactions, devices: each part refers only
@@ -613,7 +685,7 @@ def write_parts(path: str, index: import_file.Index, report: Report, directory: 
                 file = None
             if file is None:
                 number += 1
-                file = open(os.path.join(directory, f"part-{number:04d}.jsonl"), "wb")
+                file = open(os.path.join(directory, f"part-{number:04d}.jsonl"), "wb")  # noqa: SIM115 -- across yields
                 size, count = 0, 0
             file.write(line)
             size, count = size + len(line), count + 1
@@ -660,8 +732,10 @@ class ImportRun(Run):
             self.summary.mirrored += count
             self.checkpoint.parts_done, self.checkpoint.task = number, None
         elif state is not None:
-            self.report.failed(Refusal(0, None, f"part {number} ({count} records): Stream's import task "
-                                                f"{task['id']} ended {state}"), records=count)
+            self.report.failed(
+                Refusal(0, None, f"part {number} ({count} records): Stream's import task {task['id']} ended {state}"),
+                records=count,
+            )
             self.checkpoint.task = None
 
     def _upload(self, part: str) -> str:
@@ -670,8 +744,9 @@ class ImportRun(Run):
 
         def put() -> None:
             with open(part, "rb") as file:
-                response = self.uploads.put(target["upload_url"], data=file, timeout=600,
-                                            headers={"Content-Type": "application/json"})
+                response = self.uploads.put(
+                    target["upload_url"], data=file, timeout=600, headers={"Content-Type": "application/json"}
+                )
             if response.status_code >= 500:
                 raise requests.ConnectionError(f"the upload answered {response.status_code}")
             response.raise_for_status()
@@ -700,6 +775,7 @@ def run_import(path: str, client: StreamChat, options: Options) -> Summary:
 
 # --- The check alone --------------------------------------------------------------------------
 
+
 def check(path: str) -> tuple[Summary, dict[str, int]]:
     """Validate the file as stream-cli's validate-import does, without calling Stream: the
     summary (refused lines in the report) and the number of valid records of each type."""
@@ -707,8 +783,10 @@ def check(path: str) -> tuple[Summary, dict[str, int]]:
     report = Report(report_path(path), summary)
     try:
         index = import_file.index_file(path, report.refused)
-        valid = {record_type: sum(1 for _ in import_file.records(path, index, record_type, report.refused))
-                 for record_type in import_file.RECORD_TYPES}
+        valid = {
+            record_type: sum(1 for _ in import_file.records(path, index, record_type, report.refused))
+            for record_type in import_file.RECORD_TYPES
+        }
     finally:
         report.close()
     return summary, valid

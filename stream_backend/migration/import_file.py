@@ -19,9 +19,10 @@ import json
 import math
 import re
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any
 
 # The record types, in the order their references need them (users before the channels they
 # create, channels before their members and messages, messages before their reactions).
@@ -47,8 +48,18 @@ MAX_LINE_BYTES = 1024 * 1024
 RESERVED = {
     "user": {"app_pk", "online", "pk", "user_pk", "last_active"},
     "channel": {"last_message_at", "cid", "created_by_pk", "members", "config", "app_pk", "pk"},
-    "message": {"tmp_id", "app_pk", "latest_reactions", "own_reactions", "reactions_count", "reply_count",
-                "command", "pk", "quoted_message", "pinned_by"},
+    "message": {
+        "tmp_id",
+        "app_pk",
+        "latest_reactions",
+        "own_reactions",
+        "reactions_count",
+        "reply_count",
+        "command",
+        "pk",
+        "quoted_message",
+        "pinned_by",
+    },
     "reaction": {"app_pk", "pk", "user", "user_pk"},
 }
 
@@ -117,6 +128,7 @@ def _finite(text: str) -> float:
 
 
 # --- Field checks (stream-cli's validateFields) ------------------------------------------
+
 
 def _id(item: dict, field: str, label: str, pattern=USER_ID, max_length=MAX_ID_LENGTH) -> None:
     value = item.get(field)
@@ -233,11 +245,18 @@ def check_device(item: dict) -> None:
         raise Refused(f"device.push_provider_type invalid ({', '.join(PUSH_PROVIDERS)} allowed)")
 
 
-CHECKS = {"user": check_user, "channel": check_channel, "member": check_member, "message": check_message,
-          "reaction": check_reaction, "device": check_device}
+CHECKS = {
+    "user": check_user,
+    "channel": check_channel,
+    "member": check_member,
+    "message": check_message,
+    "reaction": check_reaction,
+    "device": check_device,
+}
 
 
 # --- Ids and the index (stream-cli's index.go) -------------------------------------------
+
 
 def cid(item: dict, record_type: str) -> str:
     """The channel a record belongs to: `type:id`, or for a distinct channel `type:` and its
@@ -245,9 +264,12 @@ def cid(item: dict, record_type: str) -> str:
     if record_type == "channel":
         channel_type, channel_id, member_ids = item["type"], item.get("id"), item.get("member_ids")
     else:
-        channel_type, channel_id, member_ids = (item["channel_type"], item.get("channel_id"),
-                                                item.get("channel_member_ids"))
-    return f"{channel_type}:{channel_id}" if channel_id else f"{channel_type}:[{','.join(sorted(member_ids))}]"
+        channel_type, channel_id, member_ids = (
+            item["channel_type"],
+            item.get("channel_id"),
+            item.get("channel_member_ids"),
+        )
+    return f"{channel_type}:{channel_id}" if channel_id else f"{channel_type}:[{','.join(sorted(member_ids or []))}]"
 
 
 def is_distinct(item: dict, record_type: str) -> bool:
@@ -299,7 +321,7 @@ class Digests:
 
     def freeze(self) -> None:
         unsorted, self._sorted = self._sorted, array("q")
-        runs = [array("q", sorted(unsorted[start:start + self.RUN])) for start in range(0, len(unsorted), self.RUN)]
+        runs = [array("q", sorted(unsorted[start : start + self.RUN])) for start in range(0, len(unsorted), self.RUN)]
         del unsorted
         previous = None
         for digest in heapq.merge(*runs):
@@ -347,13 +369,20 @@ class Index:
         """Refused when the record names a user, channel or message the file does not hold
         (stream-cli's validateReferences)."""
         item = record.item
-        users = {"channel": [item.get("created_by")], "member": [item.get("user_id")],
-                 "message": [item.get("user"), *(item.get("mentioned_users_ids") or [])],
-                 "reaction": [item.get("user_id")], "device": [item.get("user_id")]}.get(record.type, [])
+        users = {
+            "channel": [item.get("created_by")],
+            "member": [item.get("user_id")],
+            "message": [item.get("user"), *(item.get("mentioned_users_ids") or [])],
+            "reaction": [item.get("user_id")],
+            "device": [item.get("user_id")],
+        }.get(record.type, [])
         if record.type in ("member", "message") and not self.has("channel", cid(item, record.type)):
             raise Refused(f"channel {cid(item, record.type)[:140]!r} doesn't exist")
-        if record.type == "member" and is_distinct(item, "member") \
-                and item["user_id"] not in item["channel_member_ids"]:
+        if (
+            record.type == "member"
+            and is_distinct(item, "member")
+            and item["user_id"] not in item["channel_member_ids"]
+        ):
             raise Refused(f"user {item['user_id']!r} is not among the distinct channel's channel_member_ids")
         for user_id in users:
             if user_id and not self.has("user", user_id):
@@ -429,6 +458,7 @@ _TYPE = re.compile(rb'^\s*\{\s*"type"\s*:\s*"([a-z]+)"')
 
 
 # --- Grouping records for Stream's batch calls -------------------------------------------
+
 
 def chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
     """Records `size` at a time, in file order."""

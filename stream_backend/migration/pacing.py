@@ -17,7 +17,9 @@ import random
 import re
 import threading
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
+from urllib.parse import urlsplit
 
 import requests
 
@@ -27,13 +29,15 @@ from stream_backend.stream.client import StreamClient, build_client, http_sessio
 T = TypeVar("T")
 
 # Stream limits per endpoint, not per object: ids in a path are one endpoint.
-_PATH_IDS = [(re.compile(r"/channels/[^/]+/[^/]+"), "/channels/{type}/{id}"),
-             (re.compile(r"/messages/[^/]+"), "/messages/{id}"),
-             (re.compile(r"/imports/[^/]+"), "/imports/{id}")]
+_PATH_IDS = [
+    (re.compile(r"/channels/[^/]+/[^/]+"), "/channels/{type}/{id}"),
+    (re.compile(r"/messages/[^/]+"), "/messages/{id}"),
+    (re.compile(r"/imports/[^/]+"), "/imports/{id}"),
+]
 
 
 def endpoint(method: str, url: str) -> str:
-    path = requests.utils.urlparse(url).path
+    path = urlsplit(url).path
     for pattern, template in _PATH_IDS:
         path = pattern.sub(template, path)
     return f"{method} {path}"
@@ -44,8 +48,9 @@ class Pacer:
 
     `clock` and `sleep` are injectable so that tests can run time forward."""
 
-    def __init__(self, share: float, clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self, share: float, clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         if not 0 < share <= 1:
             raise ValueError("the rate share must be above 0 and at most 1")
         self.share, self.clock, self.sleep = share, clock, sleep
@@ -137,8 +142,14 @@ def is_retryable(error: Exception) -> bool:
     return isinstance(error, (StreamUnavailable, requests.Timeout, requests.ConnectionError))
 
 
-def retrying(call: Callable[[], T], attempts: int = 8, base_delay: float = 0.2, max_delay: float = 10,
-             sleep: Callable[[float], None] | None = None, max_rate_limited: int = 100) -> T:
+def retrying(
+    call: Callable[[], T],
+    attempts: int = 8,
+    base_delay: float = 0.2,
+    max_delay: float = 10,
+    sleep: Callable[[float], None] | None = None,
+    max_rate_limited: int = 100,
+) -> T:
     """`call()`, retried on retryable errors with exponential backoff and full jitter.
 
     A 429 is retried too, without using up an attempt (up to `max_rate_limited` of them): the
@@ -172,8 +183,8 @@ def describe(error: Exception) -> str:
     return str(error)
 
 
-def paced_client(api_key: str, api_secret: str, base_url: str | None, timeout: float, pacer: Pacer,
-                 pool_size: int) -> StreamClient:
+def paced_client(
+    api_key: str, api_secret: str, base_url: str | None, timeout: float, pacer: Pacer, pool_size: int
+) -> StreamClient:
     """A Stream client whose every call goes through `pacer`, with `pool_size` connections."""
-    return build_client(api_key, api_secret, base_url=base_url, timeout=timeout,
-                        session=PacedSession(pacer, pool_size))
+    return build_client(api_key, api_secret, base_url=base_url, timeout=timeout, session=PacedSession(pacer, pool_size))

@@ -13,9 +13,10 @@ differences are written as JSON Lines; nothing here knows of Flask.
 
 import json
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from stream_chat import StreamChat
 
@@ -59,8 +60,12 @@ class Verifier:
     def run(self) -> VerifySummary:
         index = import_file.index_file(self.path, lambda refusal: None)  # backfill --check reports those
         with open(self.out_path, "w") as self._out:
-            checks = [("user", self._users), ("channel", self._channels), ("member", self._members),
-                      ("message", self._messages)]
+            checks = [
+                ("user", self._users),
+                ("channel", self._channels),
+                ("member", self._members),
+                ("message", self._messages),
+            ]
             for record_type, batches in checks:
                 self._run_batches(batches(self._checkable(index, record_type)))
         return self.summary
@@ -96,56 +101,84 @@ class Verifier:
     def differ(self, record: Record, problem: str, **details: Any) -> None:
         with self._lock:
             self.summary.differences += 1
-            self._out.write(json.dumps({"line": record.line, "type": record.type, "id": import_file.key(record),
-                                        "problem": problem, **details}) + "\n")
+            self._out.write(
+                json.dumps(
+                    {
+                        "line": record.line,
+                        "type": record.type,
+                        "id": import_file.key(record),
+                        "problem": problem,
+                        **details,
+                    }
+                )
+                + "\n"
+            )
 
     # --- One check each ------------------------------------------------------------------
 
     def _users(self, records: Iterator[Record]) -> Iterator[Callable[[], None]]:
         for batch in import_file.chunks(records, USERS_PER_QUERY):
+
             def check(batch=batch):
                 ids = [record.item["id"] for record in batch]
-                found = retrying(lambda: self.client.query_users(
-                    {"id": {"$in": ids}}, limit=USERS_PER_QUERY, include_deactivated_users=True))
+                found = retrying(
+                    lambda: self.client.query_users(
+                        {"id": {"$in": ids}}, limit=USERS_PER_QUERY, include_deactivated_users=True
+                    )
+                )
                 present = {user["id"] for user in found["users"]}
                 for record in batch:
                     if record.item["id"] not in present:
                         self.differ(record, "missing")
+
             yield check
 
     def _channels(self, records: Iterator[Record]) -> Iterator[Callable[[], None]]:
         for batch in import_file.chunks(records, CHANNELS_PER_QUERY):
+
             def check(batch=batch):
                 cids = [import_file.cid(record.item, "channel") for record in batch]
-                found = retrying(lambda: self.client.query_channels(
-                    {"cid": {"$in": cids}}, limit=CHANNELS_PER_QUERY, state=False, message_limit=0, member_limit=0))
+                found = retrying(
+                    lambda: self.client.query_channels(
+                        {"cid": {"$in": cids}}, limit=CHANNELS_PER_QUERY, state=False, message_limit=0, member_limit=0
+                    )
+                )
                 present = {channel["channel"]["cid"] for channel in found["channels"]}
-                for record, cid in zip(batch, cids):
+                for record, cid in zip(batch, cids, strict=True):
                     if cid not in present:
                         self.differ(record, "missing")
+
             yield check
 
     def _members(self, records: Iterator[Record]) -> Iterator[Callable[[], None]]:
         for cid, batch in import_file.by_channel(records, MEMBERS_PER_QUERY, MAX_HELD):
+
             def check(cid=cid, batch=batch):
                 channel = self.client.channel(*cid.split(":", 1))
                 ids = [record.item["user_id"] for record in batch]
-                present = {member["user_id"] for member in self._or_none(lambda: retrying(
-                    lambda: channel.query_members({"id": {"$in": ids}}, limit=MEMBERS_PER_QUERY)))}
+                present = {
+                    member["user_id"]
+                    for member in self._or_none(
+                        lambda: retrying(lambda: channel.query_members({"id": {"$in": ids}}, limit=MEMBERS_PER_QUERY))
+                    )
+                }
                 for record in batch:
                     if record.item["user_id"] not in present:
                         self.differ(record, "not a member", channel=cid)
+
             yield check
 
     def _messages(self, records: Iterator[Record]) -> Iterator[Callable[[], None]]:
         for cid, batch in import_file.by_channel(records, MESSAGES_PER_QUERY, MAX_HELD):
+
             def check(cid=cid, batch=batch):
                 channel = self.client.channel(*cid.split(":", 1))
                 ids = [import_file.message_id(record.item) for record in batch]
                 found = self._or_none(lambda: retrying(lambda: channel.get_messages(ids))["messages"])
                 stored = {message["id"]: message for message in found}
-                for record, message_id in zip(batch, ids):
+                for record, message_id in zip(batch, ids, strict=True):
                     self._compare_message(record, message_id, cid, stored.get(message_id))
+
             yield check
 
     def _compare_message(self, record: Record, message_id: str, cid: str, stored: dict | None) -> None:
@@ -161,8 +194,9 @@ class Verifier:
         if deleted != stored_deleted:
             self.differ(record, "not deleted" if deleted else "deleted in Stream", channel=cid)
         elif not deleted and stored.get("text", "") != item.get("text", ""):
-            self.differ(record, "different text", channel=cid, expected=item.get("text", ""),
-                        actual=stored.get("text", ""))
+            self.differ(
+                record, "different text", channel=cid, expected=item.get("text", ""), actual=stored.get("text", "")
+            )
 
     @staticmethod
     def _or_none(query: Callable[[], list]) -> list:

@@ -20,10 +20,27 @@ from pydantic_core import PydanticCustomError
 
 from stream_backend.errors import InvalidRequest
 from stream_backend.mirror.inputs import ChannelSync, ChannelUpdate, MessageSync, MessageUpdate
-from stream_backend.stream.rules import (DEFAULT_CHANNEL_TYPE, MAX_CUSTOM_DATA_BYTES, MAX_DISTINCT_MEMBERS,
-                                         MAX_MEMBERS, RESERVED_CHANNEL_FIELDS, RESERVED_MESSAGE_FIELDS)
-from stream_backend.validation import (ChannelId, ChannelType, MessageId, Text, UserId, check_storable, json_size,
-                                       parse_json, shorten, validated, within_custom_data_limit)
+from stream_backend.stream.rules import (
+    DEFAULT_CHANNEL_TYPE,
+    MAX_CUSTOM_DATA_BYTES,
+    MAX_DISTINCT_MEMBERS,
+    MAX_MEMBERS,
+    RESERVED_CHANNEL_FIELDS,
+    RESERVED_MESSAGE_FIELDS,
+)
+from stream_backend.validation import (
+    ChannelId,
+    ChannelType,
+    MessageId,
+    Text,
+    UserId,
+    check_storable,
+    json_size,
+    parse_json,
+    shorten,
+    validated,
+    within_custom_data_limit,
+)
 
 
 def _not_in(reserved: frozenset, problem: str) -> AfterValidator:
@@ -31,12 +48,20 @@ def _not_in(reserved: frozenset, problem: str) -> AfterValidator:
         if name in reserved:
             raise PydanticCustomError("reserved_field", problem)
         return name
+
     return AfterValidator(check)
 
 
 def without_default(schema: dict) -> None:
     """An optional field that may not be null: no `"default": null` in the document."""
     schema.pop("default", None)
+
+
+def may_be_left_out(**options: Any) -> Any:
+    """A field a body may leave out but never set to null: unset, it is None in Python; the
+    document shows no default. (Typed Any: its Python default is no value of its JSON type.)"""
+    options.setdefault("json_schema_extra", without_default)
+    return Field(None, **options)
 
 
 def _keys(schema: dict) -> None:
@@ -55,11 +80,16 @@ def _keys_without_default(schema: dict[str, Any]) -> None:
 
 ChannelDataName = Annotated[str, _not_in(RESERVED_CHANNEL_FIELDS, "is a field Stream reserves, not custom data")]
 CustomData = Annotated[
-    dict[ChannelDataName, Any], AfterValidator(within_custom_data_limit),
-    Field(description="The channel's custom fields, at most 5 KB as JSON; not Stream's own channel fields.",
-          json_schema_extra={"propertyNames": {"not": {"enum": sorted(RESERVED_CHANNEL_FIELDS)}}})]
-MessageFieldName = Annotated[str, _not_in(RESERVED_MESSAGE_FIELDS,
-                                          "cannot be changed here (accepted: text, custom fields)")]
+    dict[ChannelDataName, Any],
+    AfterValidator(within_custom_data_limit),
+    Field(
+        description="The channel's custom fields, at most 5 KB as JSON; not Stream's own channel fields.",
+        json_schema_extra={"propertyNames": {"not": {"enum": sorted(RESERVED_CHANNEL_FIELDS)}}},
+    ),
+]
+MessageFieldName = Annotated[
+    str, _not_in(RESERVED_MESSAGE_FIELDS, "cannot be changed here (accepted: text, custom fields)")
+]
 
 
 class UserFields(BaseModel):
@@ -67,8 +97,8 @@ class UserFields(BaseModel):
     would let any caller change a user's permissions in Stream."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(None, json_schema_extra=without_default)
-    image: str = Field(None, json_schema_extra=without_default)
+    name: str = may_be_left_out()
+    image: str = may_be_left_out()
 
 
 class Sender(UserFields):
@@ -78,9 +108,15 @@ class Sender(UserFields):
 
 
 Members = Annotated[
-    dict[UserId, UserFields], Field(min_length=1, max_length=MAX_MEMBERS, json_schema_extra=_keys,
-                                    description=f"User id -> user object; 1 to {MAX_MEMBERS} users, at most "
-                                                f"{MAX_DISTINCT_MEMBERS} for a channel without an id.")]
+    dict[UserId, UserFields],
+    Field(
+        min_length=1,
+        max_length=MAX_MEMBERS,
+        json_schema_extra=_keys,
+        description=f"User id -> user object; 1 to {MAX_MEMBERS} users, at most "
+        f"{MAX_DISTINCT_MEMBERS} for a channel without an id.",
+    ),
+]
 
 
 class ChannelFields(BaseModel):
@@ -92,12 +128,15 @@ class ChannelFields(BaseModel):
 
 # The reference's own bodies (its Postman collection): the document's examples, which /docs
 # fills in for "Try it out".
-CHANNEL_EXAMPLE = {
+CHANNEL_EXAMPLE: dict[str, Any] = {
     "channel": {"creator_id": "tommaso", "custom_data": {"title": "Just a test"}},
     "members": {"tommaso": {"name": "Tommaso", "image": ""}, "thierry": {"name": "Thierry", "image": ""}},
 }
-MESSAGE_EXAMPLE = {"message": {"id": "123-456-789-01234", "text": "hello there!"}, **CHANNEL_EXAMPLE,
-                   "user": {"id": "tommaso", "name": "Tommaso", "image": ""}}
+MESSAGE_EXAMPLE: dict[str, Any] = {
+    "message": {"id": "123-456-789-01234", "text": "hello there!"},
+    **CHANNEL_EXAMPLE,
+    "user": {"id": "tommaso", "name": "Tommaso", "image": ""},
+}
 
 
 class ChannelRequest(BaseModel):
@@ -108,7 +147,7 @@ class ChannelRequest(BaseModel):
     channel: ChannelFields
     members: Members
 
-    def sync(self) -> ChannelSync:
+    def channel_sync(self) -> ChannelSync:
         """The mirror's input, once the rules JSON Schema cannot say hold."""
         return self._channel_sync(creators=self.members.keys())
 
@@ -116,15 +155,24 @@ class ChannelRequest(BaseModel):
         """The creator must be one of `creators`, the users the request upserts: Stream needs
         the creator to exist, and upserting a bare id would wipe their name and image."""
         channel = self.channel
-        members = {user_id: _user(fields, user_id, f"members.{shorten(user_id)}")
-                   for user_id, fields in self.members.items()}
+        members = {
+            user_id: _user(fields, user_id, f"members.{shorten(user_id)}") for user_id, fields in self.members.items()
+        }
         if channel.id is None and len(self.members) > MAX_DISTINCT_MEMBERS:
-            raise InvalidRequest("members", f"may name at most {MAX_DISTINCT_MEMBERS} users for a channel "
-                                            "without an id, Stream's limit; give the channel an id")
+            raise InvalidRequest(
+                "members",
+                f"may name at most {MAX_DISTINCT_MEMBERS} users for a channel "
+                "without an id, Stream's limit; give the channel an id",
+            )
         if channel.creator_id not in creators:
             raise InvalidRequest("channel.creator_id", "must be one of the members (or the message's sender)")
-        return ChannelSync(type=channel.type, id=channel.id, creator_id=channel.creator_id,
-                           custom_data=channel.custom_data, members=members)
+        return ChannelSync(
+            type=channel.type,
+            id=channel.id,
+            creator_id=channel.creator_id,
+            custom_data=channel.custom_data,
+            members=members,
+        )
 
 
 class NewMessage(BaseModel):
@@ -140,19 +188,28 @@ class MessageRequest(ChannelRequest):
     message: NewMessage
     user: Sender
 
-    def sync(self) -> MessageSync:
+    def message_sync(self) -> MessageSync:
         sender = _user(self.user, self.user.id, "user")
-        return MessageSync(channel=self._channel_sync(creators={*self.members, self.user.id}),
-                           message_id=self.message.id, text=self.message.text, sender=sender)
+        return MessageSync(
+            channel=self._channel_sync(creators={*self.members, self.user.id}),
+            message_id=self.message.id,
+            text=self.message.text,
+            sender=sender,
+        )
+
+
+RESERVED_MESSAGE_FIELD_NAMES: list[Any] = sorted(RESERVED_MESSAGE_FIELDS)
 
 
 class MessageFields(BaseModel):
     """The fields an update sets: `text` and custom fields, at most 5 KB of them."""
 
-    model_config = ConfigDict(extra="allow", json_schema_extra={
-        "minProperties": 1, "propertyNames": {"not": {"enum": sorted(RESERVED_MESSAGE_FIELDS)}}})
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={"minProperties": 1, "propertyNames": {"not": {"enum": RESERVED_MESSAGE_FIELD_NAMES}}},
+    )
     __pydantic_extra__: dict[MessageFieldName, Any]
-    text: Text = Field(None, json_schema_extra=without_default)
+    text: Text = may_be_left_out()
 
     @model_validator(mode="after")
     def sets_some_fields_within_limit(self):
@@ -172,8 +229,11 @@ class UserRef(BaseModel):
 class MessageUpdateRequest(BaseModel):
     """`PUT /message/<id>`: the fields to set, and by whom."""
 
-    model_config = ConfigDict(json_schema_extra={
-        "examples": [{"message": {"text": "hello again!", "mood": "calm"}, "user": {"id": "tommaso"}}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"message": {"text": "hello again!", "mood": "calm"}, "user": {"id": "tommaso"}}]
+        }
+    )
 
     message: MessageFields
     user: UserRef
@@ -186,20 +246,31 @@ class ChannelUpdateRequest(BaseModel):
     """`PUT /channel/<type>/<id>`: custom data to set (a `null` field is removed, fields not
     given are kept) and, when given, the channel's exact members."""
 
-    model_config = ConfigDict(json_schema_extra={"minProperties": 1, "examples": [
-        {"custom_data": {"title": "Renamed", "topic": None}, "members": CHANNEL_EXAMPLE["members"]}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "minProperties": 1,
+            "examples": [{"custom_data": {"title": "Renamed", "topic": None}, "members": CHANNEL_EXAMPLE["members"]}],
+        }
+    )
 
     custom_data: CustomData = {}
     # No `| None`: `"members": null` is refused (an object or nothing), as the document says.
-    members: Members = Field(None, description="The channel's members, exactly: the missing are added, "
-                                               "the others removed. Absent: unchanged.",
-                             json_schema_extra=_keys_without_default)
+    members: Members = may_be_left_out(
+        description="The channel's members, exactly: the missing are added, the others removed. Absent: unchanged.",
+        json_schema_extra=_keys_without_default,
+    )
 
     def update(self) -> ChannelUpdate:
         if not self.model_fields_set:
             raise InvalidRequest("custom_data", "or members must be given")
-        members = None if self.members is None else {
-            user_id: _user(fields, user_id, f"members.{shorten(user_id)}") for user_id, fields in self.members.items()}
+        members = (
+            None
+            if self.members is None
+            else {
+                user_id: _user(fields, user_id, f"members.{shorten(user_id)}")
+                for user_id, fields in self.members.items()
+            }
+        )
         return ChannelUpdate(custom_data=self.custom_data, members=members)
 
 
@@ -213,18 +284,19 @@ def _user(fields: UserFields, user_id: str, field: str) -> dict[str, str]:
 
 # --- The parsers --------------------------------------------------------------------------
 
+
 def _body(body: dict[str, Any] | bytes | str) -> dict[str, Any]:
     return check_storable(body) if isinstance(body, dict) else parse_json(body)
 
 
 def parse_channel(body: dict[str, Any] | bytes | str) -> ChannelSync:
     """A `POST /channel` body, checked, as the mirror's input."""
-    return validated(ChannelRequest, _body(body)).sync()
+    return validated(ChannelRequest, _body(body)).channel_sync()
 
 
 def parse_message(body: dict[str, Any] | bytes | str) -> MessageSync:
     """A `POST /message` body, checked, as the mirror's input."""
-    return validated(MessageRequest, _body(body)).sync()
+    return validated(MessageRequest, _body(body)).message_sync()
 
 
 def parse_message_update(body: dict[str, Any] | bytes | str) -> MessageUpdate:

@@ -39,12 +39,13 @@ from stream_backend.stream.rules import DISTINCT_PREFIX, STREAM_BATCH_SIZE
 # Webhook events after which what we believed of a user or channel may be wrong (edited in a
 # chat client or Stream's dashboard): forgotten, so that the primary's next sync rewrites it.
 USER_EVENTS = frozenset({"user.updated", "user.deleted"})
-CHANNEL_EVENTS = frozenset({"channel.updated", "channel.deleted", "channel.truncated",
-                            "member.added", "member.removed", "member.updated"})
+CHANNEL_EVENTS = frozenset(
+    {"channel.updated", "channel.deleted", "channel.truncated", "member.added", "member.removed", "member.updated"}
+)
 
 
 def batches(items: list, size: int = STREAM_BATCH_SIZE) -> list[list]:
-    return [items[start:start + size] for start in range(0, len(items), size)]
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 class Mirror:
@@ -52,8 +53,15 @@ class Mirror:
         self.client, self.state, self.origin_key = client, state, origin_key
 
     @classmethod
-    def connect(cls, api_key: str, api_secret: str, *, state: str | None = None, base_url: str | None = None,
-                timeout: float = DEFAULT_TIMEOUT_SECONDS) -> "Mirror":
+    def connect(
+        cls,
+        api_key: str,
+        api_secret: str,
+        *,
+        state: str | None = None,
+        base_url: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> "Mirror":
         """A mirror for the Stream app of `api_key`: its client built with `timeout` (seconds
         per call) against `base_url` (default: Stream's API), its origin key derived from
         `api_secret`, and its state at `state`: None (none: every sync takes the full path),
@@ -97,7 +105,8 @@ class Mirror:
         to_unset = [name for name, value in update.custom_data.items() if value is None]
         answer = channel.update_partial(to_set, to_unset)
         members = self._member_ids(channel, answer)
-        added, removed = [], []
+        added: list[str] = []
+        removed: list[str] = []
         if update.members is not None:
             try:
                 added, removed = self._make_members(channel, members, update.members, trust_state=True)
@@ -117,14 +126,16 @@ class Mirror:
         return dict(self.client.update_message_partial(message_id, {"set": fields}, user_id))
 
     def delete_message(self, message_id: str, hard: bool) -> dict[str, Any]:
-        return self._deleted_repeatably(lambda: self.client.delete_message(message_id, hard=hard),
-                                        already_deleted={"message": {"id": message_id}})
+        return self._deleted_repeatably(
+            lambda: self.client.delete_message(message_id, hard=hard), already_deleted={"message": {"id": message_id}}
+        )
 
     def delete_channel(self, channel_type: str, channel_id: str, hard: bool) -> dict[str, Any]:
         channel = self.client.channel(channel_type, channel_id)
         self.state.forget_channel(channel_type, channel_id)
-        answer = self._deleted_repeatably(lambda: channel.delete(hard=hard),
-                                          already_deleted={"channel": {"cid": channel.cid}})
+        answer = self._deleted_repeatably(
+            lambda: channel.delete(hard=hard), already_deleted={"channel": {"cid": channel.cid}}
+        )
         # Again: another worker may have remembered it between the first forget and the delete.
         self.state.forget_channel(channel_type, channel_id)
         return answer
@@ -178,8 +189,9 @@ class Mirror:
         (channels with an id only) in `add_members`.
         """
         first = [{"user_id": member_id} for member_id in list(sync.members)[:STREAM_BATCH_SIZE]]
-        channel = self.client.channel(sync.type, sync.id, data={**sync.custom_data, "members": first})
-        state = channel.create(sync.creator_id)
+        # Without an id (None), the SDK asks Stream for the distinct channel of the members.
+        channel = self.client.channel(sync.type, sync.id, data={**sync.custom_data, "members": first})  # type: ignore[arg-type]
+        state: dict[str, Any] = dict(channel.create(sync.creator_id))
         # An existing channel keeps its data and members: what differs from the sync is written.
         changed = {name: value for name, value in sync.custom_data.items() if state["channel"].get(name) != value}
         if changed:
@@ -191,8 +203,13 @@ class Mirror:
             state = {**state, **self.add_members(channel, missing)}
             members = {member["user_id"] for member in state.get("members", [])}.union(missing)
         # What Stream answered, and what we added: never what the request hoped for.
-        self.state.remember_channel(sync.type, channel.id, members, custom_data=sync.custom_data,
-                                    distinct_members=None if sync.id else sync.members)
+        self.state.remember_channel(
+            sync.type,
+            channel.id,
+            members,
+            custom_data=sync.custom_data,
+            distinct_members=None if sync.id else sync.members,
+        )
         return channel, state
 
     def add_members(self, channel, user_ids: list[str]) -> dict[str, Any]:
@@ -213,8 +230,11 @@ class Mirror:
         differs from the stored message's updates it: Stream holds what the primary said last.
         """
         sender_id = sync.sender["id"]
-        message = {"id": sync.message_id, "text": sync.text,
-                   ORIGIN_FIELD: origin_mark(self.origin_key, sync.message_id, channel.cid, sender_id)}
+        message = {
+            "id": sync.message_id,
+            "text": sync.text,
+            ORIGIN_FIELD: origin_mark(self.origin_key, sync.message_id, channel.cid, sender_id),
+        }
         try:
             return channel.send_message(message, user_id=sender_id)
         except StreamError as error:
@@ -240,8 +260,9 @@ class Mirror:
             channel, _ = self.get_or_create_channel(sync.channel)
         return channel, self.send_message(channel, sync)
 
-    def _make_members(self, channel, current: set[str], members: dict[str, dict[str, str]],
-                      trust_state: bool) -> tuple[list[str], list[str]]:
+    def _make_members(
+        self, channel, current: set[str], members: dict[str, dict[str, str]], trust_state: bool
+    ) -> tuple[list[str], list[str]]:
         """Upsert `members`, add those the channel lacks, remove the others: (added, removed)."""
         self.upsert_users(members, trust_state)
         added = [user_id for user_id in members if user_id not in current]
@@ -262,7 +283,7 @@ class Mirror:
             known = self.state.channel(sync.type, sync.id)
         if known is None or not known.has(sync.members, sync.custom_data):
             return None
-        return self.client.channel(sync.type, channel_id)
+        return self.client.channel(sync.type, channel_id)  # type: ignore[arg-type]
 
     def _user_is_gone(self, user_id: str) -> bool:
         """Whether Stream shows no such user, or shows them deleted (`deleted_at`): either
@@ -287,8 +308,11 @@ class Mirror:
     def _is_earlier_attempt(self, stored: dict[str, Any], cid: str, sender_id: str) -> bool:
         """Whether the message Stream holds under our id is ours: its mark verifies for its id,
         cid and sender (is_primary_message), and those are this channel and this sender."""
-        return (is_primary_message(self.origin_key, stored) and stored.get("cid") == cid
-                and (stored.get("user") or {}).get("id") == sender_id)
+        return (
+            is_primary_message(self.origin_key, stored)
+            and stored.get("cid") == cid
+            and (stored.get("user") or {}).get("id") == sender_id
+        )
 
     @staticmethod
     def _deleted_repeatably(delete, already_deleted: dict[str, Any]) -> dict[str, Any]:
@@ -326,8 +350,9 @@ class Mirror:
         for batch in batches([{"user_id": user_id} for user_id in user_ids]):
             self.client.post(url, data={"add_members": batch})
 
-    def import_message(self, channel_type: str, channel_id: str, message: dict[str, Any], user_id: str,
-                       deleted: bool = False) -> bool:
+    def import_message(
+        self, channel_type: str, channel_id: str, message: dict[str, Any], user_id: str, deleted: bool = False
+    ) -> bool:
         """Send a message of the history, quietly, and delete it when it was deleted.
         True when it arrived now; False when Stream already had it (as it should be now)."""
         channel = self.client.channel(channel_type, channel_id)
@@ -347,5 +372,6 @@ class Mirror:
 
     def import_reaction(self, message_id: str, reaction: dict[str, Any], user_id: str) -> None:
         """Add a reaction to a message, without a push; Stream keeps one per type and user."""
-        self.client.post(f"messages/{message_id}/reaction",
-                         data={"reaction": {**reaction, "user_id": user_id}, "skip_push": True})
+        self.client.post(
+            f"messages/{message_id}/reaction", data={"reaction": {**reaction, "user_id": user_id}, "skip_push": True}
+        )

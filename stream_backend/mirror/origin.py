@@ -36,7 +36,11 @@ def is_primary_message(origin_key: bytes, message: dict[str, Any], cid: str | No
     message_cid = message.get("cid") or cid
     user = message.get("user")
     user_id = user.get("id") if isinstance(user, dict) else message.get("user_id")
-    if not (isinstance(mark, str) and isinstance(message_id, str) and isinstance(message_cid, str)
-            and isinstance(user_id, str)):
+    if not (
+        isinstance(mark, str)
+        and isinstance(message_id, str)
+        and isinstance(message_cid, str)
+        and isinstance(user_id, str)
+    ):
         return False
     return hmac.compare_digest(mark.encode(), origin_mark(origin_key, message_id, message_cid, user_id).encode())

@@ -22,8 +22,9 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from stream_backend.errors import StoreUnavailable
 from stream_backend.store import redis as redis_store
@@ -87,8 +88,10 @@ class SQLiteKeyValues:
         self._writes = 0
         try:
             sqlite.prepare_file(path)  # used alone (without the webhook store), it still is WAL
-            self._db.get().execute("CREATE TABLE IF NOT EXISTS sync_state ("
-                                   " key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL NOT NULL)")
+            self._db.get().execute(
+                "CREATE TABLE IF NOT EXISTS sync_state ("
+                " key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL NOT NULL)"
+            )
         except (OSError, *sqlite.ERRORS) as error:  # the state is optional: the service starts without it
             log.warning("sync state unavailable: %s", error)
 
@@ -96,15 +99,18 @@ class SQLiteKeyValues:
     def get_many(self, keys: list[str]) -> dict[str, str]:
         marks = ",".join("?" * len(keys))
         rows = self._db.get().execute(
-            f"SELECT key, value FROM sync_state WHERE key IN ({marks}) AND expires_at > ?", (*keys, time.time()))
+            f"SELECT key, value FROM sync_state WHERE key IN ({marks}) AND expires_at > ?", (*keys, time.time())
+        )
         return dict(rows.fetchall())
 
     @unavailable_on(lambda self: sqlite.ERRORS)
     def set_many(self, values: dict[str, str], ttl_seconds: float) -> None:
         now = time.time()
         with self._db.transaction() as db:
-            db.executemany("INSERT OR REPLACE INTO sync_state VALUES (?, ?, ?)",
-                           [(key, value, now + ttl_seconds) for key, value in values.items()])
+            db.executemany(
+                "INSERT OR REPLACE INTO sync_state VALUES (?, ?, ?)",
+                [(key, value, now + ttl_seconds) for key, value in values.items()],
+            )
             self._writes += 1
             if self._writes % 100 == 0:  # expired entries go now and then, on the write path
                 db.execute("DELETE FROM sync_state WHERE expires_at <= ?", (now,))
@@ -126,7 +132,7 @@ class RedisKeyValues:
     @unavailable_on(lambda self: redis_store.errors())
     def get_many(self, keys: list[str]) -> dict[str, str]:
         values = self.redis.mget([self.PREFIX + key for key in keys])
-        return {key: value for key, value in zip(keys, values) if value is not None}
+        return {key: value for key, value in zip(keys, values, strict=True) if value is not None}
 
     @unavailable_on(lambda self: redis_store.errors())
     def set_many(self, values: dict[str, str], ttl_seconds: float) -> None:
@@ -144,8 +150,12 @@ class SyncState:
     """The mirror's questions about what Stream holds, answered from `store` (SQLiteKeyValues,
     RedisKeyValues or None for no memory at all: every sync takes the full path)."""
 
-    def __init__(self, store: "SQLiteKeyValues | RedisKeyValues | None", ttl_seconds: float = DEFAULT_TTL_SECONDS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        store: "SQLiteKeyValues | RedisKeyValues | None",
+        ttl_seconds: float = DEFAULT_TTL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = store if ttl_seconds > 0 else None
         self.ttl_seconds, self.clock = ttl_seconds, clock
         self._skip_until = 0.0  # clock() before which the store is not asked
@@ -173,12 +183,19 @@ class SyncState:
         """The id Stream derived for the distinct channel of these members and what it is
         known to hold, or None when either is unknown (a webhook forgot the channel)."""
         channel_id = self._get([key := distinct_key(channel_type, member_ids)]).get(key)
-        known = self.channel(channel_type, channel_id) if channel_id is not None else None
+        if channel_id is None:
+            return None
+        known = self.channel(channel_type, channel_id)
         return (channel_id, known) if known is not None else None
 
-    def remember_channel(self, channel_type: str, channel_id: str, member_ids: Iterable[str],
-                         custom_data: dict[str, Any] | None = None,
-                         distinct_members: Iterable[str] | None = None) -> None:
+    def remember_channel(
+        self,
+        channel_type: str,
+        channel_id: str,
+        member_ids: Iterable[str],
+        custom_data: dict[str, Any] | None = None,
+        distinct_members: Iterable[str] | None = None,
+    ) -> None:
         """Remember the channel's members and the custom data last written to it (None: not
         known, so that the next sync compares it with Stream's)."""
         entry = {"members": sorted(member_ids), "data": None if custom_data is None else _digest(custom_data)}
@@ -193,8 +210,9 @@ class SyncState:
         entry = {"members": sorted(member_ids), "data": known.data if known else None}
         self._set({channel_key(channel_type, channel_id): json.dumps(entry)})
 
-    def forget_channel(self, channel_type: str, channel_id: str,
-                       distinct_members: Iterable[str] | None = None, strict: bool = False) -> None:
+    def forget_channel(
+        self, channel_type: str, channel_id: str, distinct_members: Iterable[str] | None = None, strict: bool = False
+    ) -> None:
         keys = [channel_key(channel_type, channel_id)]
         if distinct_members is not None:
             keys.append(distinct_key(channel_type, distinct_members))
@@ -203,7 +221,7 @@ class SyncState:
     # --- The store, which may be down ----------------------------------------------------
 
     def _get(self, keys: list[str]) -> dict[str, str]:
-        if not keys or not self._usable():
+        if not keys or self.store is None or not self._usable():
             return {}
         try:
             return self.store.get_many(keys)
@@ -212,7 +230,7 @@ class SyncState:
             return {}
 
     def _set(self, values: dict[str, str]) -> None:
-        if not values or not self._usable():
+        if not values or self.store is None or not self._usable():
             return
         try:
             self.store.set_many(values, self.ttl_seconds)

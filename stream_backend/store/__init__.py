@@ -10,13 +10,15 @@ callers have one error to handle, whichever store it is.
 """
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from stream_backend.errors import StoreUnavailable
 
 
 def unavailable_on(errors: Callable[[Any], tuple[type[BaseException], ...]]):
     """A method decorator: the errors `errors(self)` names become StoreUnavailable."""
+
     def decorate(method):
         @functools.wraps(method)
         def wrapper(self, *args, **kwargs):
@@ -24,5 +26,7 @@ def unavailable_on(errors: Callable[[Any], tuple[type[BaseException], ...]]):
                 return method(self, *args, **kwargs)
             except errors(self) as error:
                 raise StoreUnavailable(str(error)) from error
+
         return wrapper
+
     return decorate

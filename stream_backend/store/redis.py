@@ -12,13 +12,14 @@ def connect(url: str, timeout: float) -> Any:
     try:
         import redis
     except ImportError:
-        raise SettingsError(f"{url.split('://')[0]}:// needs the redis package: "
-                            "pip install 'stream-backend[redis]'") from None
-    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                decode_responses=True)
+        raise SettingsError(
+            f"{url.split('://')[0]}:// needs the redis package: pip install 'stream-backend[redis]'"
+        ) from None
+    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True)
 
 
 def errors() -> tuple[type[BaseException], ...]:
     """What a Redis command raises when the store cannot answer."""
     import redis
+
     return (redis.RedisError,)

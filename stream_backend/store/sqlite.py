@@ -4,8 +4,8 @@ never wait for a writer), a busy timeout, and writes as IMMEDIATE transactions."
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 # How long a write waits for another process's lock before it fails (then: StoreUnavailable).
 # Short: the webhook answers 503 past it and Stream retries, well inside the 6 s Stream waits.

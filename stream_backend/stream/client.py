@@ -8,6 +8,7 @@ later move to another SDK changes this module, not its callers.
 
 import math
 import time
+import urllib.request
 from typing import Any
 
 import requests
@@ -25,8 +26,9 @@ class StreamClient(StreamChat):
     the SDK would also read STREAM_CHAT_URL and STREAM_CHAT_TIMEOUT from the process
     environment, but the settings have read them already (or the caller chose)."""
 
-    def __init__(self, api_key: str, api_secret: str, *, base_url: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self, api_key: str, api_secret: str, *, base_url: str | None = None, timeout: float = DEFAULT_TIMEOUT_SECONDS
+    ) -> None:
         super().__init__(api_key, api_secret, timeout=timeout)
         self.base_url, self.timeout = base_url or STREAM_API_URL, timeout
 
@@ -51,8 +53,12 @@ def stream_error(error: StreamAPIException, response: requests.Response) -> Stre
     code = getattr(error, "error_code", None)
     message = getattr(error, "error_message", None)
     retry_after = _seconds_until(response.headers.get("X-RateLimit-Reset")) if response.status_code == 429 else None
-    return StreamError(response.status_code, code if isinstance(code, int) and not isinstance(code, bool) else None,
-                       message if isinstance(message, str) and message != "unknown" else None, retry_after)
+    return StreamError(
+        response.status_code,
+        code if isinstance(code, int) and not isinstance(code, bool) else None,
+        message if isinstance(message, str) and message != "unknown" else None,
+        retry_after,
+    )
 
 
 def _seconds_until(epoch_seconds: str | None) -> int | None:
@@ -70,7 +76,7 @@ def http_session(pool_size: int, session: requests.Session | None = None) -> req
     the SDK's own session; and a connection per thread (the default pool of 10 would
     reconnect under load)."""
     session = session or requests.Session()
-    session.proxies = requests.utils.getproxies()
+    session.proxies = urllib.request.getproxies()
     session.trust_env = False
     adapter = requests.adapters.HTTPAdapter(max_retries=1, pool_maxsize=pool_size)
     session.mount("http://", adapter)
@@ -78,9 +84,15 @@ def http_session(pool_size: int, session: requests.Session | None = None) -> req
     return session
 
 
-def build_client(api_key: str, api_secret: str, *, base_url: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT_SECONDS, pool_size: int = 10,
-                 session: requests.Session | None = None) -> StreamClient:
+def build_client(
+    api_key: str,
+    api_secret: str,
+    *,
+    base_url: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    pool_size: int = 10,
+    session: requests.Session | None = None,
+) -> StreamClient:
     """One client per process, with an explicit timeout and a session of `pool_size`
     connections (`session`: one of the caller's, such as a paced one)."""
     client = StreamClient(api_key, api_secret, base_url=base_url, timeout=timeout)

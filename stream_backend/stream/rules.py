@@ -33,25 +33,86 @@ ORIGIN_FIELD = "primary_origin"
 # Message fields Stream gives a meaning to: the properties of MessageRequest and MessageResponse
 # in Stream's spec (a test checks this against it), and the mirror's own mark. An update may
 # set `text` and custom fields, not these.
-RESERVED_MESSAGE_FIELDS = frozenset({
-    "attachments", "cid", "command", "created_at", "custom", "deleted_at", "deleted_for_me",
-    "deleted_reply_count", "draft", "html", "i18n", "id", "image_labels", "latest_reactions",
-    "member", "mentioned_channel", "mentioned_group_ids", "mentioned_groups", "mentioned_here",
-    "mentioned_roles", "mentioned_users", "message_text_updated_at", "mml", "moderation",
-    "own_reactions", "parent_id", "pin_expires", "pinned", "pinned_at", "pinned_by", "poll",
-    "poll_id", "quoted_message", "quoted_message_id", "reaction_counts", "reaction_groups",
-    "reaction_scores", "reminder", "reply_count", "restricted_visibility", "shadowed",
-    "shared_location", "show_in_channel", "silent", "thread_participants", "type", "updated_at",
-    "user", "user_id",
-    ORIGIN_FIELD,  # only the mirror sets it
-})
+RESERVED_MESSAGE_FIELDS = frozenset(
+    {
+        "attachments",
+        "cid",
+        "command",
+        "created_at",
+        "custom",
+        "deleted_at",
+        "deleted_for_me",
+        "deleted_reply_count",
+        "draft",
+        "html",
+        "i18n",
+        "id",
+        "image_labels",
+        "latest_reactions",
+        "member",
+        "mentioned_channel",
+        "mentioned_group_ids",
+        "mentioned_groups",
+        "mentioned_here",
+        "mentioned_roles",
+        "mentioned_users",
+        "message_text_updated_at",
+        "mml",
+        "moderation",
+        "own_reactions",
+        "parent_id",
+        "pin_expires",
+        "pinned",
+        "pinned_at",
+        "pinned_by",
+        "poll",
+        "poll_id",
+        "quoted_message",
+        "quoted_message_id",
+        "reaction_counts",
+        "reaction_groups",
+        "reaction_scores",
+        "reminder",
+        "reply_count",
+        "restricted_visibility",
+        "shadowed",
+        "shared_location",
+        "show_in_channel",
+        "silent",
+        "thread_participants",
+        "type",
+        "updated_at",
+        "user",
+        "user_id",
+        ORIGIN_FIELD,  # only the mirror sets it
+    }
+)
 
 # Fields of Stream's ChannelInput, and the channel's read-only fields: these are not custom
 # data, and letting `custom_data` set them would override the members we send or break
 # Stream's schema (`frozen: "yes"`).
-RESERVED_CHANNEL_FIELDS = frozenset({
-    "auto_translation_enabled", "auto_translation_language", "cid", "config",
-    "config_overrides", "created_at", "created_by", "created_by_id", "custom",
-    "deleted_at", "disabled", "filter_tags", "frozen", "id", "invites",
-    "member_count", "members", "team", "truncated_by_id", "type", "updated_at",
-})
+RESERVED_CHANNEL_FIELDS = frozenset(
+    {
+        "auto_translation_enabled",
+        "auto_translation_language",
+        "cid",
+        "config",
+        "config_overrides",
+        "created_at",
+        "created_by",
+        "created_by_id",
+        "custom",
+        "deleted_at",
+        "disabled",
+        "filter_tags",
+        "frozen",
+        "id",
+        "invites",
+        "member_count",
+        "members",
+        "team",
+        "truncated_by_id",
+        "type",
+        "updated_at",
+    }
+)

@@ -43,9 +43,15 @@ def session_user() -> str:
         unauthorized("An Authorization: Bearer <session JWT> header is required.")
     config = current_app.config["SETTINGS"]
     try:
-        claims = jwt.decode(token, config.auth_jwt_secret, algorithms=["HS256"],
-                            audience=config.auth_jwt_audience, issuer=config.auth_jwt_issuer,
-                            leeway=TOKEN_IAT_LEEWAY_SECONDS, options={"require": ["exp", "sub"]})
+        claims = jwt.decode(
+            token,
+            config.auth_jwt_secret,
+            algorithms=["HS256"],
+            audience=config.auth_jwt_audience,
+            issuer=config.auth_jwt_issuer,
+            leeway=TOKEN_IAT_LEEWAY_SECONDS,
+            options={"require": ["exp", "sub"]},
+        )
     except jwt.ExpiredSignatureError:
         unauthorized("The session JWT has expired.")
     except jwt.InvalidTokenError as error:
@@ -58,6 +64,7 @@ def session_user() -> str:
 
 def requires_sync_token(view):
     """With SYNC_API_TOKEN set, the route needs `Authorization: Bearer <SYNC_API_TOKEN>`."""
+
     @functools.wraps(view)
     def guarded(**kwargs):
         expected = current_app.config["SETTINGS"].sync_api_token
@@ -68,4 +75,5 @@ def requires_sync_token(view):
             if not hmac.compare_digest(given.encode(), expected.encode()):  # constant-time
                 unauthorized("The bearer token is not this service's SYNC_API_TOKEN.")
         return view(**kwargs)
+
     return guarded

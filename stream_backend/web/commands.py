@@ -24,8 +24,14 @@ from stream_backend.migration.pacing import GaveUp, Pacer, describe, paced_clien
 
 def _client(pacer: Pacer, pool_size: int):
     settings = current_app.config["SETTINGS"]
-    return paced_client(settings.stream_api_key, settings.stream_api_secret, settings.stream_chat_url,
-                        settings.stream_timeout, pacer, pool_size)
+    return paced_client(
+        settings.stream_api_key,
+        settings.stream_api_secret,
+        settings.stream_chat_url,
+        settings.stream_timeout,
+        pacer,
+        pool_size,
+    )
 
 
 def _finish(lines: list[str], status: int) -> None:
@@ -38,13 +44,27 @@ def _finish(lines: list[str], status: int) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, readable=True))
 @click.option("--check", is_flag=True, help="Only validate the file, as stream-cli's validate-import does.")
 @click.option("--resume", is_flag=True, help="Skip what an earlier, interrupted run of this file did.")
-@click.option("--concurrency", type=click.IntRange(1, 256), default=backfill_module.DEFAULT_CONCURRENCY,
-              show_default=True, help="Calls to Stream at a time.")
-@click.option("--rate-share", type=click.FloatRange(0, 1, min_open=True),
-              default=backfill_module.DEFAULT_RATE_SHARE, show_default=True,
-              help="Share of each of Stream's rate limits to use; the rest is left to live traffic.")
-@click.option("--via", type=click.Choice(["live", "import"]), default="live", show_default=True,
-              help="live: through the mirror over Stream's API; import: Stream's importer.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 256),
+    default=backfill_module.DEFAULT_CONCURRENCY,
+    show_default=True,
+    help="Calls to Stream at a time.",
+)
+@click.option(
+    "--rate-share",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=backfill_module.DEFAULT_RATE_SHARE,
+    show_default=True,
+    help="Share of each of Stream's rate limits to use; the rest is left to live traffic.",
+)
+@click.option(
+    "--via",
+    type=click.Choice(["live", "import"]),
+    default="live",
+    show_default=True,
+    help="live: through the mirror over Stream's API; import: Stream's importer.",
+)
 @with_appcontext
 def backfill(file: str, check: bool, resume: bool, concurrency: int, rate_share: float, via: str) -> None:
     """Bring the history in FILE (Stream's import format, JSON Lines) into Stream."""
@@ -52,8 +72,10 @@ def backfill(file: str, check: bool, resume: bool, concurrency: int, rate_share:
     if check:
         summary, valid = backfill_module.check(file)
         lines = [f"valid {count} {record_type}s" for record_type, count in valid.items() if count]
-        _finish([*lines, f"refused: {summary.refused}"] + ([f"refused lines: {report}"] if summary.refused else []),
-                0 if summary.ok() else 1)
+        _finish(
+            [*lines, f"refused: {summary.refused}"] + ([f"refused lines: {report}"] if summary.refused else []),
+            0 if summary.ok() else 1,
+        )
     pacer = Pacer(rate_share)
     options = backfill_module.Options(concurrency=concurrency, resume=resume)
     client = _client(pacer, concurrency)
@@ -80,10 +102,15 @@ def backfill(file: str, check: bool, resume: bool, concurrency: int, rate_share:
 
 @click.command("verify")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, readable=True))
-@click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="Where to write the differences (default: FILE.differences.jsonl).")
-@click.option("--concurrency", type=click.IntRange(1, 64), default=8, show_default=True,
-              help="Queries to Stream at a time.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Where to write the differences (default: FILE.differences.jsonl).",
+)
+@click.option(
+    "--concurrency", type=click.IntRange(1, 64), default=8, show_default=True, help="Queries to Stream at a time."
+)
 @with_appcontext
 def verify(file: str, out: str | None, concurrency: int) -> None:
     """Check that Stream holds what FILE (Stream's import format) says: users, channels and
@@ -93,5 +120,4 @@ def verify(file: str, out: str | None, concurrency: int) -> None:
         summary = verify_module.verify(file, _client(Pacer(1.0), concurrency), out, concurrency)
     except (GaveUp, StreamError, StreamUnavailable, requests.RequestException) as error:  # Stream still failing: exit 2
         _finish([f"Verify could not finish: {describe(error)}"], 2)
-    _finish(summary.lines() + ([f"differences: {out}"] if summary.differences else []),
-            1 if summary.differences else 0)
+    _finish(summary.lines() + ([f"differences: {out}"] if summary.differences else []), 1 if summary.differences else 0)

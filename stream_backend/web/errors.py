@@ -8,8 +8,17 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
-from stream_backend.errors import (DeliveryBusy, InvalidRequest, MembersAreFixed, MessageIdTaken, PrimarySyncFailed,
-                                   StoreUnavailable, StreamError, StreamTimeout, StreamUnreachable)
+from stream_backend.errors import (
+    DeliveryBusy,
+    InvalidRequest,
+    MembersAreFixed,
+    MessageIdTaken,
+    PrimarySyncFailed,
+    StoreUnavailable,
+    StreamError,
+    StreamTimeout,
+    StreamUnreachable,
+)
 from stream_backend.web.logs import loggable
 
 log = logging.getLogger("stream_backend")

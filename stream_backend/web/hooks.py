@@ -38,6 +38,12 @@ def log_access(response: Response) -> Response:
     """One line per request: method, path (never the query), status, duration, request id."""
     request_id = g.request_id
     response.headers["X-Request-Id"] = request_id
-    access_log.info("%s %s %s %.1fms %s", loggable(request.method), loggable(request.path),
-                    response.status_code, (time.perf_counter() - g.started) * 1000, request_id)
+    access_log.info(
+        "%s %s %s %.1fms %s",
+        loggable(request.method),
+        loggable(request.path),
+        response.status_code,
+        (time.perf_counter() - g.started) * 1000,
+        request_id,
+    )
     return response

@@ -28,7 +28,7 @@ class LineWriter(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             os.write(2, (self.format(record) + "\n").encode())
-        except Exception:
+        except Exception:  # noqa: BLE001 -- a handler never raises: logging's own handleError reports it
             self.handleError(record)
 
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stream_backend.mirror.bodies import without_default
+from stream_backend.mirror.bodies import may_be_left_out
 from stream_backend.validation import ChannelId, ChannelType, Flag, MessageId, UserId
 
 
@@ -25,6 +25,7 @@ class WebhookEvent(BaseModel):
 
 
 # --- Answers (described, not validated) ----------------------------------------------------
+
 
 class Answer(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -60,7 +61,7 @@ class UpdatedChannel(Answer):
 class Deleted(Answer):
     """Stream's answer; with `already_deleted: true` when Stream no longer had it."""
 
-    already_deleted: bool = Field(None, json_schema_extra=without_default)
+    already_deleted: bool = may_be_left_out()
 
 
 class WebhookAnswer(Answer):
@@ -76,13 +77,13 @@ class Error(Answer):
     """Every failure: what went wrong, and for an invalid request the field."""
 
     error: str = Field(examples=["members.thierry.name: must be a string"])
-    field: str = Field(None, json_schema_extra=without_default,
-                       description="The invalid field's path, such as `members.thierry.name`.")
-    api_error: str = Field(None, json_schema_extra=without_default, description="Stream's own message.")
-    stream_code: int | None = Field(None, json_schema_extra=without_default, description="Stream's error code.")
+    field: str = may_be_left_out(description="The invalid field's path, such as `members.thierry.name`.")
+    api_error: str = may_be_left_out(description="Stream's own message.")
+    stream_code: int | None = may_be_left_out(description="Stream's error code.")
 
 
 # --- Parameters ------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Parameter:
@@ -102,8 +103,13 @@ WEBHOOK_HEADERS = (
     Parameter("X-Api-Key", "header", str, required=False, description="Checked against STREAM_API_KEY when present."),
     Parameter("X-Webhook-Id", "header", str, required=False, description="The same on every retry of a delivery."),
     Parameter("X-Webhook-Attempt", "header", str, required=False, description="1, 2 or 3; logged."),
-    Parameter("Content-Encoding", "header", Literal["gzip", "x-gzip"], required=False,
-              description="`gzip`: the body is inflated, within MAX_BODY_BYTES, before its signature is checked."),
+    Parameter(
+        "Content-Encoding",
+        "header",
+        Literal["gzip", "x-gzip"],
+        required=False,
+        description="`gzip`: the body is inflated, within MAX_BODY_BYTES, before its signature is checked.",
+    ),
 )
 DOCS_ASSETS = ("swagger-ui.css", "swagger-ui-bundle.js", "favicon-32x32.png")
 ASSET = Parameter("asset", "path", Literal[DOCS_ASSETS])

@@ -13,8 +13,9 @@ document (web/openapi.py), whose descriptions are the views' docstrings.
 """
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from flask import Blueprint, Flask
 from pydantic import BaseModel
@@ -74,6 +75,7 @@ class RouteTable:
 
     def route(self, method: str, path: str, **options: Any) -> Callable:
         """Declare the decorated view as the route `method path` (options: Route's fields)."""
+
         def declare(view: Callable) -> Callable:
             route = Route(method, path, view, **options)
             guarded = requires_sync_token(view) if route.auth == "sync" else view
@@ -81,6 +83,7 @@ class RouteTable:
             self.routes.append(route)
             self._by_endpoint[f"{self.blueprint.name}.{view.__name__}"] = route
             return view
+
         return declare
 
     def register(self, app: Flask) -> None:
@@ -93,6 +96,7 @@ class RouteTable:
 
     def browser_paths(self) -> re.Pattern:
         """The paths of the routes browsers may call, as one pattern (flask-cors matches it)."""
-        paths = sorted({re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(route.path))
-                        for route in self.routes if route.browser})
+        paths = sorted(
+            {re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(route.path)) for route in self.routes if route.browser}
+        )
         return re.compile(f"^({'|'.join(paths)})$")

@@ -8,19 +8,20 @@ import multiprocessing
 import time
 import tracemalloc
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from app import create_app
-from stream_backend.handover.handover import deadline_session
-from support.examples import MESSAGE_BODY, PRIMARY_SYNC_SECRET, origin_mark, sign, webhook_event
-from live import free_port
-from support.primary import PrimarySystem
-from support.workers import deliver_copies
 from stream_backend.errors import StoreUnavailable
 from stream_backend.handover.claims import Claim, RedisDeliveryStore, SQLiteDeliveryStore
+from stream_backend.handover.handover import deadline_session
+
+from live import free_port
+from support.examples import MESSAGE_BODY, PRIMARY_SYNC_SECRET, origin_mark, sign, webhook_event
+from support.primary import PrimarySystem
+from support.workers import deliver_copies
 
 
 @pytest.fixture
@@ -41,10 +42,10 @@ def deliver(client, body, webhook_id="wh-1", attempt=1, compress=False):
 
 # --- Handing over --------------------------------------------------------------------------
 
+
 def as_written_by_hand(body):
     """The same event in bytes no JSON re-encoding would give back: indented, not ASCII."""
-    return json.dumps(json.loads(body) | {"cid": "messaging:f\u00eate \u2603"}, indent=3,
-                      ensure_ascii=False).encode()
+    return json.dumps(json.loads(body) | {"cid": "messaging:f\u00eate \u2603"}, indent=3, ensure_ascii=False).encode()
 
 
 def test_event_is_posted_to_the_primary_as_stream_sent_it(client, primary):
@@ -181,9 +182,18 @@ def test_unknown_event_types_are_acknowledged_not_forwarded(client, primary):
     assert primary.received == []
 
 
-@pytest.mark.parametrize("event_type", ["message.new", "message.updated", "message.deleted",
-                                        "message.undeleted", "reaction.new", "reaction.updated",
-                                        "reaction.deleted"])
+@pytest.mark.parametrize(
+    "event_type",
+    [
+        "message.new",
+        "message.updated",
+        "message.deleted",
+        "message.undeleted",
+        "reaction.new",
+        "reaction.updated",
+        "reaction.deleted",
+    ],
+)
 def test_message_and_reaction_events_are_forwarded(client, primary, event_type):
     assert deliver(client, webhook_event(event_type)).get_json()["outcome"] == "forwarded"
 
@@ -194,13 +204,24 @@ def test_without_primary_sync_url_each_event_is_logged_on_one_line(environ, prim
     response = deliver(client, webhook_event("message.new"), webhook_id="wh-9")
 
     assert response.get_json()["outcome"] == "logged"
-    lines = [json.loads(r.getMessage().split(" ", 1)[1]) for r in caplog.records if r.getMessage().startswith("webhook ")]
-    assert lines == [{"outcome": "logged", "type": "message.new", "cid": "messaging:fun", "message_id": "m-1",
-                      "webhook_id": "wh-9", "attempt": "1"}]
+    lines = [
+        json.loads(r.getMessage().split(" ", 1)[1]) for r in caplog.records if r.getMessage().startswith("webhook ")
+    ]
+    assert lines == [
+        {
+            "outcome": "logged",
+            "type": "message.new",
+            "cid": "messaging:fun",
+            "message_id": "m-1",
+            "webhook_id": "wh-9",
+            "attempt": "1",
+        }
+    ]
     assert primary.received == []
 
 
 # --- Replays and stale events --------------------------------------------------------------
+
 
 def test_signed_body_replayed_under_another_id_or_none_is_not_forwarded_again(client, primary):
     body = webhook_event("message.updated")
@@ -210,8 +231,7 @@ def test_signed_body_replayed_under_another_id_or_none_is_not_forwarded_again(cl
     without_an_id = client.post("/stream-incoming-wh", data=body, headers={"X-Signature": sign(body)})
     gzipped = deliver(client, body, webhook_id="wh-gzipped", compress=True)
 
-    assert [answer.get_json()["outcome"] for answer in (under_another_id, without_an_id, gzipped)] == \
-        ["duplicate"] * 3
+    assert [answer.get_json()["outcome"] for answer in (under_another_id, without_an_id, gzipped)] == ["duplicate"] * 3
     assert [entry["webhook_id"] for entry in primary.received] == ["wh-original"]
 
 
@@ -249,10 +269,11 @@ def test_a_failed_hand_over_frees_the_body_for_a_retry_under_another_id(client, 
     assert deliver(client, body, webhook_id="wh-2").get_json()["outcome"] == "forwarded"
 
 
-@pytest.mark.parametrize("age, outcome", [(3600 + 60, "stale"), (24 * 3600, "stale"), (3600 - 60, "forwarded"),
-                                          (0, "forwarded")])
+@pytest.mark.parametrize(
+    "age, outcome", [(3600 + 60, "stale"), (24 * 3600, "stale"), (3600 - 60, "forwarded"), (0, "forwarded")]
+)
 def test_events_older_than_an_hour_are_acknowledged_not_forwarded(client, primary, age, outcome):
-    created = datetime.now(timezone.utc) - timedelta(seconds=age)
+    created = datetime.now(UTC) - timedelta(seconds=age)
     body = webhook_event(created_at=created.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
 
     response = deliver(client, body)
@@ -274,13 +295,14 @@ def test_an_unreadable_created_at_is_not_aged_but_still_deduplicated(client, pri
 
 @pytest.mark.parametrize("age, outcome", [(2 * 3600, "stale"), (60, "forwarded")])
 def test_streams_nanosecond_created_at_is_aged(client, primary, age, outcome):
-    created = datetime.now(timezone.utc) - timedelta(seconds=age)
+    created = datetime.now(UTC) - timedelta(seconds=age)
     body = webhook_event(created_at=created.strftime("%Y-%m-%dT%H:%M:%S.%f") + "789Z")
 
     assert deliver(client, body).get_json()["outcome"] == outcome
 
 
 # --- The hand-over's deadline ---------------------------------------------------------------
+
 
 def test_a_primary_answering_a_byte_at_a_time_is_cut_off_at_the_deadline(client, primary):
     primary.trickle = 0.05  # its answer would take about 8 s; each read alone is quick
@@ -340,6 +362,7 @@ def test_a_store_failing_after_the_hand_over_still_answers_200(app, primary, tmp
 
 # --- The hand-over's signature (Standard Webhooks) -----------------------------------------
 
+
 @pytest.fixture
 def signing_client(environ):
     return create_app({**environ, "PRIMARY_SYNC_SECRET": PRIMARY_SYNC_SECRET}).test_client()
@@ -359,8 +382,14 @@ def test_hand_over_is_signed_so_the_standardwebhooks_library_verifies_it(signing
     assert Webhook(PRIMARY_SYNC_SECRET).verify(body, headers) == json.loads(body)
 
 
-@pytest.mark.parametrize("change", [{"webhook-id": "wh-other"}, {"webhook-timestamp": str(int(time.time()) - 1)},
-                                    {"webhook-signature": "v1," + "A" * 44}])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"webhook-id": "wh-other"},
+        {"webhook-timestamp": str(int(time.time()) - 1)},
+        {"webhook-signature": "v1," + "A" * 44},
+    ],
+)
 def test_a_changed_header_fails_the_primarys_verification(signing_client, primary, change):
     deliver(signing_client, webhook_event(), webhook_id="wh-signed")
     received = primary.received[0]
@@ -388,6 +417,7 @@ def test_without_the_secret_nothing_is_signed(client, primary):
 
 # --- Echoes --------------------------------------------------------------------------------
 
+
 def test_message_sent_through_this_service_is_not_echoed_back(client, stream, primary):
     client.post("/message", json=MESSAGE_BODY)
     stored = stream.stand_in.state.messages["123-456-789-01234"]  # what Stream would put in the event
@@ -402,10 +432,17 @@ def test_message_written_in_stream_is_forwarded(client, primary):
     assert deliver(client, webhook_event("message.new")).get_json()["outcome"] == "forwarded"
 
 
-@pytest.mark.parametrize("mark", [
-    "forged", 42, origin_mark("another-message", "messaging:fun", "thierry"),
-    origin_mark("m-1", "messaging:elsewhere", "thierry"), origin_mark("m-1", "messaging:fun", "someone-else"),
-    origin_mark("m-1", "messaging:fun", "thierry", "another-secret")])
+@pytest.mark.parametrize(
+    "mark",
+    [
+        "forged",
+        42,
+        origin_mark("another-message", "messaging:fun", "thierry"),
+        origin_mark("m-1", "messaging:elsewhere", "thierry"),
+        origin_mark("m-1", "messaging:fun", "someone-else"),
+        origin_mark("m-1", "messaging:fun", "thierry", "another-secret"),
+    ],
+)
 def test_a_wrong_origin_mark_is_not_taken_for_an_echo(client, primary, mark):
     message = {"id": "m-1", "text": "hi", "user": {"id": "thierry"}, "primary_origin": mark}
 
@@ -416,12 +453,14 @@ def test_a_wrong_origin_mark_is_not_taken_for_an_echo(client, primary, mark):
 
 # --- The stores ----------------------------------------------------------------------------
 
+
 @pytest.fixture(params=["sqlite", "redis"])
 def make_store(request, tmp_path):
     def make(claim_seconds=5.0, done_seconds=60.0):
         if request.param == "sqlite":
             return SQLiteDeliveryStore(str(tmp_path / "store.sqlite3"), claim_seconds, done_seconds)
         return RedisDeliveryStore(request.getfixturevalue("redis_url"), claim_seconds, done_seconds)
+
     return make
 
 
@@ -487,15 +526,17 @@ def test_unreachable_redis_answers_a_503_so_stream_retries(environ):
 
 # --- Across processes ----------------------------------------------------------------------
 
+
 def deliver_from_processes(environ, processes=2, copies_each=10):
     """Copies of one delivery, sent at once from `processes` separate service instances."""
     body = webhook_event("message.new")
     headers = {"X-Signature": sign(body), "X-Webhook-Id": f"wh-{uuid.uuid4()}", "X-Webhook-Attempt": "1"}
     context = multiprocessing.get_context("spawn")
     start, results = context.Barrier(processes), context.Queue()
-    workers = [context.Process(target=deliver_copies,
-                               args=(environ, body, headers, copies_each, start, results))
-               for _ in range(processes)]
+    workers = [
+        context.Process(target=deliver_copies, args=(environ, body, headers, copies_each, start, results))
+        for _ in range(processes)
+    ]
     for worker in workers:
         worker.start()
     answers = [answer for _ in workers for answer in results.get(timeout=60)]

@@ -5,10 +5,12 @@ primary has the event."""
 import itertools
 
 import pytest
-from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from app import create_app
+
 from support.examples import API_KEY, API_SECRET, sign, webhook_event
 from support.primary import PrimarySystem
 
@@ -31,10 +33,16 @@ class Deliveries(RuleBasedStateMachine):
         super().__init__()
         self.primary.received.clear()
         self.primary.status = 200
-        self.client = create_app({
-            "STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, "TOKEN_AUTH": "open",
-            "PRIMARY_SYNC_URL": self.primary.url, "PRIMARY_SYNC_TIMEOUT": "1",
-            "WEBHOOK_DB": str(self.db_folder / f"webhooks-{next(_ids)}.sqlite3")}).test_client()
+        self.client = create_app(
+            {
+                "STREAM_API_KEY": API_KEY,
+                "STREAM_API_SECRET": API_SECRET,
+                "TOKEN_AUTH": "open",
+                "PRIMARY_SYNC_URL": self.primary.url,
+                "PRIMARY_SYNC_TIMEOUT": "1",
+                "WEBHOOK_DB": str(self.db_folder / f"webhooks-{next(_ids)}.sqlite3"),
+            }
+        ).test_client()
         self.acknowledged: set[str] = set()  # message ids answered 200 "forwarded" or "duplicate"
 
     @rule(target=events, event_type=st.sampled_from(["message.new", "message.updated", "reaction.new"]))
@@ -57,7 +65,9 @@ class Deliveries(RuleBasedStateMachine):
     @rule(event=events, replay_id=st.sampled_from([None, "fresh", "of another event"]), other=events)
     def an_attacker_replays_a_signed_body(self, event, replay_id, other):
         self.primary.status = 200
-        webhook_id = {None: None, "fresh": f"wh-replay-{next(_ids)}", "of another event": other["webhook_id"]}[replay_id]
+        webhook_id = {None: None, "fresh": f"wh-replay-{next(_ids)}", "of another event": other["webhook_id"]}[
+            replay_id
+        ]
         handed_over = event["message_id"] in self.acknowledged
         response = self.post(event, webhook_id)
 
@@ -86,6 +96,10 @@ class Deliveries(RuleBasedStateMachine):
 
 def test_each_event_reaches_the_primary_once_whatever_the_order(primary, tmp_path):
     Deliveries.primary, Deliveries.db_folder = primary, tmp_path
-    Deliveries.TestCase.settings = settings(max_examples=30, stateful_step_count=12, deadline=None,
-                                            suppress_health_check=[HealthCheck.function_scoped_fixture])
+    Deliveries.TestCase.settings = settings(
+        max_examples=30,
+        stateful_step_count=12,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
     run_state_machine_as_test(Deliveries, settings=Deliveries.TestCase.settings)

@@ -7,18 +7,27 @@ import zlib
 
 import pytest
 
-from stream_backend.handover import body as webhook_body
 from app import create_app
 from stream_backend.errors import SettingsError
+from stream_backend.handover import body as webhook_body
+
 from support.examples import API_KEY, sign, webhook_event
 
 
 def deliver(client, body, signature=None, **headers):
-    headers = {"X-Signature": sign(body) if signature is None else signature,
-               "X-Webhook-Id": "wh-1", "X-Webhook-Attempt": "1", "X-Api-Key": API_KEY, **headers}
-    return client.post("/stream-incoming-wh", data=body, headers={
-        name: value for name, value in headers.items() if value is not ...},
-        content_type="application/json")
+    headers = {
+        "X-Signature": sign(body) if signature is None else signature,
+        "X-Webhook-Id": "wh-1",
+        "X-Webhook-Attempt": "1",
+        "X-Api-Key": API_KEY,
+        **headers,
+    }
+    return client.post(
+        "/stream-incoming-wh",
+        data=body,
+        headers={name: value for name, value in headers.items() if value is not ...},
+        content_type="application/json",
+    )
 
 
 def test_signed_event_is_acknowledged(client, stream):
@@ -38,8 +47,7 @@ def test_unknown_event_type_is_acknowledged(client):
 def test_gzip_body_signed_over_its_json_is_accepted(client):
     body = webhook_event("message.new")
 
-    response = deliver(client, gzip.compress(body), signature=sign(body),
-                       **{"Content-Encoding": "gzip"})
+    response = deliver(client, gzip.compress(body), signature=sign(body), **{"Content-Encoding": "gzip"})
 
     assert response.status_code == 200
     assert response.get_json()["received"] == "message.new"
@@ -90,8 +98,7 @@ def test_missing_api_key_header_is_accepted(client):
     assert response.status_code == 200
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'"message.new"', b"{}",
-                                  b'{"type": 7}', b'{"type": null}'])
+@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'"message.new"', b"{}", b'{"type": 7}', b'{"type": null}'])
 def test_signed_body_that_is_not_an_event_is_a_400(client, body):
     response = deliver(client, body)
 
@@ -110,22 +117,30 @@ def test_corrupt_gzip_body_is_a_400(client):
 def test_accepted_event_is_logged_on_one_line(client, caplog):
     deliver(client, webhook_event("channel.created"), **{"X-Webhook-Id": "wh-42"})
 
-    lines = [record.getMessage() for record in caplog.records
-             if record.getMessage().startswith("webhook ")]
+    lines = [record.getMessage() for record in caplog.records if record.getMessage().startswith("webhook ")]
     assert len(lines) == 1
     logged = json.loads(lines[0].split(" ", 1)[1])
-    assert logged == {"outcome": "ignored", "type": "channel.created", "cid": "messaging:fun",
-                      "message_id": "m-1", "webhook_id": "wh-42", "attempt": "1"}
+    assert logged == {
+        "outcome": "ignored",
+        "type": "channel.created",
+        "cid": "messaging:fun",
+        "message_id": "m-1",
+        "webhook_id": "wh-42",
+        "attempt": "1",
+    }
 
 
 # --- Bounded inflation ------------------------------------------------------------------------
+
 
 def gzip_bomb(inflated_size: int) -> bytes:
     """Zeros, compressed about a thousand to one."""
     compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
     chunk = bytes(1024 * 1024)
-    parts = [compressor.compress(chunk[:min(len(chunk), inflated_size - done)])
-             for done in range(0, inflated_size, len(chunk))]
+    parts = [
+        compressor.compress(chunk[: min(len(chunk), inflated_size - done)])
+        for done in range(0, inflated_size, len(chunk))
+    ]
     return b"".join(parts) + compressor.flush()
 
 
@@ -181,8 +196,9 @@ def test_gzip_body_in_up_to_four_members_is_read_and_in_more_is_a_400(client):
     assert deliver(client, in_four, signature=sign(body)).status_code == 200
     response = deliver(client, in_four + gzip.compress(b""), signature=sign(body))
     assert response.status_code == 400
-    assert response.get_json()["error"] == ("The webhook body could not be read: "
-                                            "the gzip stream has more than 4 members.")
+    assert response.get_json()["error"] == (
+        "The webhook body could not be read: the gzip stream has more than 4 members."
+    )
 
 
 def test_many_one_byte_gzip_members_cost_at_most_four_inflaters(monkeypatch):
@@ -196,11 +212,14 @@ def test_many_one_byte_gzip_members_cost_at_most_four_inflaters(monkeypatch):
     assert len(inflaters) == webhook_body.MAX_GZIP_MEMBERS
 
 
-@pytest.mark.parametrize("corrupt", [
-    lambda gz: gz[:-6],  # truncated
-    lambda gz: gz[:12] + b"\xff" * 8 + gz[20:],  # garbled
-    lambda gz: gz + b"trailing bytes",
-])
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        lambda gz: gz[:-6],  # truncated
+        lambda gz: gz[:12] + b"\xff" * 8 + gz[20:],  # garbled
+        lambda gz: gz + b"trailing bytes",
+    ],
+)
 def test_corrupt_gzip_is_a_400_naming_the_problem(client, corrupt):
     body = webhook_event()
 
@@ -227,24 +246,40 @@ def test_gzip_header_on_a_plain_body_is_a_400(client):
 
 # --- IP allow-list ----------------------------------------------------------------------------
 
+
 def from_address(client, address, **headers):
     body = webhook_event()
-    return client.post("/stream-incoming-wh", data=body, environ_base={"REMOTE_ADDR": address},
-                       headers={"X-Signature": sign(body), **headers})
+    return client.post(
+        "/stream-incoming-wh",
+        data=body,
+        environ_base={"REMOTE_ADDR": address},
+        headers={"X-Signature": sign(body), **headers},
+    )
 
 
 @pytest.fixture
 def allow_listed(environ):
     def make(**settings):
-        return create_app({**environ, "WEBHOOK_ALLOWED_IPS": "34.225.10.29, 52.212.14.0/24, 2001:db8::/32",
-                           **settings}).test_client()
+        return create_app(
+            {**environ, "WEBHOOK_ALLOWED_IPS": "34.225.10.29, 52.212.14.0/24, 2001:db8::/32", **settings}
+        ).test_client()
+
     return make
 
 
-@pytest.mark.parametrize("address, status", [
-    ("34.225.10.29", 200), ("52.212.14.212", 200), ("2001:db8::7", 200), ("::ffff:34.225.10.29", 200),
-    ("34.225.10.30", 403), ("52.212.15.1", 403), ("2001:db9::1", 403), ("127.0.0.1", 403),
-])
+@pytest.mark.parametrize(
+    "address, status",
+    [
+        ("34.225.10.29", 200),
+        ("52.212.14.212", 200),
+        ("2001:db8::7", 200),
+        ("::ffff:34.225.10.29", 200),
+        ("34.225.10.30", 403),
+        ("52.212.15.1", 403),
+        ("2001:db9::1", 403),
+        ("127.0.0.1", 403),
+    ],
+)
 def test_only_allowed_addresses_reach_the_webhook(allow_listed, stream, address, status):
     response = from_address(allow_listed(), address)
 

@@ -15,43 +15,54 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
-import requests
-from hypothesis import HealthCheck, given, settings, strategies as st
-from stream_backend.errors import StreamError, StreamTimeout
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from stream_backend.migration import backfill
-from stream_backend.migration import import_file
 from app import create_app
+from stream_backend.errors import StreamError, StreamTimeout
+from stream_backend.migration import backfill, import_file
 from stream_backend.migration.backfill import Tracker
-from support.stream import stream_in_memory as stream_stand_in
-from support.examples import origin_mark
-from support.history import (EXAMPLE, channel, member, message, read_jsonl, run_command, small_history, stand_in_over_http,
-                     user, write_history)
 from stream_backend.migration.pacing import GaveUp, Pacer, paced_client, retrying
-from stream_stand_in import Faults
 
 from live import ROOT  # noqa: E402
+from stream_stand_in import Faults
+from support.examples import origin_mark
+from support.history import (
+    EXAMPLE,
+    channel,
+    member,
+    message,
+    read_jsonl,
+    run_command,
+    small_history,
+    stand_in_over_http,
+    user,
+    write_history,
+)
+from support.stream import stream_in_memory as stream_stand_in
 
 
 def sent(stream, method, path_end=""):
-    return [request for request in stream.request_history
-            if request.method == method and request.path.endswith(path_end)]
+    return [
+        request for request in stream.request_history if request.method == method and request.path.endswith(path_end)
+    ]
 
 
 def live_run(app, path, **options):
     """A live backfill as the command runs it, with options the command does not expose."""
     settings = app.config["SETTINGS"]
     pacer = Pacer(1.0)
-    client = paced_client(settings.stream_api_key, settings.stream_api_secret, settings.stream_chat_url,
-                          settings.stream_timeout, pacer, 8)
+    client = paced_client(
+        settings.stream_api_key, settings.stream_api_secret, settings.stream_chat_url, settings.stream_timeout, pacer, 8
+    )
     mirror = app.extensions["mirror"].with_client(client)
     return backfill.run_live(str(path), mirror, pacer, backfill.Options(**{"concurrency": 8, **options}))
 
 
 # --- The file: checked as stream-cli's validate-import checks it ---------------------------
+
 
 def test_check_validates_without_calling_stream(app, stream, tmp_path):
     path = tmp_path / "history.jsonl"
@@ -65,21 +76,24 @@ def test_check_validates_without_calling_stream(app, stream, tmp_path):
 
 
 def test_malformed_and_refused_lines_are_reported_by_line_and_skipped(app, stream, tmp_path):
-    path = write_history(tmp_path / "history.jsonl", [
-        user("ana"),                                                      # 1
-        '{"type": "user", "item": {"id": "bo"',                           # 2 malformed JSON
-        user("bad id!"),                                                  # 3 invalid user id
-        ("thread", {"id": "x"}),                                          # 4 unknown type
-        channel("general"),                                               # 5
-        member("general", "ghost"),                                       # 6 user not in the file
-        message("m-1"),                                                   # 7
-        message("m-1", text="again"),                                     # 8 duplicate id
-        message("m-2", type="deleted"),                                   # 9 deleted without deleted_at
-        message("m-3", channel_id="nowhere"),                             # 10 channel not in the file
-        ("reaction", {"message_id": "m-1", "type": "like", "user_id": "ana"}),  # 11 no created_at
-        "[1, 2]",                                                         # 12 not a record
-        message("m-4"),                                                   # 13
-    ])
+    path = write_history(
+        tmp_path / "history.jsonl",
+        [
+            user("ana"),  # 1
+            '{"type": "user", "item": {"id": "bo"',  # 2 malformed JSON
+            user("bad id!"),  # 3 invalid user id
+            ("thread", {"id": "x"}),  # 4 unknown type
+            channel("general"),  # 5
+            member("general", "ghost"),  # 6 user not in the file
+            message("m-1"),  # 7
+            message("m-1", text="again"),  # 8 duplicate id
+            message("m-2", type="deleted"),  # 9 deleted without deleted_at
+            message("m-3", channel_id="nowhere"),  # 10 channel not in the file
+            ("reaction", {"message_id": "m-1", "type": "like", "user_id": "ana"}),  # 11 no created_at
+            "[1, 2]",  # 12 not a record
+            message("m-4"),  # 13
+        ],
+    )
 
     status, output = run_command(app, "backfill", path)
 
@@ -95,8 +109,10 @@ def test_malformed_and_refused_lines_are_reported_by_line_and_skipped(app, strea
     assert 'message.type "deleted" while message.deleted_at is null' in refused[9]
     assert "channel 'messaging:nowhere' doesn't exist" in refused[10]
     assert "reaction.created_at required" in refused[11]
-    assert [request.json()["message"]["text"] for request in sent(stream, "POST", "/message")] \
-        == ["text of m-1", "text of m-4"]
+    assert [request.json()["message"]["text"] for request in sent(stream, "POST", "/message")] == [
+        "text of m-1",
+        "text of m-4",
+    ]
 
 
 def test_check_reports_the_same_refusals(app, stream, tmp_path):
@@ -106,10 +122,12 @@ def test_check_reports_the_same_refusals(app, stream, tmp_path):
 
     assert status == 1 and "refused: 1" in output
     assert read_jsonl(f"{path}.refused.jsonl") == [
-        {"line": 2, "type": "channel", "outcome": "refused", "reason": "user 'ghost' doesn't exist"}]
+        {"line": 2, "type": "channel", "outcome": "refused", "reason": "user 'ghost' doesn't exist"}
+    ]
 
 
 # --- Over the live API ------------------------------------------------------------------------
+
 
 def test_users_and_members_go_in_stream_s_batches_of_100(app, stream, tmp_path):
     users = [user(f"user-{number:03d}") for number in range(250)]
@@ -122,23 +140,38 @@ def test_users_and_members_go_in_stream_s_batches_of_100(app, stream, tmp_path):
     assert sorted(len(request.json()["users"]) for request in sent(stream, "POST", "/users")) == [50, 100, 100]
     adds = sent(stream, "POST", "/channels/messaging/big")
     assert sorted(len(request.json()["add_members"]) for request in adds) == [50, 100]
-    assert {member["user_id"] for request in adds for member in request.json()["add_members"]} \
-        == {f"user-{number:03d}" for number in range(150)}
+    assert {member["user_id"] for request in adds for member in request.json()["add_members"]} == {
+        f"user-{number:03d}" for number in range(150)
+    }
     assert len(stream.stand_in.state.channels["messaging:big"]["members"]) == 150
 
 
 def test_history_is_sent_quietly_with_its_original_time(app, stream, tmp_path):
-    path = write_history(tmp_path / "history.jsonl", [
-        user("ana"), channel("general"), member("general", "ana"),
-        message("m-1", created_at="2019-02-03T04:05:06Z", priority="high")])
+    path = write_history(
+        tmp_path / "history.jsonl",
+        [
+            user("ana"),
+            channel("general"),
+            member("general", "ana"),
+            message("m-1", created_at="2019-02-03T04:05:06Z", priority="high"),
+        ],
+    )
 
     run_command(app, "backfill", path)
 
     [send] = sent(stream, "POST", "/channels/messaging/general/message")
-    assert send.json() == {"message": {"id": "m-1", "text": "text of m-1", "priority": "high",
-                                       "original_created_at": "2019-02-03T04:05:06Z", "silent": True,
-                                       "primary_origin": origin_mark("m-1", "messaging:general", "ana"), "user": {"id": "ana"}},
-                           "skip_push": True}
+    assert send.json() == {
+        "message": {
+            "id": "m-1",
+            "text": "text of m-1",
+            "priority": "high",
+            "original_created_at": "2019-02-03T04:05:06Z",
+            "silent": True,
+            "primary_origin": origin_mark("m-1", "messaging:general", "ana"),
+            "user": {"id": "ana"},
+        },
+        "skip_push": True,
+    }
 
 
 def test_deleted_messages_arrive_deleted(app, stream, tmp_path):
@@ -229,8 +262,10 @@ def test_resume_refuses_a_checkpoint_of_a_changed_file(app, stream, tmp_path):
 
 
 def test_distinct_channels_are_left_to_stream_s_importer(app, stream, tmp_path):
-    path = write_history(tmp_path / "history.jsonl", [
-        user("ana"), user("bo"), ("channel", {"type": "messaging", "member_ids": ["ana", "bo"], "created_by": "ana"})])
+    path = write_history(
+        tmp_path / "history.jsonl",
+        [user("ana"), user("bo"), ("channel", {"type": "messaging", "member_ids": ["ana", "bo"], "created_by": "ana"})],
+    )
 
     status, _ = run_command(app, "backfill", path)
 
@@ -239,6 +274,7 @@ def test_distinct_channels_are_left_to_stream_s_importer(app, stream, tmp_path):
 
 
 # --- Pacing and retries ------------------------------------------------------------------------
+
 
 class Clock:
     def __init__(self) -> None:
@@ -253,8 +289,15 @@ class Clock:
 def pacer_after_an_answer(clock: Clock, remaining: int, reset_in: float) -> Pacer:
     """A pacer keeping half of a 100-call limit for live traffic, told of one answer."""
     pacer = Pacer(0.5, clock=lambda: clock.now, sleep=clock.sleep)
-    pacer.after("POST /users", 201, {"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": str(remaining),
-                                     "X-RateLimit-Reset": str(clock.now + reset_in)})
+    pacer.after(
+        "POST /users",
+        201,
+        {
+            "X-RateLimit-Limit": "100",
+            "X-RateLimit-Remaining": str(remaining),
+            "X-RateLimit-Reset": str(clock.now + reset_in),
+        },
+    )
     return pacer
 
 
@@ -279,11 +322,16 @@ def test_the_pacer_waits_for_the_next_window_when_its_share_is_used():
     assert clock.slept == [30]
 
 
-@pytest.mark.parametrize("headers, pause", [({"Retry-After": "7"}, 7),
-                                             ({"X-RateLimit-Reset": "1012"}, 12),
-                                             ({}, 1),
-                                             ({"X-RateLimit-Reset": "990"}, 1),  # a reset already past
-                                             ({"Retry-After": "0"}, 1)])
+@pytest.mark.parametrize(
+    "headers, pause",
+    [
+        ({"Retry-After": "7"}, 7),
+        ({"X-RateLimit-Reset": "1012"}, 12),
+        ({}, 1),
+        ({"X-RateLimit-Reset": "990"}, 1),  # a reset already past
+        ({"Retry-After": "0"}, 1),
+    ],
+)
 def test_a_429_pauses_every_call_of_the_run(headers, pause):
     clock = Clock()
     pacer = Pacer(0.5, clock=lambda: clock.now, sleep=clock.sleep)
@@ -295,7 +343,9 @@ def test_a_429_pauses_every_call_of_the_run(headers, pause):
 
 
 def test_retrying_retries_5xx_429_and_timeouts_but_not_refusals():
-    outcomes = iter([StreamError(503, None, None), StreamError(429, 9, "Too many requests"), StreamTimeout("late"), "done"])
+    outcomes = iter(
+        [StreamError(503, None, None), StreamError(429, 9, "Too many requests"), StreamTimeout("late"), "done"]
+    )
 
     def call():
         outcome = next(outcomes)
@@ -340,9 +390,15 @@ def app_for(url, environ, **settings):
 
 def test_a_rate_limited_run_slows_down_instead_of_failing(environ, tmp_path):
     channels = [f"room-{number}" for number in range(4)]
-    path = write_history(tmp_path / "history.jsonl", [
-        user("ana"), *[channel(name) for name in channels], *[member(name, "ana") for name in channels],
-        *[message(f"m-{number:02d}", channel_id=channels[number % 4]) for number in range(40)]])
+    path = write_history(
+        tmp_path / "history.jsonl",
+        [
+            user("ana"),
+            *[channel(name) for name in channels],
+            *[member(name, "ana") for name in channels],
+            *[message(f"m-{number:02d}", channel_id=channels[number % 4]) for number in range(40)],
+        ],
+    )
     # 20 calls per endpoint per 0.5 s: the messages alone (four channels at once) need two windows and more.
     with stand_in_over_http(Faults(rate_limit=20, rate_window_seconds=0.5)) as (url, stand_in):
         started = time.monotonic()
@@ -356,6 +412,7 @@ def test_a_rate_limited_run_slows_down_instead_of_failing(environ, tmp_path):
 
 
 # --- Stream's importer, end to end over HTTP ------------------------------------------------------
+
 
 def test_via_import_uploads_the_file_and_follows_the_task(environ, tmp_path):
     path = tmp_path / "history.jsonl"
@@ -417,8 +474,7 @@ def test_via_import_resumes_with_the_first_part_not_completed(environ, tmp_path)
         importer.get_task = stop_after_the_first_part
         first = backfill.run_import(str(path), client, backfill.Options(part_bytes=1200, poll_seconds=0, stop=stop))
         importer.get_task = get_task
-        second = backfill.run_import(str(path), client, backfill.Options(part_bytes=1200, poll_seconds=0,
-                                                                         resume=True))
+        second = backfill.run_import(str(path), client, backfill.Options(part_bytes=1200, poll_seconds=0, resume=True))
 
         assert first.interrupted and 0 < first.mirrored < 20
         assert second.ok() and second.done_before == first.mirrored
@@ -439,17 +495,26 @@ def parts_of(path, part_bytes, directory) -> list[str]:
 
 # --- Injected failures, an interruption, a resume, then verify -------------------------------------
 
+
 def test_injected_failures_interrupted_and_resumed_then_verify_finds_no_difference(environ, tmp_path):
-    path = write_history(tmp_path / "history.jsonl", small_history(messages=80)
-                         + [("reaction", {"message_id": "m-0001", "type": "like", "user_id": "bo",
-                                          "created_at": "2022-05-01T10:01:00Z"})])
+    path = write_history(
+        tmp_path / "history.jsonl",
+        small_history(messages=80)
+        + [
+            (
+                "reaction",
+                {"message_id": "m-0001", "type": "like", "user_id": "bo", "created_at": "2022-05-01T10:01:00Z"},
+            )
+        ],
+    )
     # A fifth of the calls fail: a 500, a timeout (done, answered too late) or a 429.
     faults = Faults(fail_rate=0.2, fail_kinds=("500", "timeout", "429"), timeout_seconds=0.5, seed=14)
     with stand_in_over_http(faults) as (url, stand_in):
         app = app_for(url, environ, STREAM_CHAT_TIMEOUT="0.25")
         stop = threading.Event()
-        threading.Thread(target=lambda: (wait_for(lambda: len(stand_in.state.messages) >= 30), stop.set()),
-                         daemon=True).start()
+        threading.Thread(
+            target=lambda: (wait_for(lambda: len(stand_in.state.messages) >= 30), stop.set()), daemon=True
+        ).start()
 
         interrupted = live_run(app, path, stop=stop)
         status, output = run_command(app, "backfill", path, "--resume", "--concurrency", "8")
@@ -472,12 +537,19 @@ def wait_for(condition, timeout=10):
 
 # --- Ctrl-C and the progress bar ----------------------------------------------------------------
 
+
 def test_ctrl_c_stops_resumably_and_the_resume_finishes(environ, tmp_path):
     path = write_history(tmp_path / "history.jsonl", small_history(messages=300))
     with stand_in_over_http(latency_ms=20) as (url, stand_in):
         command = [sys.executable, "-m", "flask", "--app", "app", "backfill", str(path), "--concurrency", "2"]
-        process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **environ, "STREAM_CHAT_URL": url},
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**os.environ, **environ, "STREAM_CHAT_URL": url},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         wait_for(lambda: len(stand_in.state.messages) >= 20)
         process.send_signal(signal.SIGINT)
         output = process.communicate(timeout=30)[0]
@@ -510,8 +582,8 @@ def test_no_progress_bar_when_the_output_is_not_a_terminal(app, stream, tmp_path
     assert "records/s" not in output and "%" not in output
 
 
-
 # --- Over time: any completion order, any stop -------------------------------------------------
+
 
 @given(st.permutations(range(1, 31)))
 def test_the_checkpoint_mark_never_passes_a_record_not_done(order):
@@ -557,6 +629,7 @@ def test_stopped_anywhere_then_resumed_every_message_arrives_once(environ, tmp_p
 
 # --- A record's outcome: failed (retried by --resume) or refused, and never lost ----------------
 
+
 def fault(stream, answer, stand_in=None):
     """Stream's answers through `answer(method, path, body, original)` (the stand-in's by default)."""
     stand_in = stand_in or stream.stand_in
@@ -565,12 +638,19 @@ def fault(stream, answer, stand_in=None):
     def answering(method, path, query, body, authorization):
         text = body.decode() if isinstance(body, bytes) else body
         return answer(method, path, text, lambda: original(method, path, query, body, authorization))
+
     stand_in.answer = answering
 
 
 def stream_error(status, message, code=4):
-    return status, {"code": code, "message": message, "StatusCode": status, "duration": "0ms", "more_info": "",
-                    "details": []}
+    return status, {
+        "code": code,
+        "message": message,
+        "StatusCode": status,
+        "duration": "0ms",
+        "more_info": "",
+        "details": [],
+    }
 
 
 def sent_messages(stream):
@@ -578,8 +658,9 @@ def sent_messages(stream):
 
 
 def test_a_write_that_raises_fails_its_record_and_the_run_goes_on(app, stream, tmp_path):
-    path = write_history(tmp_path / "history.jsonl", [user("ana"), channel("general"), *[
-        message(f"m-{number}") for number in range(4)]])
+    path = write_history(
+        tmp_path / "history.jsonl", [user("ana"), channel("general"), *[message(f"m-{number}") for number in range(4)]]
+    )
     crashed = []
 
     def crash_once_on_m_1(method, path, body, answer):
@@ -587,6 +668,7 @@ def test_a_write_that_raises_fails_its_record_and_the_run_goes_on(app, stream, t
             crashed.append(path)
             raise TypeError("a bug")
         return answer()
+
     fault(stream, crash_once_on_m_1)
 
     status, output = run_command(app, "backfill", path)
@@ -595,7 +677,8 @@ def test_a_write_that_raises_fails_its_record_and_the_run_goes_on(app, stream, t
     assert "failed: 1" in output and "refused: 0" in output
     assert sent_messages(stream) == ["m-0", "m-1", "m-2", "m-3"]
     assert read_jsonl(f"{path}.refused.jsonl") == [
-        {"line": 4, "type": "message", "outcome": "failed", "reason": "error: TypeError('a bug')"}]
+        {"line": 4, "type": "message", "outcome": "failed", "reason": "error: TypeError('a bug')"}
+    ]
     stream.reset_mock()
 
     status, output = run_command(app, "backfill", path, "--resume")
@@ -606,26 +689,47 @@ def test_a_write_that_raises_fails_its_record_and_the_run_goes_on(app, stream, t
 
 
 def test_an_attachment_whose_custom_is_not_an_object_is_refused(app, stream, tmp_path):
-    path = write_history(tmp_path / "history.jsonl", [
-        user("ana"), channel("general"), message("m-0", attachments=[{"type": "image", "custom": None}]),
-        message("m-1", attachments=[{"type": "image", "custom": {"size": 3}}])])
+    path = write_history(
+        tmp_path / "history.jsonl",
+        [
+            user("ana"),
+            channel("general"),
+            message("m-0", attachments=[{"type": "image", "custom": None}]),
+            message("m-1", attachments=[{"type": "image", "custom": {"size": 3}}]),
+        ],
+    )
 
     status, output = run_command(app, "backfill", path)
 
     assert status == 1 and "refused: 1" in output and "failed: 0" in output
     assert read_jsonl(f"{path}.refused.jsonl") == [
-        {"line": 3, "type": "message", "outcome": "refused", "reason": "attachment.custom must be an object"}]
+        {"line": 3, "type": "message", "outcome": "refused", "reason": "attachment.custom must be an object"}
+    ]
     [send] = sent(stream, "POST", "/message")
     assert send.json()["message"]["attachments"] == [{"type": "image", "custom": {"size": 3}}]
 
 
 def test_a_resume_keeps_the_earlier_run_s_refusals(app, stream, tmp_path):
-    path = write_history(tmp_path / "history.jsonl", [
-        user("ana"), user("gone", deactivated_at="2020-01-01T00:00:00Z"), "{not json", channel("general"),
-        message("m-0")])
-    expected = [{"line": 3, "type": None, "outcome": "refused", "reason": "not a JSON object: malformed JSON"},
-                {"line": 2, "type": "user", "outcome": "refused", "stage": "write",
-                 "reason": "deleted and deactivated users are imported by --via import only"}]
+    path = write_history(
+        tmp_path / "history.jsonl",
+        [
+            user("ana"),
+            user("gone", deactivated_at="2020-01-01T00:00:00Z"),
+            "{not json",
+            channel("general"),
+            message("m-0"),
+        ],
+    )
+    expected = [
+        {"line": 3, "type": None, "outcome": "refused", "reason": "not a JSON object: malformed JSON"},
+        {
+            "line": 2,
+            "type": "user",
+            "outcome": "refused",
+            "stage": "write",
+            "reason": "deleted and deactivated users are imported by --via import only",
+        },
+    ]
     assert run_command(app, "backfill", path)[0] == 1
     assert read_jsonl(f"{path}.refused.jsonl") == expected
     stream.reset_mock()
@@ -634,18 +738,25 @@ def test_a_resume_keeps_the_earlier_run_s_refusals(app, stream, tmp_path):
 
     assert status == 1, output
     assert "refused: 2" in output and "done by an earlier run: 4" in output
-    assert sorted(read_jsonl(f"{path}.refused.jsonl"), key=lambda entry: entry["line"]) \
-        == sorted(expected, key=lambda entry: entry["line"])
+    assert sorted(read_jsonl(f"{path}.refused.jsonl"), key=lambda entry: entry["line"]) == sorted(
+        expected, key=lambda entry: entry["line"]
+    )
     assert [request.method for request in stream.request_history] == []
     assert sorted(stream.stand_in.state.users) == ["ana"]
 
 
 def test_records_of_a_channel_that_failed_are_failed_and_resumed(app, stream, tmp_path, monkeypatch):
-    monkeypatch.setattr("stream_backend.migration.pacing.time.sleep", lambda seconds: None)  # the backoff, not the behaviour
+    monkeypatch.setattr(
+        "stream_backend.migration.pacing.time.sleep", lambda seconds: None
+    )  # the backoff, not the behaviour
     path = write_history(tmp_path / "history.jsonl", small_history(messages=3))
     down = [True]
-    fault(stream, lambda method, path, body, answer: stream_error(503, "unavailable", -1)
-          if down[0] and path.endswith("/query") else answer())
+    fault(
+        stream,
+        lambda method, path, body, answer: (
+            stream_error(503, "unavailable", -1) if down[0] and path.endswith("/query") else answer()
+        ),
+    )
 
     status, output = run_command(app, "backfill", path)
 
@@ -669,8 +780,12 @@ def test_failed_lines_of_an_earlier_phase_survive_an_interrupted_resume(app, str
     monkeypatch.setattr("stream_backend.migration.pacing.time.sleep", lambda seconds: None)
     path = write_history(tmp_path / "history.jsonl", small_history(messages=10)[:-1])  # 9 messages, none deleted
     down = [True]
-    fault(stream, lambda method, path, body, answer: stream_error(503, "unavailable", -1)
-          if down[0] and path.endswith("/message") else answer())
+    fault(
+        stream,
+        lambda method, path, body, answer: (
+            stream_error(503, "unavailable", -1) if down[0] and path.endswith("/message") else answer()
+        ),
+    )
     assert run_command(app, "backfill", path)[0] == 1  # every message failed; the later phases done
     down[0] = False
     stop = threading.Event()
@@ -679,10 +794,11 @@ def test_failed_lines_of_an_earlier_phase_survive_an_interrupted_resume(app, str
         threading.Event().wait(0.2)  # the next records are read meanwhile (time.sleep is patched out)
         stop.set()
         return answer()
+
     fault(stream, ctrl_c_during_the_first_write)
 
     first = live_run(app, path, resume=True, stop=stop, concurrency=1)
-    sent_first = sent_messages(stream)[9 * 8:]  # after the first run's 8 attempts each
+    sent_first = sent_messages(stream)[9 * 8 :]  # after the first run's 8 attempts each
 
     assert first.interrupted and 1 <= len(sent_first) < 9
     stream.reset_mock()
@@ -696,34 +812,55 @@ def test_failed_lines_of_an_earlier_phase_survive_an_interrupted_resume(app, str
 def test_one_bad_user_or_member_refuses_only_itself(app, stream, tmp_path):
     users = [user(f"user-{number}") for number in range(5)]
     users[2][1]["role"] = "no-such-role"
-    path = write_history(tmp_path / "history.jsonl", [
-        *users, channel("general", created_by="user-0"), *[member("general", f"user-{number}") for number in range(5)]])
-    fault(stream, lambda method, path, body, answer: stream_error(400, 'UpdateUsers failed: "role no-such-role"')
-          if path == "/users" and "no-such-role" in body else answer())
+    path = write_history(
+        tmp_path / "history.jsonl",
+        [
+            *users,
+            channel("general", created_by="user-0"),
+            *[member("general", f"user-{number}") for number in range(5)],
+        ],
+    )
+    fault(
+        stream,
+        lambda method, path, body, answer: (
+            stream_error(400, 'UpdateUsers failed: "role no-such-role"')
+            if path == "/users" and "no-such-role" in body
+            else answer()
+        ),
+    )
 
     status, output = run_command(app, "backfill", path)
 
     assert status == 1, output
-    assert [[user["id"] for user in request.json()["users"].values()] for request in sent(stream, "POST", "/users")] \
-        == [[f"user-{number}" for number in range(5)], *[[f"user-{number}"] for number in range(5)]]
-    adds = [[entry["user_id"] for entry in request.json()["add_members"]]
-            for request in sent(stream, "POST", "/channels/messaging/general")]
+    assert [
+        [user["id"] for user in request.json()["users"].values()] for request in sent(stream, "POST", "/users")
+    ] == [[f"user-{number}" for number in range(5)], *[[f"user-{number}"] for number in range(5)]]
+    adds = [
+        [entry["user_id"] for entry in request.json()["add_members"]]
+        for request in sent(stream, "POST", "/channels/messaging/general")
+    ]
     assert adds == [[f"user-{number}" for number in range(5)], *[[f"user-{number}"] for number in range(5)]]
     assert stream.stand_in.state.channels["messaging:general"]["members"] == ["user-0", "user-1", "user-3", "user-4"]
-    assert [(entry["line"], entry["outcome"]) for entry in read_jsonl(f"{path}.refused.jsonl")] \
-        == [(3, "refused"), (9, "failed")]  # the member: its user is not in Stream, --resume retries it
+    assert [(entry["line"], entry["outcome"]) for entry in read_jsonl(f"{path}.refused.jsonl")] == [
+        (3, "refused"),
+        (9, "failed"),
+    ]  # the member: its user is not in Stream, --resume retries it
 
 
 # --- One channel's history in order ----------------------------------------------------------------
 
+
 def test_a_channel_s_messages_arrive_in_file_order_and_channels_go_at_once(environ, tmp_path):
     channels = ["a", "b", "c"]
     records = [user("ana"), *[channel(name) for name in channels]]
-    records += [message(f"{channels[number % 3]}-{number // 3}", channel_id=channels[number % 3])
-                for number in range(30)]
-    records += [message("a-quote", channel_id="a", quoted_message_id="a-0"),
-                message("a-reply", channel_id="a", parent_id="a-quote"),  # its parent is sent in the reply phase
-                message("a-reply-2", channel_id="a", parent_id="a-quote")]
+    records += [
+        message(f"{channels[number % 3]}-{number // 3}", channel_id=channels[number % 3]) for number in range(30)
+    ]
+    records += [
+        message("a-quote", channel_id="a", quoted_message_id="a-0"),
+        message("a-reply", channel_id="a", parent_id="a-quote"),  # its parent is sent in the reply phase
+        message("a-reply-2", channel_id="a", parent_id="a-quote"),
+    ]
     path = write_history(tmp_path / "history.jsonl", records)
     arrived, under_way, most = [], [0], [0]
     lock = threading.Lock()
@@ -740,31 +877,38 @@ def test_a_channel_s_messages_arrive_in_file_order_and_channels_go_at_once(envir
             arrived.append(message_id)
             under_way[0] -= 1
         return answer()
+
     with stand_in_over_http() as (url, stand_in):  # requests-mock would answer one call at a time
         fault(None, slow_first_of_each_channel, stand_in)
         status, output = run_command(app_for(url, environ), "backfill", path, "--concurrency", "8")
 
     assert status == 0, output
     for name in channels:
-        assert [message_id for message_id in arrived if message_id.startswith(f"{name}-")][:10] \
-            == [f"{name}-{number}" for number in range(10)]
+        assert [message_id for message_id in arrived if message_id.startswith(f"{name}-")][:10] == [
+            f"{name}-{number}" for number in range(10)
+        ]
     assert arrived[-3:] == ["a-quote", "a-reply", "a-reply-2"]
     assert most[0] == 3  # the three channels at once, one message each
 
 
 # --- Lines that must not be read whole, numbers that are not JSON -------------------------------
 
+
 def test_an_over_long_line_is_read_no_further_than_the_limit(app, stream, tmp_path, monkeypatch):
     monkeypatch.setattr(import_file, "MAX_LINE_BYTES", 1000)
     path = write_history(tmp_path / "history.jsonl", [user("ana"), user("bo", bio="x" * 5000), user("cy")])
 
-    assert [(number, len(raw)) for number, raw in import_file.read_lines(str(path))] \
-        == [(1, len(user_line("ana"))), (2, 1001), (3, len(user_line("cy")))]
+    assert [(number, len(raw)) for number, raw in import_file.read_lines(str(path))] == [
+        (1, len(user_line("ana"))),
+        (2, 1001),
+        (3, len(user_line("cy"))),
+    ]
     status, output = run_command(app, "backfill", path)
 
     assert status == 1 and "refused: 1" in output
     assert read_jsonl(f"{path}.refused.jsonl") == [
-        {"line": 2, "type": "user", "outcome": "refused", "reason": "line is over 1000 bytes"}]
+        {"line": 2, "type": "user", "outcome": "refused", "reason": "line is over 1000 bytes"}
+    ]
     assert sorted(stream.stand_in.state.users) == ["ana", "cy"]
 
 
@@ -775,18 +919,22 @@ def user_line(user_id):
 def test_a_number_json_cannot_hold_is_refused_at_the_check(app, stream, tmp_path):
     path = write_history(tmp_path / "history.jsonl", [user("ana"), channel("general")])
     with open(path, "a") as file:
-        file.write('{"type": "message", "item": {"id": "m-0", "channel_type": "messaging", "channel_id": "general", '
-                   '"user": "ana", "text": "hi", "score": 1e999}}\n')
+        file.write(
+            '{"type": "message", "item": {"id": "m-0", "channel_type": "messaging", "channel_id": "general", '
+            '"user": "ana", "text": "hi", "score": 1e999}}\n'
+        )
 
     status, output = run_command(app, "backfill", path, "--check")
 
     assert status == 1 and "refused: 1" in output
     assert read_jsonl(f"{path}.refused.jsonl") == [
-        {"line": 3, "type": "message", "outcome": "refused", "reason": "number 1e999 is out of range"}]
+        {"line": 3, "type": "message", "outcome": "refused", "reason": "number 1e999 is out of range"}
+    ]
     assert stream.request_history == []
 
 
 # --- --via import when Stream stays unreachable -----------------------------------------------------
+
 
 def test_via_import_with_stream_failing_is_exit_status_2(app, stream, tmp_path, monkeypatch):
     monkeypatch.setattr("stream_backend.migration.pacing.time.sleep", lambda seconds: None)

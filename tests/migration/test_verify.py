@@ -38,14 +38,29 @@ def test_finds_a_missing_message_an_edited_text_and_a_missing_member(app, stream
     assert status == 1
     assert "differences: 3" in output
     differences = {entry["id"]: entry for entry in read_jsonl(f"{path}.differences.jsonl")}
-    assert differences["hist-0002"] == {"line": 13, "type": "message", "id": "hist-0002", "problem": "missing",
-                                        "channel": "messaging:general"}
-    assert differences["hist-0006"] == {"line": 17, "type": "message", "id": "hist-0006",
-                                        "problem": "different text", "channel": "messaging:design-review",
-                                        "expected": "First draft of the onboarding screens.",
-                                        "actual": "Second draft."}
-    assert differences["messaging:general/nash"] == {"line": 9, "type": "member", "id": "messaging:general/nash",
-                                                     "problem": "not a member", "channel": "messaging:general"}
+    assert differences["hist-0002"] == {
+        "line": 13,
+        "type": "message",
+        "id": "hist-0002",
+        "problem": "missing",
+        "channel": "messaging:general",
+    }
+    assert differences["hist-0006"] == {
+        "line": 17,
+        "type": "message",
+        "id": "hist-0006",
+        "problem": "different text",
+        "channel": "messaging:design-review",
+        "expected": "First draft of the onboarding screens.",
+        "actual": "Second draft.",
+    }
+    assert differences["messaging:general/nash"] == {
+        "line": 9,
+        "type": "member",
+        "id": "messaging:general/nash",
+        "problem": "not a member",
+        "channel": "messaging:general",
+    }
 
 
 def test_finds_an_undeleted_message_a_missing_user_and_a_message_in_another_channel(app, stream, tmp_path):
@@ -71,8 +86,13 @@ def test_a_missing_channel_is_a_difference_and_so_are_its_members_and_messages(a
 
     problems = sorted((entry["type"], entry["problem"]) for entry in read_jsonl(f"{path}.differences.jsonl"))
     assert status == 1
-    assert problems == [("channel", "missing"), ("member", "not a member"), ("member", "not a member"),
-                        ("message", "missing"), ("message", "missing")]
+    assert problems == [
+        ("channel", "missing"),
+        ("member", "not a member"),
+        ("member", "not a member"),
+        ("message", "missing"),
+        ("message", "missing"),
+    ]
 
 
 def test_stream_is_read_in_batches(app, stream, tmp_path):
@@ -88,15 +108,19 @@ def test_stream_is_read_in_batches(app, stream, tmp_path):
 
     assert status == 0, output
     calls = sorted((request.method, request.path) for request in stream.request_history)
-    assert calls == [("GET", "/channels/messaging/general/messages")] * 2 + [("GET", "/members")] * 2 \
-        + [("GET", "/users")] * 2 + [("POST", "/channels")]
-    message_batches = [request.qs["ids"][0].split(",") for request in stream.request_history
-                       if request.path.endswith("/messages")]
+    assert calls == [("GET", "/channels/messaging/general/messages")] * 2 + [("GET", "/members")] * 2 + [
+        ("GET", "/users")
+    ] * 2 + [("POST", "/channels")]
+    message_batches = [
+        request.qs["ids"][0].split(",") for request in stream.request_history if request.path.endswith("/messages")
+    ]
     assert sorted(len(batch) for batch in message_batches) == [20, 50]
-    user_queries = [json.loads(request.qs["payload"][0]) for request in stream.request_history
-                    if request.path == "/users"]
-    assert [(len(query["filter_conditions"]["id"]["$in"]), query["include_deactivated_users"])
-            for query in user_queries] == [(100, True), (50, True)]  # a deactivated user is there, not missing
+    user_queries = [
+        json.loads(request.qs["payload"][0]) for request in stream.request_history if request.path == "/users"
+    ]
+    assert [
+        (len(query["filter_conditions"]["id"]["$in"]), query["include_deactivated_users"]) for query in user_queries
+    ] == [(100, True), (50, True)]  # a deactivated user is there, not missing
 
 
 def test_verify_only_reads(app, stream, tmp_path):
@@ -111,7 +135,9 @@ def test_verify_only_reads(app, stream, tmp_path):
 
 def test_stream_failing_after_every_retry_is_exit_status_2(app, stream, tmp_path, monkeypatch):
     path = backfilled_example(app, tmp_path)
-    monkeypatch.setattr("stream_backend.migration.pacing.time.sleep", lambda seconds: None)  # the backoff, not the behaviour
+    monkeypatch.setattr(
+        "stream_backend.migration.pacing.time.sleep", lambda seconds: None
+    )  # the backoff, not the behaviour
     stream.get(re.compile(r".*/users\?"), status_code=503, json={"code": -1, "message": "unavailable"})
 
     status, output = run_command(app, "verify", path)

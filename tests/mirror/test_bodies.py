@@ -97,21 +97,32 @@ def assert_in_our_words(error):
     assert "should" not in error and "Input" not in error, error
 
 
-@pytest.mark.parametrize("body, error", [
-    (with_change(CHANNEL_BODY, "members.thierry.name", 7), "members.thierry.name: must be a string"),
-    (with_change(CHANNEL_BODY, "members", {}), "members: must not be empty"),
-    (with_change(CHANNEL_BODY, "channel.creator_id", REMOVED), "channel.creator_id: is required"),
-    (with_change(CHANNEL_BODY, "channel.custom_data", []), "channel.custom_data: must be a JSON object"),
-    (with_change(CHANNEL_BODY, "channel.custom_data", {"frozen": True}),
-     "channel.custom_data.frozen: is a field Stream reserves, not custom data"),
-    (with_change(CHANNEL_BODY, "members.bad id", {}),
-     "members.bad id: may contain only letters, digits, '@', '_' and '-'"),
-    (with_change(CHANNEL_BODY, "channel.id", "x" * 65), "channel.id: must be at most 64 characters"),
-    (with_change(CHANNEL_BODY, "channel.creator_id", "ana"),
-     "channel.creator_id: must be one of the members (or the message's sender)"),
-    (with_change(CHANNEL_BODY, "members.thierry", {"name": "x" * 6000}),
-     "members.thierry: is over Stream's 5120 bytes for a user"),
-])
+@pytest.mark.parametrize(
+    "body, error",
+    [
+        (with_change(CHANNEL_BODY, "members.thierry.name", 7), "members.thierry.name: must be a string"),
+        (with_change(CHANNEL_BODY, "members", {}), "members: must not be empty"),
+        (with_change(CHANNEL_BODY, "channel.creator_id", REMOVED), "channel.creator_id: is required"),
+        (with_change(CHANNEL_BODY, "channel.custom_data", []), "channel.custom_data: must be a JSON object"),
+        (
+            with_change(CHANNEL_BODY, "channel.custom_data", {"frozen": True}),
+            "channel.custom_data.frozen: is a field Stream reserves, not custom data",
+        ),
+        (
+            with_change(CHANNEL_BODY, "members.bad id", {}),
+            "members.bad id: may contain only letters, digits, '@', '_' and '-'",
+        ),
+        (with_change(CHANNEL_BODY, "channel.id", "x" * 65), "channel.id: must be at most 64 characters"),
+        (
+            with_change(CHANNEL_BODY, "channel.creator_id", "ana"),
+            "channel.creator_id: must be one of the members (or the message's sender)",
+        ),
+        (
+            with_change(CHANNEL_BODY, "members.thierry", {"name": "x" * 6000}),
+            "members.thierry: is over Stream's 5120 bytes for a user",
+        ),
+    ],
+)
 def test_errors_name_the_field_and_the_rule(client, stream, body, error):
     response = client.post("/channel", json=body)
 
@@ -128,10 +139,20 @@ def test_a_long_key_is_quoted_short(client, stream):
 
 
 @pytest.mark.parametrize("route", ["/generate-token", "/channel", "/message"])
-@pytest.mark.parametrize("raw", [
-    b"", b"not json", b"[1, 2]", b'"tommaso"', b"null", b"{", b'{"user_id": NaN}',
-    b"\xff\xfe\x00", b"[" * 3_000,
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"not json",
+        b"[1, 2]",
+        b'"tommaso"',
+        b"null",
+        b"{",
+        b'{"user_id": NaN}',
+        b"\xff\xfe\x00",
+        b"[" * 3_000,
+    ],
+)
 def test_body_that_is_not_a_json_object_is_a_json_400(client, stream, route, raw):
     response = client.post(route, data=raw, content_type="application/json")
 
@@ -142,8 +163,7 @@ def test_body_that_is_not_a_json_object_is_a_json_400(client, stream, route, raw
 
 @pytest.mark.parametrize("route", ["/generate-token", "/channel", "/message", "/stream-incoming-wh"])
 def test_body_over_the_cap_is_a_json_413(client, stream, route):
-    response = client.post(route, data=b"{" + b" " * (1024 * 1024) + b"}",
-                           content_type="application/json")
+    response = client.post(route, data=b"{" + b" " * (1024 * 1024) + b"}", content_type="application/json")
 
     assert response.status_code == 413
     assert response.get_json()["error"]

@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pytest
 import redis
-from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
 
 from app import create_app
-from support.stream import stream_in_memory as stream_stand_in
+
 from support.examples import API_KEY, API_SECRET, sign
+from support.stream import stream_in_memory as stream_stand_in
 
 USERS = [f"u{n}" for n in range(5)]
 CHANNELS = ["c0", "c1", "c2"]
@@ -58,8 +60,12 @@ class Convergence(RuleBasedStateMachine):
 
     # --- The primary's operations ----------------------------------------------------------
 
-    @rule(instance=INSTANCES, channel=st.sampled_from(CHANNELS), joining=st.sets(st.sampled_from(USERS), max_size=2),
-          title=st.sampled_from(["x", "y"]))
+    @rule(
+        instance=INSTANCES,
+        channel=st.sampled_from(CHANNELS),
+        joining=st.sets(st.sampled_from(USERS), max_size=2),
+        title=st.sampled_from(["x", "y"]),
+    )
     def sync_channel(self, instance, channel, joining, title):
         """Create a channel, or sync it with members joining (the `/channel` route adds them)."""
         joining = joining - self.deleted_users
@@ -79,10 +85,12 @@ class Convergence(RuleBasedStateMachine):
             members.add(joining)  # a member the channel lacks comes with the message
         sender = data.draw(st.sampled_from(sorted(members)))
         message_id = f"m-{uuid.uuid4().hex[:12]}"
-        self.messages[message_id] = {"channel": channel, "sender": sender, "text": f"hi {message_id}",
-                                     "deleted": False}
-        body = {**self.channel_body(channel), "message": {"id": message_id, "text": f"hi {message_id}"},
-                "user": {"id": sender, "name": self.names[sender]}}
+        self.messages[message_id] = {"channel": channel, "sender": sender, "text": f"hi {message_id}", "deleted": False}
+        body = {
+            **self.channel_body(channel),
+            "message": {"id": message_id, "text": f"hi {message_id}"},
+            "user": {"id": sender, "name": self.names[sender]},
+        }
         self.post(instance, "/message", body)
 
     @precondition(lambda self: self.live_messages())
@@ -90,8 +98,12 @@ class Convergence(RuleBasedStateMachine):
     def edit_message(self, instance, data, text):
         message_id = data.draw(st.sampled_from(self.live_messages()))
         self.messages[message_id]["text"] = text
-        self.call(instance, "put", f"/message/{message_id}",
-                  {"message": {"text": text}, "user": {"id": self.messages[message_id]["sender"]}})
+        self.call(
+            instance,
+            "put",
+            f"/message/{message_id}",
+            {"message": {"text": text}, "user": {"id": self.messages[message_id]["sender"]}},
+        )
 
     @precondition(lambda self: self.live_messages())
     @rule(instance=INSTANCES, data=st.data(), hard=st.booleans())
@@ -139,8 +151,12 @@ class Convergence(RuleBasedStateMachine):
         if not members:
             return
         self.channels[channel]["members"] = set(members)
-        self.call(instance, "put", f"/channel/messaging/{channel}",
-                  {"members": {user: {"name": self.names[user]} for user in members}})
+        self.call(
+            instance,
+            "put",
+            f"/channel/messaging/{channel}",
+            {"members": {user: {"name": self.names[user]} for user in members}},
+        )
         self.mirrored_users |= members
 
     @precondition(lambda self: self.channels)
@@ -158,8 +174,11 @@ class Convergence(RuleBasedStateMachine):
             return
         sender = min(members)
         message_id = f"m-{uuid.uuid4().hex[:12]}"
-        body = {**self.distinct_body(members), "message": {"id": message_id, "text": f"hi {message_id}"},
-                "user": {"id": sender, "name": self.names[sender]}}
+        body = {
+            **self.distinct_body(members),
+            "message": {"id": message_id, "text": f"hi {message_id}"},
+            "user": {"id": sender, "name": self.names[sender]},
+        }
         self.post_distinct(instance, "/message", body)
         self.messages[message_id] = {"channel": None, "sender": sender, "text": f"hi {message_id}", "deleted": False}
 
@@ -211,12 +230,16 @@ class Convergence(RuleBasedStateMachine):
 
     def channel_body(self, channel):
         members = sorted(self.channels[channel]["members"])
-        return {"channel": {"id": channel, "creator_id": members[0], "custom_data": self.channels[channel]["data"]},
-                "members": {user: {"name": self.names[user]} for user in members}}
+        return {
+            "channel": {"id": channel, "creator_id": members[0], "custom_data": self.channels[channel]["data"]},
+            "members": {user: {"name": self.names[user]} for user in members},
+        }
 
     def distinct_body(self, members):
-        return {"channel": {"creator_id": min(members), "custom_data": {}},
-                "members": {user: {"name": self.names[user]} for user in sorted(members)}}
+        return {
+            "channel": {"creator_id": min(members), "custom_data": {}},
+            "members": {user: {"name": self.names[user]} for user in sorted(members)},
+        }
 
     def post_distinct(self, instance, route, body):
         """A sync of a distinct channel, and what it promises: Stream's channel has its members."""
@@ -243,8 +266,9 @@ class Convergence(RuleBasedStateMachine):
 
     def deliver(self, instance, event):
         body = json.dumps(event).encode()
-        response = self.instances[instance].post("/stream-incoming-wh", data=body, headers={
-            "X-Signature": sign(body), "X-Webhook-Id": uuid.uuid4().hex})
+        response = self.instances[instance].post(
+            "/stream-incoming-wh", data=body, headers={"X-Signature": sign(body), "X-Webhook-Id": uuid.uuid4().hex}
+        )
         assert response.status_code == 200, response.get_json()
 
     def in_stream(self, user):
@@ -278,7 +302,8 @@ class Convergence(RuleBasedStateMachine):
             stored = self.chat.channels[f"messaging:{channel}"]
             assert set(stored["members"]) == model["members"], channel
             assert {field: stored.get(field) for field in DATA_FIELDS} == {
-                field: model["data"].get(field) for field in DATA_FIELDS}, channel
+                field: model["data"].get(field) for field in DATA_FIELDS
+            }, channel
         for members, cid in self.distinct.items():
             if not members & self.deleted_users:
                 assert set(self.chat.channels[cid]["members"]) == members, cid
@@ -293,8 +318,12 @@ class Convergence(RuleBasedStateMachine):
 @pytest.mark.parametrize("store", ["sqlite", "redis"])
 def test_stream_converges_to_the_primary(store, request):
     def machine():
-        environ = {"STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, "TOKEN_AUTH": "open",
-                   "WEBHOOK_DB": str(Path(tempfile.mkdtemp()) / "webhooks.sqlite3")}
+        environ = {
+            "STREAM_API_KEY": API_KEY,
+            "STREAM_API_SECRET": API_SECRET,
+            "TOKEN_AUTH": "open",
+            "WEBHOOK_DB": str(Path(tempfile.mkdtemp()) / "webhooks.sqlite3"),
+        }
         if store == "redis":
             redis_url = request.getfixturevalue("redis_url")
             redis.Redis.from_url(redis_url).flushdb()
@@ -302,6 +331,12 @@ def test_stream_converges_to_the_primary(store, request):
         Convergence.environ = environ
         return Convergence()
 
-    run_state_machine_as_test(machine, settings=settings(
-        max_examples=25, stateful_step_count=30, deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+    run_state_machine_as_test(
+        machine,
+        settings=settings(
+            max_examples=25,
+            stateful_step_count=30,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        ),
+    )

@@ -5,15 +5,15 @@ call, and a state store in a dict."""
 import json
 
 import pytest
-import redis
 
 from stream_backend.errors import MembersAreFixed, MessageIdTaken, StoreUnavailable, StreamError
+from stream_backend.mirror.inputs import ChannelSync, ChannelUpdate, MessageSync
 from stream_backend.mirror.mirror import Mirror
 from stream_backend.mirror.origin import derive_origin_key, is_primary_message, origin_mark
-from stream_backend.mirror.inputs import ChannelSync, ChannelUpdate, MessageSync
+from stream_backend.mirror.state import SyncState
+
 from stream_stand_in import ChatState, query_members, query_users
 from stream_stand_in import StreamError as StandInError
-from stream_backend.mirror.state import SyncState
 
 ORIGIN_KEY = derive_origin_key("a-secret-" + "s" * 32)
 
@@ -56,7 +56,9 @@ class FakeStream:
         return self._answer("query_users", query_users, self.chat, {"payload": payload})
 
     def delete_users(self, user_ids, delete_type, **options):
-        return self._answer("delete_users", self.chat.delete_users, {"user_ids": user_ids, "user": delete_type, **options})
+        return self._answer(
+            "delete_users", self.chat.delete_users, {"user_ids": user_ids, "user": delete_type, **options}
+        )
 
 
 class FakeChannel:
@@ -73,17 +75,21 @@ class FakeChannel:
 
     def create(self, user_id):
         body = {"data": {**self.data, "created_by": {"id": user_id}}}
-        state = self.client._answer("get_or_create", self.client.chat.get_or_create_channel, self.channel_type, self.id, body)
+        state = self.client._answer(
+            "get_or_create", self.client.chat.get_or_create_channel, self.channel_type, self.id, body
+        )
         self.id = state["channel"]["id"]
         return state
 
     def send_message(self, message, user_id):
-        return self.client._answer("send_message", self.client.chat.send_message, self.cid,
-                                   {"message": {**message, "user_id": user_id}})
+        return self.client._answer(
+            "send_message", self.client.chat.send_message, self.cid, {"message": {**message, "user_id": user_id}}
+        )
 
     def update_partial(self, to_set, to_unset):
-        return self.client._answer("update_partial", self.client.chat.update_channel_partial, self.cid,
-                                   {"set": to_set, "unset": to_unset})
+        return self.client._answer(
+            "update_partial", self.client.chat.update_channel_partial, self.cid, {"set": to_set, "unset": to_unset}
+        )
 
     def delete(self, hard=False):
         return self.client._answer("delete_channel", self.client.chat.delete_channel, self.cid, hard)
@@ -130,14 +136,19 @@ def users(*ids):
 
 
 def channel_sync(*members, channel_id="team", custom_data=None):
-    return ChannelSync(type="messaging", id=channel_id, creator_id=members[0], custom_data=custom_data or {},
-                       members=users(*members))
+    return ChannelSync(
+        type="messaging", id=channel_id, creator_id=members[0], custom_data=custom_data or {}, members=users(*members)
+    )
 
 
 def message_sync(message_id, *members, sender=None, channel_id="team", custom_data=None, text=None):
     sender = sender or members[0]
-    return MessageSync(channel=channel_sync(*members, channel_id=channel_id, custom_data=custom_data),
-                       message_id=message_id, text=text or f"text of {message_id}", sender=users(sender)[sender])
+    return MessageSync(
+        channel=channel_sync(*members, channel_id=channel_id, custom_data=custom_data),
+        message_id=message_id,
+        text=text or f"text of {message_id}",
+        sender=users(sender)[sender],
+    )
 
 
 def names(calls):
@@ -145,6 +156,7 @@ def names(calls):
 
 
 # --- Syncs -----------------------------------------------------------------------------------
+
 
 def test_a_first_message_upserts_creates_and_sends(mirror, stream):
     channel, sent = mirror.sync_message(message_sync("m-1", "a", "b"))
@@ -197,6 +209,7 @@ def test_a_user_deleted_elsewhere_is_recreated_by_a_second_pass_that_distrusts_t
 
 # --- Channel data converges --------------------------------------------------------------------
 
+
 def test_channel_data_that_differs_in_stream_is_rewritten_by_the_full_path(mirror, stream):
     mirror.sync_channel(channel_sync("a", "b", custom_data={"title": "Old", "topic": "kept"}))
     stream.calls.clear()
@@ -205,7 +218,9 @@ def test_channel_data_that_differs_in_stream_is_rewritten_by_the_full_path(mirro
 
     assert stream.calls[-1] == ("update_partial", "messaging:team", {"set": {"title": "New"}, "unset": []})
     assert (stream.chat.channels["messaging:team"]["title"], stream.chat.channels["messaging:team"]["topic"]) == (
-        "New", "kept")
+        "New",
+        "kept",
+    )
 
 
 def test_a_message_with_other_channel_data_takes_the_full_path_once(mirror, stream):
@@ -239,11 +254,17 @@ def test_same_data_on_an_existing_channel_sends_no_update(mirror, stream):
 
 # --- Distinct channels ------------------------------------------------------------------------
 
+
 def distinct_message(message_id, *members):
     sync = message_sync(message_id, *members)
-    return MessageSync(channel=ChannelSync(type="messaging", id=None, creator_id=members[0], custom_data={},
-                                           members=sync.channel.members),
-                       message_id=message_id, text=sync.text, sender=sync.sender)
+    return MessageSync(
+        channel=ChannelSync(
+            type="messaging", id=None, creator_id=members[0], custom_data={}, members=sync.channel.members
+        ),
+        message_id=message_id,
+        text=sync.text,
+        sender=sync.sender,
+    )
 
 
 def test_a_member_removed_from_a_distinct_channel_is_added_back_after_its_webhook(mirror, stream):
@@ -279,11 +300,13 @@ def test_the_state_remembers_the_members_stream_holds(mirror, stream):
 
 # --- Channel updates -------------------------------------------------------------------------
 
+
 def test_update_channel_sets_unsets_and_makes_members_exact(mirror, stream):
     mirror.sync_channel(channel_sync("a", "b", "c"))
 
-    answer = mirror.update_channel("messaging", "team", ChannelUpdate(
-        custom_data={"title": "New", "topic": None}, members=users("a", "d")))
+    answer = mirror.update_channel(
+        "messaging", "team", ChannelUpdate(custom_data={"title": "New", "topic": None}, members=users("a", "d"))
+    )
 
     assert stream.calls[-4:][0] == ("update_partial", "messaging:team", {"set": {"title": "New"}, "unset": ["topic"]})
     assert (answer["added"], answer["removed"]) == (["d"], ["b", "c"])
@@ -307,6 +330,7 @@ def test_a_distinct_channels_members_cannot_change(mirror, stream):
 
 
 # --- Deletes ---------------------------------------------------------------------------------
+
 
 def test_delete_user_then_again(mirror, stream):
     mirror.sync_channel(channel_sync("a", "b"))
@@ -371,6 +395,7 @@ def test_delete_message_twice(mirror, stream):
 
 # --- Webhook events make it forget ------------------------------------------------------------
 
+
 def test_a_user_event_makes_the_next_sync_upsert_the_user(mirror, stream):
     mirror.sync_message(message_sync("m-1", "a", "b"))
     mirror.forget({"type": "user.updated", "user": {"id": "b", "name": "Edited in a client"}})
@@ -384,8 +409,9 @@ def test_a_user_event_makes_the_next_sync_upsert_the_user(mirror, stream):
 
 def test_a_member_event_makes_the_next_sync_check_the_channel(mirror, stream):
     mirror.sync_message(message_sync("m-1", "a", "b"))
-    mirror.forget({"type": "member.removed", "cid": "messaging:team", "channel_type": "messaging",
-                   "channel_id": "team"})
+    mirror.forget(
+        {"type": "member.removed", "cid": "messaging:team", "channel_type": "messaging", "channel_id": "team"}
+    )
     stream.calls.clear()
 
     mirror.sync_message(message_sync("m-2", "a", "b"))
@@ -393,8 +419,16 @@ def test_a_member_event_makes_the_next_sync_check_the_channel(mirror, stream):
     assert names(stream.calls) == ["get_or_create", "send_message"]
 
 
-@pytest.mark.parametrize("event", [{}, {"type": "user.updated"}, {"type": "user.updated", "user": "b"},
-                                   {"type": "channel.updated", "channel_type": 3}, {"type": "message.new"}])
+@pytest.mark.parametrize(
+    "event",
+    [
+        {},
+        {"type": "user.updated"},
+        {"type": "user.updated", "user": "b"},
+        {"type": "channel.updated", "channel_type": 3},
+        {"type": "message.new"},
+    ],
+)
 def test_events_without_what_they_touch_change_nothing(mirror, stream, event):
     mirror.sync_message(message_sync("m-1", "a", "b"))
     mirror.forget(event)
@@ -406,6 +440,7 @@ def test_events_without_what_they_touch_change_nothing(mirror, stream, event):
 
 
 # --- The origin mark and squatted ids ---------------------------------------------------------
+
 
 def test_the_mark_binds_the_id_the_channel_and_the_sender():
     mark = origin_mark(ORIGIN_KEY, "m-1", "messaging:team", "a")

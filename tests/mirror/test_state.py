@@ -12,11 +12,12 @@ import pytest
 import redis
 
 from app import create_app
-from support.stream import STREAM_URL
-from support.examples import CHANNEL_BODY, MESSAGE_BODY, sign
-from live import free_port
 from stream_backend.errors import StoreUnavailable
 from stream_backend.mirror.state import BREAK_SECONDS, REDIS_TIMEOUT_SECONDS, RedisKeyValues, SQLiteKeyValues, SyncState
+
+from live import free_port
+from support.examples import CHANNEL_BODY, MESSAGE_BODY, sign
+from support.stream import STREAM_URL
 
 
 def message(number, body=MESSAGE_BODY, channel_id=None, members=None):
@@ -50,6 +51,7 @@ def shared_environ(request, environ):
 
 # --- The warm path ------------------------------------------------------------------------
 
+
 def test_warm_message_is_one_stream_call(client, stream):
     client.post("/message", json=message(1))
 
@@ -82,7 +84,9 @@ def test_a_changed_name_still_reaches_stream(client, stream):
     calls = calls_for(stream, client, "/message", renamed)
 
     assert calls[0] == ("POST", "/users")
-    assert stream.request_history[0].json() == {"users": {"thierry": {"id": "thierry", "name": "Thierry S.", "image": ""}}}
+    assert stream.request_history[0].json() == {
+        "users": {"thierry": {"id": "thierry", "name": "Thierry S.", "image": ""}}
+    }
     assert len(calls) == 2  # the channel has these members: no get-or-create
     assert stream.stand_in.state.users["thierry"]["name"] == "Thierry S."
 
@@ -92,8 +96,12 @@ def test_a_new_member_of_a_known_channel_is_added_before_the_message(client, str
 
     calls = calls_for(stream, client, "/message", message(2, channel_id="team", members=["a", "b", "c"]))
 
-    assert calls == [("POST", "/users"), ("POST", "/channels/messaging/team/query"),
-                     ("POST", "/channels/messaging/team"), ("POST", "/channels/messaging/team/message")]
+    assert calls == [
+        ("POST", "/users"),
+        ("POST", "/channels/messaging/team/query"),
+        ("POST", "/channels/messaging/team"),
+        ("POST", "/channels/messaging/team/message"),
+    ]
     assert stream.request_history[2].json() == {"add_members": [{"user_id": "c"}]}
     assert stream.stand_in.state.channels["messaging:team"]["members"] == ["a", "b", "c"]
 
@@ -143,14 +151,22 @@ def test_user_deleted_elsewhere_before_a_warm_channel_sync(client, stream):
 
 def test_the_full_path_runs_once_only(client, stream):
     client.post("/message", json=message(1))
-    stream.post(re.compile(rf"{STREAM_URL}/channels/.*/message"), status_code=404,
-                json={"code": 16, "message": "Can't find channel", "StatusCode": 404})
+    stream.post(
+        re.compile(rf"{STREAM_URL}/channels/.*/message"),
+        status_code=404,
+        json={"code": 16, "message": "Can't find channel", "StatusCode": 404},
+    )
 
     stream.reset_mock()
     response = client.post("/message", json=message(2))
 
     assert response.status_code == 404
-    assert [request.path.split("/")[-1] for request in stream.request_history] == ["message", "users", "query", "message"]
+    assert [request.path.split("/")[-1] for request in stream.request_history] == [
+        "message",
+        "users",
+        "query",
+        "message",
+    ]
 
 
 def test_channel_deleted_through_this_service_is_not_remembered(client, stream):
@@ -170,6 +186,7 @@ def test_a_ttl_of_zero_syncs_everything_every_time(environ, stream):
 
 
 # --- Shared by every worker and host --------------------------------------------------------
+
 
 def test_a_rename_seen_by_another_instance_is_not_skipped(shared_environ, stream):
     """Worker 1 upserts Alice, worker 2 Alicia; the primary renames her back to Alice on
@@ -317,6 +334,7 @@ class DownKeyValues:
 
 # --- Webhooks make it forget ------------------------------------------------------------------
 
+
 def deliver(client, event):
     body = json.dumps(event).encode()
     response = client.post("/stream-incoming-wh", data=body, headers={"X-Signature": sign(body), "X-Webhook-Id": "x"})
@@ -366,12 +384,22 @@ def test_a_webhook_whose_forget_fails_is_a_503_so_stream_sends_it_again(client, 
     assert stream.stand_in.state.users["alice"]["name"] == "Alice"
 
 
-@pytest.mark.parametrize("event_type", ["channel.updated", "channel.deleted", "channel.truncated",
-                                        "member.added", "member.removed", "member.updated"])
+@pytest.mark.parametrize(
+    "event_type",
+    ["channel.updated", "channel.deleted", "channel.truncated", "member.added", "member.removed", "member.updated"],
+)
 def test_channel_events_forget_the_channel(client, stream, event_type):
     client.post("/message", json=message(1, channel_id="team", members=["a", "b"]))
-    deliver(client, {"type": event_type, "cid": "messaging:team", "channel_type": "messaging",
-                     "channel_id": "team", "user": {"id": "a"}})
+    deliver(
+        client,
+        {
+            "type": event_type,
+            "cid": "messaging:team",
+            "channel_type": "messaging",
+            "channel_id": "team",
+            "user": {"id": "a"},
+        },
+    )
 
     calls = calls_for(stream, client, "/message", message(2, channel_id="team", members=["a", "b"]))
 

@@ -8,21 +8,32 @@ import tempfile
 
 import pytest
 
-import live
 from app import api
+
+import live
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Headless and quiet: without the background-networking flags chromium keeps calling home.
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def rendered(url: str) -> str:
     """The page's DOM once its scripts ran and its requests were answered."""
     with tempfile.TemporaryDirectory() as profile:
-        result = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-                                 "--virtual-time-budget=15000", "--dump-dom", url],
-                                capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=15000", "--dump-dom", url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -33,8 +44,13 @@ def docs_page(tmp_path_factory):
         if os.environ.get("CI"):
             pytest.fail("chromium is not installed: .ci/run installs it")
         pytest.skip("chromium is not installed: apt-get install chromium (.ci/run does)")
-    env = {"STREAM_API_KEY": "docs-key", "STREAM_API_SECRET": "docs-secret-" + "d" * 32, "TOKEN_AUTH": "open",
-           "WEBHOOK_DB": str(tmp_path_factory.mktemp("db") / "webhooks.sqlite3"), "WEB_CONCURRENCY": "1"}
+    env = {
+        "STREAM_API_KEY": "docs-key",
+        "STREAM_API_SECRET": "docs-secret-" + "d" * 32,
+        "TOKEN_AUTH": "open",
+        "WEBHOOK_DB": str(tmp_path_factory.mktemp("db") / "webhooks.sqlite3"),
+        "WEB_CONCURRENCY": "1",
+    }
     with live.service(env, quiet=True) as url:
         return rendered(f"{url}/docs")
 

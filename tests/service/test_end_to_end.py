@@ -18,9 +18,11 @@ from support.primary import PrimarySystem
 API_KEY = "e2e-key"
 API_SECRET = "e2e-secret-" + "e" * 32
 NEWMAN = live.ROOT / "node_modules" / ".bin" / "newman"
-REFERENCE_COLLECTION = Path(os.environ.get(
-    "REFERENCE_COLLECTION",
-    live.ROOT.parent / "shared/reference/nextdoor-workshop.postman_collection.json"))
+REFERENCE_COLLECTION = Path(
+    os.environ.get(
+        "REFERENCE_COLLECTION", live.ROOT.parent / "shared/reference/nextdoor-workshop.postman_collection.json"
+    )
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +33,13 @@ def stand_in():
 
 @pytest.fixture(scope="module")
 def service(stand_in, tmp_path_factory):
-    env = {"STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, "STREAM_CHAT_URL": stand_in,
-           "TOKEN_AUTH": "open",
-           "WEBHOOK_DB": str(tmp_path_factory.mktemp("webhooks") / "webhooks.sqlite3")}
+    env = {
+        "STREAM_API_KEY": API_KEY,
+        "STREAM_API_SECRET": API_SECRET,
+        "STREAM_CHAT_URL": stand_in,
+        "TOKEN_AUTH": "open",
+        "WEBHOOK_DB": str(tmp_path_factory.mktemp("webhooks") / "webhooks.sqlite3"),
+    }
     with live.service(env) as url:
         yield url
 
@@ -50,8 +56,12 @@ def newman(collection, service, *options):
         if os.environ.get("CI"):
             pytest.fail("newman is not installed: run `npm ci`")
         pytest.skip("newman is not installed: run `npm ci` (make test does)")
-    return subprocess.run([str(NEWMAN), "run", str(collection), "--env-var", f"HOST={service}",
-                           "--color", "off", *options], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [str(NEWMAN), "run", str(collection), "--env-var", f"HOST={service}", "--color", "off", *options],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_reference_collection_passes_unchanged(service):
@@ -65,8 +75,7 @@ def test_reference_collection_passes_unchanged(service):
 
 
 def test_project_collection_passes_with_every_assertion(service):
-    result = newman(live.ROOT / "postman_collection.json", service,
-                    "--env-var", f"STREAM_API_SECRET={API_SECRET}")
+    result = newman(live.ROOT / "postman_collection.json", service, "--env-var", f"STREAM_API_SECRET={API_SECRET}")
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "AssertionError" not in result.stdout
@@ -74,8 +83,7 @@ def test_project_collection_passes_with_every_assertion(service):
 
 def test_project_collection_passes_when_run_again(service):
     """Every write is safe to repeat: a second run against the same Stream still passes."""
-    result = newman(live.ROOT / "postman_collection.json", service,
-                    "--env-var", f"STREAM_API_SECRET={API_SECRET}")
+    result = newman(live.ROOT / "postman_collection.json", service, "--env-var", f"STREAM_API_SECRET={API_SECRET}")
 
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -90,10 +98,12 @@ def test_token_over_http_is_one_line_of_json(service):
 
 
 def test_message_reaches_the_stand_in_with_its_members(service, received):
-    body = {"channel": {"creator_id": "ana", "custom_data": {"title": "E2E"}},
-            "members": {"ana": {"name": "Ana"}, "bo": {"name": "Bo"}},
-            "message": {"id": "e2e-message-1", "text": "over HTTP"},
-            "user": {"id": "ana", "name": "Ana"}}
+    body = {
+        "channel": {"creator_id": "ana", "custom_data": {"title": "E2E"}},
+        "members": {"ana": {"name": "Ana"}, "bo": {"name": "Bo"}},
+        "message": {"id": "e2e-message-1", "text": "over HTTP"},
+        "user": {"id": "ana", "name": "Ana"},
+    }
 
     response = requests.post(f"{service}/message", json=body, timeout=10)
 
@@ -102,14 +112,21 @@ def test_message_reaches_the_stand_in_with_its_members(service, received):
     calls = received()
     assert [call["path"] for call in calls][:2] == ["/users", "/channels/messaging/query"]
     assert calls[1]["body"]["data"]["title"] == "E2E"
-    assert calls[2]["body"]["message"] == {"id": "e2e-message-1", "text": "over HTTP", "user": {"id": "ana"},
-                                           "primary_origin": origin_mark("e2e-message-1", response.json()["cid"],
-                                                                         "ana", API_SECRET)}
+    assert calls[2]["body"]["message"] == {
+        "id": "e2e-message-1",
+        "text": "over HTTP",
+        "user": {"id": "ana"},
+        "primary_origin": origin_mark("e2e-message-1", response.json()["cid"], "ana", API_SECRET),
+    }
 
 
 def test_stream_error_passes_through_as_json(service):
-    body = {"channel": {"creator_id": "ana"}, "members": {"ana": {}},
-            "message": {"id": "e2e-dup", "text": "once"}, "user": {"id": "ana"}}
+    body = {
+        "channel": {"creator_id": "ana"},
+        "members": {"ana": {}},
+        "message": {"id": "e2e-dup", "text": "once"},
+        "user": {"id": "ana"},
+    }
     requests.post(f"{service}/message", json=body, timeout=10)
 
     again = requests.post(f"{service}/message", json=body, timeout=10)
@@ -119,9 +136,15 @@ def test_stream_error_passes_through_as_json(service):
 
 
 def test_cors_preflight_from_a_browser_origin(service):
-    response = requests.options(f"{service}/generate-token", timeout=5, headers={
-        "Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "content-type"})
+    response = requests.options(
+        f"{service}/generate-token",
+        timeout=5,
+        headers={
+            "Origin": "http://localhost:3000",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
 
     assert response.status_code == 200
     assert response.headers["Access-Control-Allow-Origin"] in ("*", "http://localhost:3000")
@@ -138,8 +161,14 @@ def test_gunicorn_without_credentials_refuses_to_start():
     env = {key: value for key, value in os.environ.items() if not key.startswith("STREAM_")}
     env["PATH"] = f"{Path(live.sys.executable).parent}{os.pathsep}{env['PATH']}"
     port = live.free_port()
-    result = subprocess.run(["bash", "-c", f"exec {live.procfile_command()}"], cwd=live.ROOT,
-                            env={**env, "PORT": str(port)}, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["bash", "-c", f"exec {live.procfile_command()}"],
+        cwd=live.ROOT,
+        env={**env, "PORT": str(port)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
     assert result.returncode != 0
     assert "STREAM_API_KEY and STREAM_API_SECRET must be set" in result.stderr
@@ -153,17 +182,34 @@ def test_run_command_without_credentials_serves_through_the_stand_in(tmp_path):
     env = {key: value for key, value in os.environ.items() if not key.startswith("STREAM_")}
     port, stand_in_port = live.free_port(), live.free_port()
     env.update(PYTHON=live.sys.executable, PORT=str(port), STAND_IN_PORT=str(stand_in_port))
-    process = subprocess.Popen([str(live.ROOT / "bin" / "run")], cwd=tmp_path, env=env, text=True,
-                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [str(live.ROOT / "bin" / "run")],
+        cwd=tmp_path,
+        env=env,
+        text=True,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         live.wait_until_up(f"http://127.0.0.1:{port}/healthz", process)
         url = f"http://127.0.0.1:{port}"
         token = requests.post(f"{url}/generate-token", json={"user_id": "tommaso"}, timeout=5)
-        channel = requests.post(f"{url}/channel", json={
-            "channel": {"creator_id": "tommaso"}, "members": {"tommaso": {"name": "Tommaso"}}}, timeout=5)
-        message = requests.post(f"{url}/message", json={
-            "channel": {"creator_id": "tommaso"}, "members": {"tommaso": {"name": "Tommaso"}},
-            "message": {"id": "first", "text": "hi"}, "user": {"id": "tommaso"}}, timeout=5)
+        channel = requests.post(
+            f"{url}/channel",
+            json={"channel": {"creator_id": "tommaso"}, "members": {"tommaso": {"name": "Tommaso"}}},
+            timeout=5,
+        )
+        message = requests.post(
+            f"{url}/message",
+            json={
+                "channel": {"creator_id": "tommaso"},
+                "members": {"tommaso": {"name": "Tommaso"}},
+                "message": {"id": "first", "text": "hi"},
+                "user": {"id": "tommaso"},
+            },
+            timeout=5,
+        )
     finally:
         os.killpg(process.pid, 15)
         _, stderr = process.communicate(timeout=30)
@@ -178,15 +224,32 @@ def test_run_command_without_credentials_serves_through_the_stand_in(tmp_path):
 def test_copies_of_a_delivery_across_gunicorn_workers_reach_the_primary_once(stand_in, tmp_path):
     """Twenty copies of one webhook delivery at once, over HTTP, to the Procfile's workers."""
     body = webhook_event("message.new")
-    headers = {"X-Signature": sign(body, API_SECRET), "X-Webhook-Id": "e2e-delivery", "X-Webhook-Attempt": "1",
-               "Content-Type": "application/json"}
-    with PrimarySystem(delay=0.3) as primary, live.service({
-            "STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, "STREAM_CHAT_URL": stand_in,
-            "TOKEN_AUTH": "open", "PRIMARY_SYNC_URL": primary.url,
-            "WEBHOOK_DB": str(tmp_path / "webhooks.sqlite3")}) as url:
+    headers = {
+        "X-Signature": sign(body, API_SECRET),
+        "X-Webhook-Id": "e2e-delivery",
+        "X-Webhook-Attempt": "1",
+        "Content-Type": "application/json",
+    }
+    with (
+        PrimarySystem(delay=0.3) as primary,
+        live.service(
+            {
+                "STREAM_API_KEY": API_KEY,
+                "STREAM_API_SECRET": API_SECRET,
+                "STREAM_CHAT_URL": stand_in,
+                "TOKEN_AUTH": "open",
+                "PRIMARY_SYNC_URL": primary.url,
+                "WEBHOOK_DB": str(tmp_path / "webhooks.sqlite3"),
+            }
+        ) as url,
+    ):
         with ThreadPoolExecutor(20) as pool:
-            answers = list(pool.map(lambda _: requests.post(f"{url}/stream-incoming-wh", data=body,
-                                                            headers=headers, timeout=10), range(20)))
+            answers = list(
+                pool.map(
+                    lambda _: requests.post(f"{url}/stream-incoming-wh", data=body, headers=headers, timeout=10),
+                    range(20),
+                )
+            )
         late_retry = requests.post(f"{url}/stream-incoming-wh", data=body, headers=headers, timeout=10)
 
     assert len(primary.accepted()) == 1

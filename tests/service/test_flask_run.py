@@ -11,11 +11,22 @@ import live
 
 def test_flask_run_logs_each_request_once(tmp_path):
     port = live.free_port()
-    env = {**os.environ, "STREAM_API_KEY": "log-key", "STREAM_API_SECRET": "log-secret-" + "l" * 32,
-           "TOKEN_AUTH": "open", "WEBHOOK_DB": str(tmp_path / "webhooks.sqlite3"), "FLASK_DEBUG": "0"}
+    env = {
+        **os.environ,
+        "STREAM_API_KEY": "log-key",
+        "STREAM_API_SECRET": "log-secret-" + "l" * 32,
+        "TOKEN_AUTH": "open",
+        "WEBHOOK_DB": str(tmp_path / "webhooks.sqlite3"),
+        "FLASK_DEBUG": "0",
+    }
     with open(tmp_path / "stderr", "w") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "run", "--port", str(port)],
-                                   cwd=live.ROOT, env=env, stdout=stderr, stderr=stderr)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "app", "run", "--port", str(port)],
+            cwd=live.ROOT,
+            env=env,
+            stdout=stderr,
+            stderr=stderr,
+        )
         try:
             live.wait_until_up(f"http://127.0.0.1:{port}/healthz", process)
             requests.get(f"http://127.0.0.1:{port}/openapi.json", timeout=5)

@@ -22,26 +22,61 @@ SCHEMATHESIS = Path(sys.executable).parent / "st"
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 MODES = {
     "open": {"TOKEN_AUTH": "open"},
-    "jwt": {"TOKEN_AUTH": "jwt", "AUTH_JWT_SECRET": "contract-session-" + "j" * 32,
-            "SYNC_API_TOKEN": "contract-sync-" + "t" * 32, "PRIMARY_SYNC_SECRET": PRIMARY_SYNC_SECRET},
+    "jwt": {
+        "TOKEN_AUTH": "jwt",
+        "AUTH_JWT_SECRET": "contract-session-" + "j" * 32,
+        "SYNC_API_TOKEN": "contract-sync-" + "t" * 32,
+        "PRIMARY_SYNC_SECRET": PRIMARY_SYNC_SECRET,
+    },
 }
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_schemathesis_finds_no_failure_and_no_warning(tmp_path, mode):
-    env = {"STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, **MODES[mode],
-           "WEBHOOK_DB": str(tmp_path / "webhooks.sqlite3"), "WEB_CONCURRENCY": "2", "LOG_LEVEL": "WARNING"}
+    env = {
+        "STREAM_API_KEY": API_KEY,
+        "STREAM_API_SECRET": API_SECRET,
+        **MODES[mode],
+        "WEBHOOK_DB": str(tmp_path / "webhooks.sqlite3"),
+        "WEB_CONCURRENCY": "2",
+        "LOG_LEVEL": "WARNING",
+    }
     with live.stand_in(API_KEY, API_SECRET) as stand_in:
         env["STREAM_CHAT_URL"] = stand_in
         with live.service(env, quiet=True) as url:
             # One worker: several threads parsing hypothesis's lambdas at once trip a CPython 3.11 bug.
             result = subprocess.run(
-                [str(SCHEMATHESIS), "--config-file", str(TESTS / "support" / "schemathesis.toml"), "run", f"{url}/openapi.json",
-                 "--checks", CHECKS, "--phases", "coverage,fuzzing", "--max-examples", "100", "--workers", "1",
-                 "--report", "junit,ndjson", "--report-dir", str(tmp_path / "report")],
-                env={**os.environ, **env, "SCHEMATHESIS_HOOKS": "support.schemathesis_hooks", "PYTHONPATH": str(TESTS),
-                     "NO_COLOR": "1"},
-                cwd=tmp_path, capture_output=True, text=True, timeout=300)  # its cache goes there too
+                [
+                    str(SCHEMATHESIS),
+                    "--config-file",
+                    str(TESTS / "support" / "schemathesis.toml"),
+                    "run",
+                    f"{url}/openapi.json",
+                    "--checks",
+                    CHECKS,
+                    "--phases",
+                    "coverage,fuzzing",
+                    "--max-examples",
+                    "100",
+                    "--workers",
+                    "1",
+                    "--report",
+                    "junit,ndjson",
+                    "--report-dir",
+                    str(tmp_path / "report"),
+                ],
+                env={
+                    **os.environ,
+                    **env,
+                    "SCHEMATHESIS_HOOKS": "support.schemathesis_hooks",
+                    "PYTHONPATH": str(TESTS),
+                    "NO_COLOR": "1",
+                },
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )  # its cache goes there too
 
     print(result.stdout[-3000:])
     assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]

@@ -4,7 +4,7 @@ import base64
 import hashlib
 import hmac
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 API_KEY = "test-key"
 API_SECRET = "test-secret-" + "s" * 32
@@ -38,10 +38,9 @@ def webhook_event(event_type="message.new", **fields) -> bytes:
         "cid": "messaging:fun",
         "channel_type": "messaging",
         "channel_id": "fun",
-        "message": {"id": "m-1", "text": "hi", "html": "<p>hi</p>", "type": "regular",
-                    "user": {"id": "thierry"}},
+        "message": {"id": "m-1", "text": "hi", "html": "<p>hi</p>", "type": "regular", "user": {"id": "thierry"}},
         "user": {"id": "thierry"},
-        "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         **fields,
     }
     return json.dumps(event).encode()

@@ -6,17 +6,18 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from support.examples import API_KEY, API_SECRET
 from live import ROOT, free_port
 from stream_stand_in import Faults, StandIn, StandInServer
+from support.examples import API_KEY, API_SECRET
 
 EXAMPLE = ROOT / "examples" / "history.jsonl"
 
 
 def write_history(path: Path, records: list) -> Path:
     """`records`: `(type, item)` pairs, or raw strings written as they are (malformed lines)."""
-    lines = [record if isinstance(record, str) else json.dumps({"type": record[0], "item": record[1]})
-             for record in records]
+    lines = [
+        record if isinstance(record, str) else json.dumps({"type": record[0], "item": record[1]}) for record in records
+    ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -34,14 +35,26 @@ def member(channel_id, user_id):
 
 
 def message(message_id, channel_id="general", sender="ana", text=None, **fields):
-    return "message", {"id": message_id, "channel_type": "messaging", "channel_id": channel_id, "user": sender,
-                       "text": text or f"text of {message_id}", "created_at": "2022-05-01T10:00:00Z", **fields}
+    return "message", {
+        "id": message_id,
+        "channel_type": "messaging",
+        "channel_id": channel_id,
+        "user": sender,
+        "text": text or f"text of {message_id}",
+        "created_at": "2022-05-01T10:00:00Z",
+        **fields,
+    }
 
 
 def small_history(messages=20):
     """Two users, a channel with both as members, `messages` messages, the last one deleted."""
-    records = [user("ana", name="Ana"), user("bo", name="Bo"), channel("general"),
-               member("general", "ana"), member("general", "bo")]
+    records = [
+        user("ana", name="Ana"),
+        user("bo", name="Bo"),
+        channel("general"),
+        member("general", "ana"),
+        member("general", "bo"),
+    ]
     records += [message(f"m-{number:04d}", sender="ana" if number % 2 else "bo") for number in range(messages - 1)]
     records.append(message(f"m-{messages - 1:04d}", type="deleted", deleted_at="2022-05-01T11:00:00Z"))
     return records

@@ -45,16 +45,23 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         status = self.server.status
         with self.server.lock:
-            self.server.received.append({"webhook_id": self.headers.get("X-Webhook-Id"),
-                                         "content_type": self.headers.get("Content-Type"),
-                                         "event": json.loads(body), "status": status,
-                                         "headers": dict(self.headers), "body": body})
+            self.server.received.append(
+                {
+                    "webhook_id": self.headers.get("X-Webhook-Id"),
+                    "content_type": self.headers.get("Content-Type"),
+                    "event": json.loads(body),
+                    "status": status,
+                    "headers": dict(self.headers),
+                    "body": body,
+                }
+            )
         if self.server.delay:
             threading.Event().wait(self.server.delay)
         size = self.server.answer_bytes
         data = b"{}" + b" " * min(size - 2, 2**16)
-        answer = (f"HTTP/1.1 {status} Answer\r\nContent-Type: application/json\r\n"
-                  f"Content-Length: {size}\r\n\r\n").encode() + data
+        answer = (
+            f"HTTP/1.1 {status} Answer\r\nContent-Type: application/json\r\nContent-Length: {size}\r\n\r\n"
+        ).encode() + data
         if not self.server.trickle:
             try:
                 self.wfile.write(answer)

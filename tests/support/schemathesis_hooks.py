@@ -57,7 +57,10 @@ def sign_webhook(case):
     if not isinstance(case.body, dict):
         return
     raw = json.dumps(case.body).encode()
-    headers = {**(case.headers or {}), "X-Api-Key": os.environ["STREAM_API_KEY"],
-               "X-Signature": hmac.new(os.environ["STREAM_API_SECRET"].encode(), raw, hashlib.sha256).hexdigest()}
+    headers = {
+        **(case.headers or {}),
+        "X-Api-Key": os.environ["STREAM_API_KEY"],
+        "X-Signature": hmac.new(os.environ["STREAM_API_SECRET"].encode(), raw, hashlib.sha256).hexdigest(),
+    }
     case.body = gzip.compress(raw) if headers.get("Content-Encoding") in ("gzip", "x-gzip") else raw
     case.headers = headers

@@ -22,9 +22,11 @@ from support.examples import API_KEY, API_SECRET
 # Stream's own base URL, so requests match the spec's server; requests-mock keeps them local.
 STREAM_URL = "https://chat.stream-io-api.com"
 
-SPEC = Path(os.environ.get(
-    "STREAM_OPENAPI_SPEC",
-    Path(__file__).resolve().parents[3] / "shared/stream-openapi/chat-openapi.json"))
+SPEC = Path(
+    os.environ.get(
+        "STREAM_OPENAPI_SPEC", Path(__file__).resolve().parents[3] / "shared/stream-openapi/chat-openapi.json"
+    )
+)
 
 
 @functools.cache
@@ -33,12 +35,14 @@ def load_spec():
     if not SPEC.is_file():
         return None
     from openapi_core import OpenAPI
+
     return OpenAPI.from_file_path(str(SPEC))
 
 
 def off_spec(spec, sent) -> str | None:
     """The spec's objection to one request that requests-mock recorded, or None."""
     from openapi_core.contrib.requests import RequestsOpenAPIRequest
+
     prepared = requests.Request(sent.method, sent.url, headers=dict(sent.headers), data=sent.body).prepare()
     try:
         spec.validate_request(RequestsOpenAPIRequest(prepared))
@@ -64,8 +68,9 @@ def stream_in_memory():
 
     def answer(request, context):
         query = {key: values[-1] for key, values in parse_qs(urlsplit(request.url).query).items()}
-        context.status_code, body = stand_in.answer(request.method, request.path, query,
-                                                    request.body or b"", request.headers.get("Authorization"))
+        context.status_code, body = stand_in.answer(
+            request.method, request.path, query, request.body or b"", request.headers.get("Authorization")
+        )
         return body
 
     with requests_mock.Mocker() as mock:

@@ -136,8 +136,7 @@ def test_it_shows_what_it_received_without_the_key(sdk, stand_in_url):
     received = requests.get(f"{stand_in_url}/_stand_in/requests", timeout=5).json()["requests"]
     requests.delete(f"{stand_in_url}/_stand_in/requests", timeout=5)
 
-    assert received == [{"method": "POST", "path": "/users", "query": {},
-                         "body": {"users": {"ana": {"id": "ana"}}}}]
+    assert received == [{"method": "POST", "path": "/users", "query": {}, "body": {"users": {"ana": {"id": "ana"}}}}]
     assert requests.get(f"{stand_in_url}/_stand_in/requests", timeout=5).json() == {"requests": []}
 
 

@@ -6,8 +6,9 @@ import os
 
 import pytest
 
-from live import ROOT
 from stream_backend.stream.client import build_client
+
+from live import ROOT
 from support.examples import API_KEY, API_SECRET, CHANNEL_BODY
 from support.stream import SPEC, STREAM_URL, load_spec, off_spec, requests_off_spec, stream_in_memory
 
@@ -45,7 +46,8 @@ def test_a_test_that_sends_an_off_spec_request_fails(pytester, spec):
     """The fixture fails the very test that sent it, not a test at the end of the run."""
     pytester.makeini(f"[pytest]\npythonpath = {ROOT} {ROOT / 'tests'} {ROOT / 'tools'}\n")
     pytester.makeconftest((ROOT / "tests" / "conftest.py").read_text())
-    pytester.makepyfile(test_off_spec=f"""
+    pytester.makepyfile(
+        test_off_spec=f"""
 from stream_backend.stream.client import build_client
 
 def test_sends_members_as_user_objects(stream):
@@ -55,7 +57,8 @@ def test_sends_members_as_user_objects(stream):
 
 def test_sends_nothing(stream):
     pass
-""")
+"""
+    )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
 
     result.assert_outcomes(passed=2, errors=1)

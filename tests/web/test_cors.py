@@ -5,8 +5,11 @@ import pytest
 from app import create_app
 
 ORIGIN = "https://app.example.com"
-PREFLIGHT = {"Origin": ORIGIN, "Access-Control-Request-Method": "POST",
-             "Access-Control-Request-Headers": "Content-Type"}
+PREFLIGHT = {
+    "Origin": ORIGIN,
+    "Access-Control-Request-Method": "POST",
+    "Access-Control-Request-Headers": "Content-Type",
+}
 
 
 @pytest.mark.parametrize("route", ["/generate-token", "/channel", "/message"])
@@ -20,15 +23,15 @@ def test_preflight_with_json_content_type_passes_on_browser_routes(client, route
 
 
 def test_answer_carries_the_allow_origin_header(client):
-    response = client.post("/generate-token", json={"user_id": "tommaso"},
-                           headers={"Origin": "https://app.example.com"})
+    response = client.post(
+        "/generate-token", json={"user_id": "tommaso"}, headers={"Origin": "https://app.example.com"}
+    )
 
     assert response.headers["Access-Control-Allow-Origin"] in ("*", ORIGIN)
 
 
 def test_error_answers_carry_it_too_so_the_browser_can_read_them(client):
-    response = client.post("/generate-token", json={"user_id": None},
-                           headers={"Origin": "https://app.example.com"})
+    response = client.post("/generate-token", json={"user_id": None}, headers={"Origin": "https://app.example.com"})
 
     assert response.status_code == 400
     assert response.headers["Access-Control-Allow-Origin"] in ("*", ORIGIN)
@@ -43,8 +46,7 @@ def test_webhook_answers_no_cors(client):
 
 
 def test_origins_come_from_cors_origins(environ):
-    client = create_app({**environ, "CORS_ORIGINS": "https://app.example.com, https://admin.example.com"}
-                        ).test_client()
+    client = create_app({**environ, "CORS_ORIGINS": "https://app.example.com, https://admin.example.com"}).test_client()
 
     allowed = client.options("/generate-token", headers=PREFLIGHT)
     refused = client.options("/generate-token", headers={**PREFLIGHT, "Origin": "https://evil.example"})

@@ -7,9 +7,10 @@ import re
 import pytest
 
 from app import create_app
-from support.stream import STREAM_URL
+
 from support.examples import CHANNEL_BODY, MESSAGE_BODY, sign
 from support.primary import PrimarySystem
+from support.stream import STREAM_URL
 
 
 def calls(stream):
@@ -55,9 +56,11 @@ def test_retry_with_other_text_updates_the_stored_text(client, stream):
 
 
 def test_other_stream_400s_on_send_are_not_taken_for_retries(client, stream):
-    stream.post(re.compile(rf"{STREAM_URL}/channels/.*/message"), status_code=400,
-                json={"code": 4, "message": "SendMessage failed with error: \"text is too long\"",
-                      "StatusCode": 400})
+    stream.post(
+        re.compile(rf"{STREAM_URL}/channels/.*/message"),
+        status_code=400,
+        json={"code": 4, "message": 'SendMessage failed with error: "text is too long"', "StatusCode": 400},
+    )
 
     response = client.post("/message", json=MESSAGE_BODY)
 
@@ -105,8 +108,9 @@ def test_message_goes_to_the_channel_with_an_id(client, stream):
     assert calls(stream)[2][:2] == ("POST", "/channels/team/general/message")
 
 
-@pytest.mark.parametrize("field, value", [("type", "team:x"), ("type", ""), ("type", 3),
-                                          ("id", "a/b"), ("id", "x" * 65), ("id", 42)])
+@pytest.mark.parametrize(
+    "field, value", [("type", "team:x"), ("type", ""), ("type", 3), ("id", "a/b"), ("id", "x" * 65), ("id", 42)]
+)
 def test_invalid_channel_type_or_id_is_a_400(client, stream, field, value):
     body = copy.deepcopy(CHANNEL_BODY)
     body["channel"][field] = value
@@ -133,26 +137,28 @@ def test_many_members_are_upserted_and_added_a_hundred_at_a_time(client, stream)
     assert len(query["data"]["members"]) == 100
     assert [len(add["add_members"]) for add in additions] == [100, 50]
     added = [m["user_id"] for m in query["data"]["members"]] + [
-        m["user_id"] for add in additions for m in add["add_members"]]
+        m["user_id"] for add in additions for m in add["add_members"]
+    ]
     assert sorted(added) == sorted(body["members"])
     assert len(stream.stand_in.state.channels["messaging:town-hall"]["members"]) == 250
 
 
 # --- Updates -----------------------------------------------------------------------------
 
+
 def test_update_sets_the_given_fields(client, stream):
     sent(client, MESSAGE_BODY)
     stream.reset_mock()
 
-    response = client.put("/message/123-456-789-01234",
-                          json={"message": {"text": "edited", "mood": "happy"}, "user": {"id": "tommaso"}})
+    response = client.put(
+        "/message/123-456-789-01234", json={"message": {"text": "edited", "mood": "happy"}, "user": {"id": "tommaso"}}
+    )
 
     assert response.status_code == 200
     assert response.get_json()["message"]["text"] == "edited"
     assert response.get_json()["message"]["mood"] == "happy"
     assert calls(stream) == [("PUT", "/messages/123-456-789-01234", {"api_key": ["test-key"]})]
-    assert stream.request_history[0].json() == {
-        "set": {"text": "edited", "mood": "happy"}, "user": {"id": "tommaso"}}
+    assert stream.request_history[0].json() == {"set": {"text": "edited", "mood": "happy"}, "user": {"id": "tommaso"}}
 
 
 def test_update_of_an_unknown_message_is_a_json_404(client, stream):
@@ -163,24 +169,27 @@ def test_update_of_an_unknown_message_is_a_json_404(client, stream):
     assert "never-sent" in response.get_json()["api_error"]
 
 
-@pytest.mark.parametrize("route, body, field", [
-    ("/message/m-1", {"user": {"id": "tommaso"}}, "message"),
-    ("/message/m-1", {"message": {}, "user": {"id": "tommaso"}}, "message"),
-    ("/message/m-1", {"message": {"text": 5}, "user": {"id": "tommaso"}}, "message.text"),
-    ("/message/m-1", {"message": {"text": ""}, "user": {"id": "tommaso"}}, "message.text"),
-    ("/message/m-1", {"message": {"user_id": "thierry"}, "user": {"id": "tommaso"}}, "message.user_id"),
-    ("/message/m-1", {"message": {"type": "deleted"}, "user": {"id": "tommaso"}}, "message.type"),
-    ("/message/m-1", {"message": {"mood": "x" * 6000}, "user": {"id": "tommaso"}}, "message"),
-    ("/message/m-1", {"message": {"text": "ok"}}, "user"),
-    ("/message/m-1", {"message": {"text": "ok"}, "user": {"id": "no spaces"}}, "user.id"),
-    ("/channel/messaging/team", {}, "custom_data"),
-    ("/channel/messaging/team", {"members": None}, "members"),
-    ("/channel/messaging/team", {"custom_data": []}, "custom_data"),
-    ("/channel/messaging/team", {"custom_data": {"members": ["x"]}}, "custom_data.members"),
-    ("/channel/messaging/team", {"members": {}}, "members"),
-    ("/channel/messaging/team", {"members": {"bad id": {}}}, "members.bad id"),
-    ("/channel/messaging/team", {"members": {"ana": {"role": "admin"}}}, "members.ana.role"),
-])
+@pytest.mark.parametrize(
+    "route, body, field",
+    [
+        ("/message/m-1", {"user": {"id": "tommaso"}}, "message"),
+        ("/message/m-1", {"message": {}, "user": {"id": "tommaso"}}, "message"),
+        ("/message/m-1", {"message": {"text": 5}, "user": {"id": "tommaso"}}, "message.text"),
+        ("/message/m-1", {"message": {"text": ""}, "user": {"id": "tommaso"}}, "message.text"),
+        ("/message/m-1", {"message": {"user_id": "thierry"}, "user": {"id": "tommaso"}}, "message.user_id"),
+        ("/message/m-1", {"message": {"type": "deleted"}, "user": {"id": "tommaso"}}, "message.type"),
+        ("/message/m-1", {"message": {"mood": "x" * 6000}, "user": {"id": "tommaso"}}, "message"),
+        ("/message/m-1", {"message": {"text": "ok"}}, "user"),
+        ("/message/m-1", {"message": {"text": "ok"}, "user": {"id": "no spaces"}}, "user.id"),
+        ("/channel/messaging/team", {}, "custom_data"),
+        ("/channel/messaging/team", {"members": None}, "members"),
+        ("/channel/messaging/team", {"custom_data": []}, "custom_data"),
+        ("/channel/messaging/team", {"custom_data": {"members": ["x"]}}, "custom_data.members"),
+        ("/channel/messaging/team", {"members": {}}, "members"),
+        ("/channel/messaging/team", {"members": {"bad id": {}}}, "members.bad id"),
+        ("/channel/messaging/team", {"members": {"ana": {"role": "admin"}}}, "members.ana.role"),
+    ],
+)
 def test_an_invalid_update_is_a_400_naming_the_field(client, stream, route, body, field):
     response = client.put(route, json=body)
 
@@ -197,6 +206,7 @@ def test_update_of_an_invalid_message_id_is_a_400(client, stream):
 
 
 # --- Deletes -----------------------------------------------------------------------------
+
 
 def test_delete_message_is_soft_by_default(client, stream):
     sent(client, MESSAGE_BODY)
@@ -250,8 +260,9 @@ def test_delete_channel_is_soft_by_default(client, stream):
     response = client.delete("/channel/messaging/general")
 
     assert response.status_code == 200
-    assert calls(stream) == [("DELETE", "/channels/messaging/general",
-                              {"api_key": ["test-key"], "hard_delete": ["false"]})]
+    assert calls(stream) == [
+        ("DELETE", "/channels/messaging/general", {"api_key": ["test-key"], "hard_delete": ["false"]})
+    ]
 
 
 def test_delete_channel_hard_and_repeat(client, stream):
@@ -279,9 +290,14 @@ def test_channel_created_again_after_a_delete_starts_empty(client, stream):
     assert state["messages"] == []
 
 
-@pytest.mark.parametrize("path, field", [("/channel/bad:type/general", "channel type"),
-                                         ("/channel/messaging/" + "x" * 65, "channel id"),
-                                         ("/channel/messaging/general?hard=yes", "hard")])
+@pytest.mark.parametrize(
+    "path, field",
+    [
+        ("/channel/bad:type/general", "channel type"),
+        ("/channel/messaging/" + "x" * 65, "channel id"),
+        ("/channel/messaging/general?hard=yes", "hard"),
+    ],
+)
 def test_delete_channel_with_bad_input_is_a_400(client, stream, path, field):
     response = client.delete(path)
 
@@ -300,9 +316,12 @@ def test_other_stream_errors_on_delete_are_not_swallowed(client, stream):
 
 # --- Channel updates -------------------------------------------------------------------------
 
+
 def team_channel(client, members=("tommaso", "thierry"), custom_data=None):
-    body = {"channel": {"id": "team", "creator_id": members[0], "custom_data": custom_data or {"title": "Team"}},
-            "members": {member: {"name": member.title()} for member in members}}
+    body = {
+        "channel": {"id": "team", "creator_id": members[0], "custom_data": custom_data or {"title": "Team"}},
+        "members": {member: {"name": member.title()} for member in members},
+    }
     assert client.post("/channel", json=body).status_code == 200
 
 
@@ -323,14 +342,17 @@ def test_update_channel_makes_its_members_exactly_the_given_ones(client, stream)
     team_channel(client, members=("tommaso", "thierry", "ana"))
     stream.reset_mock()
 
-    response = client.put("/channel/messaging/team", json={"members": {"tommaso": {"name": "Tommaso"},
-                                                                       "bo": {"name": "Bo"}}})
+    response = client.put(
+        "/channel/messaging/team", json={"members": {"tommaso": {"name": "Tommaso"}, "bo": {"name": "Bo"}}}
+    )
 
     assert response.status_code == 200
     assert response.get_json()["members"] == ["bo", "tommaso"]
     assert (response.get_json()["added"], response.get_json()["removed"]) == (["bo"], ["ana", "thierry"])
     assert [body for body in (r.json() for r in stream.request_history) if "users" not in body][1:] == [
-        {"add_members": [{"user_id": "bo"}]}, {"remove_members": ["ana", "thierry"]}]
+        {"add_members": [{"user_id": "bo"}]},
+        {"remove_members": ["ana", "thierry"]},
+    ]
     assert sorted(stream.stand_in.state.channels["messaging:team"]["members"]) == ["bo", "tommaso"]
 
 
@@ -357,8 +379,9 @@ def test_update_channel_adds_and_removes_a_hundred_members_a_call(client, stream
 
 
 def test_update_of_an_unknown_channel_is_a_json_404_that_writes_nothing(client, stream):
-    response = client.put("/channel/messaging/nowhere", json={"custom_data": {"title": "x"},
-                                                               "members": {"ana": {"name": "Ana"}}})
+    response = client.put(
+        "/channel/messaging/nowhere", json={"custom_data": {"title": "x"}, "members": {"ana": {"name": "Ana"}}}
+    )
 
     assert response.status_code == 404
     assert response.is_json
@@ -377,6 +400,7 @@ def test_members_of_a_distinct_channel_cannot_change(client, stream):
 
 
 # --- User deletes ----------------------------------------------------------------------------
+
 
 def test_delete_user_is_soft_and_keeps_their_messages(client, stream):
     sent(client, MESSAGE_BODY)
@@ -444,6 +468,7 @@ def test_delete_user_with_bad_input_is_a_400(client, stream, path, field):
 
 # --- Squatted message ids --------------------------------------------------------------------
 
+
 @pytest.fixture
 def primary():
     with PrimarySystem() as server:
@@ -452,7 +477,9 @@ def primary():
 
 def deliver(client, event, webhook_id):
     body = json.dumps(event).encode()
-    return client.post("/stream-incoming-wh", data=body, headers={"X-Signature": sign(body), "X-Webhook-Id": webhook_id})
+    return client.post(
+        "/stream-incoming-wh", data=body, headers={"X-Signature": sign(body), "X-Webhook-Id": webhook_id}
+    )
 
 
 def test_a_message_id_squatted_by_a_chat_client_is_a_409_and_nothing_is_forwarded_as_ours(environ, stream, primary):
@@ -462,8 +489,9 @@ def test_a_message_id_squatted_by_a_chat_client_is_a_409_and_nothing_is_forwarde
     state = stream.stand_in.state
     state.upsert_users({"users": {"squatter": {"id": "squatter"}}})
     state.get_or_create_channel("messaging", "own", {"data": {"members": [{"user_id": "squatter"}]}})
-    squatted = state.send_message_directly("messaging:own", "squatter", {
-        "id": "sq-1", "text": "mine now", "primary_origin": mirrored["primary_origin"]})
+    squatted = state.send_message_directly(
+        "messaging:own", "squatter", {"id": "sq-1", "text": "mine now", "primary_origin": mirrored["primary_origin"]}
+    )
     assert deliver(client, squatted, "wh-squat").get_json()["outcome"] == "forwarded"  # a chat client's message
     taken = copy.deepcopy(MESSAGE_BODY)
     taken["message"] = {"id": "sq-1", "text": "the primary's message"}
@@ -481,7 +509,8 @@ def test_a_message_id_squatted_by_a_chat_client_is_a_409_and_nothing_is_forwarde
     assert len(primary.received) == forwarded_before  # nothing under the primary's id
     forwarded = [entry["event"]["message"] for entry in primary.received if entry["event"]["message"]["id"] == "sq-1"]
     assert [(message["user"]["id"], message["cid"], message["text"]) for message in forwarded] == [
-        ("squatter", "messaging:own", "mine now")]
+        ("squatter", "messaging:own", "mine now")
+    ]
 
 
 def test_a_retry_of_our_own_message_is_still_answered_with_it(client, stream):

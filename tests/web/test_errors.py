@@ -5,33 +5,49 @@ import time
 import pytest
 import requests
 
-from support.stream import STREAM_URL
 from support.examples import CHANNEL_BODY, MESSAGE_BODY
+from support.stream import STREAM_URL
 
 
 def stream_error(code, message, status):
-    return {"code": code, "message": message, "StatusCode": status, "duration": "1.00ms",
-            "more_info": "https://getstream.io/chat/docs/api_errors_response", "details": []}
+    return {
+        "code": code,
+        "message": message,
+        "StatusCode": status,
+        "duration": "1.00ms",
+        "more_info": "https://getstream.io/chat/docs/api_errors_response",
+        "details": [],
+    }
 
 
 @pytest.mark.parametrize("status, code", [(400, 4), (404, 16), (409, 4), (413, 22), (429, 9)])
 def test_stream_errors_about_the_request_pass_through(client, stream, status, code):
-    stream.post(f"{STREAM_URL}/users", status_code=status,
-                json=stream_error(code, f"UpdateUsers failed with error: \"problem {status}\"", status))
+    stream.post(
+        f"{STREAM_URL}/users",
+        status_code=status,
+        json=stream_error(code, f'UpdateUsers failed with error: "problem {status}"', status),
+    )
 
     response = client.post("/channel", json=CHANNEL_BODY)
 
     assert response.status_code == status
     body = response.get_json()
-    assert body["api_error"] == f"UpdateUsers failed with error: \"problem {status}\""
+    assert body["api_error"] == f'UpdateUsers failed with error: "problem {status}"'
     assert body["stream_code"] == code
     assert f"problem {status}" in body["error"]
 
 
 def test_stream_rate_limit_answers_retry_after_from_its_reset_header(client, stream):
-    stream.post(f"{STREAM_URL}/users", status_code=429, json=stream_error(9, "Too many requests", 429),
-                headers={"X-RateLimit-Limit": "300", "X-RateLimit-Remaining": "0",
-                         "X-RateLimit-Reset": str(int(time.time()) + 30)})
+    stream.post(
+        f"{STREAM_URL}/users",
+        status_code=429,
+        json=stream_error(9, "Too many requests", 429),
+        headers={
+            "X-RateLimit-Limit": "300",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": str(int(time.time()) + 30),
+        },
+    )
 
     response = client.post("/channel", json=CHANNEL_BODY)
 
@@ -95,14 +111,17 @@ def test_a_failed_step_stops_the_ones_after_it(client, stream):
     assert [request.path for request in stream.request_history] == ["/users"]
 
 
-@pytest.mark.parametrize("method, path, status", [
-    ("GET", "/nowhere", 404),
-    ("GET", "/channel", 405),
-    ("PUT", "/generate-token", 405),
-    ("GET", "/stream-incoming-wh", 405),
-    ("DELETE", "/channel/messaging//general", 404),
-    ("DELETE", "/message//m-1", 404),
-])
+@pytest.mark.parametrize(
+    "method, path, status",
+    [
+        ("GET", "/nowhere", 404),
+        ("GET", "/channel", 405),
+        ("PUT", "/generate-token", 405),
+        ("GET", "/stream-incoming-wh", 405),
+        ("DELETE", "/channel/messaging//general", 404),
+        ("DELETE", "/message//m-1", 404),
+    ],
+)
 def test_flask_errors_are_json(client, method, path, status):
     response = client.open(path, method=method)
 

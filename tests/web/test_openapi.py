@@ -4,22 +4,29 @@ with the constraints the validation enforces."""
 import copy
 import json
 import re
-from pathlib import Path
 
 import jsonschema
 import pytest
 from openapi_spec_validator import validate
 
-from live import ROOT
-
 from stream_backend.errors import InvalidRequest
 from stream_backend.mirror import bodies
 from stream_backend.validation import validated
 from stream_backend.web.models import TokenRequest
+
+from live import ROOT
 from support.examples import CHANNEL_BODY, MESSAGE_BODY
 
-MODELS = {model.__name__: model for model in (bodies.ChannelRequest, bodies.MessageRequest, bodies.MessageUpdateRequest,
-                                              bodies.ChannelUpdateRequest, TokenRequest)}
+MODELS = {
+    model.__name__: model
+    for model in (
+        bodies.ChannelRequest,
+        bodies.MessageRequest,
+        bodies.MessageUpdateRequest,
+        bodies.ChannelUpdateRequest,
+        TokenRequest,
+    )
+}
 
 # Flask answers these for every route by itself (HEAD for GET; OPTIONS, and CORS preflights).
 AUTOMATIC_METHODS = {"HEAD", "OPTIONS"}
@@ -39,8 +46,11 @@ def test_the_document_is_valid_openapi_3_1(document):
 
 
 def test_every_flask_route_is_in_the_document_and_nothing_else(app, document):
-    served = {(method.lower(), re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule))
-              for rule in app.url_map.iter_rules() for method in rule.methods - AUTOMATIC_METHODS}
+    served = {
+        (method.lower(), re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule))
+        for rule in app.url_map.iter_rules()
+        for method in rule.methods - AUTOMATIC_METHODS
+    }
     described = {(method, path) for path, operations in document["paths"].items() for method in operations}
 
     assert served == described
@@ -59,15 +69,21 @@ def test_errors_are_described_with_the_error_shape(document):
     assert error["required"] == ["error"] and "field" in error["properties"]
     channel = document["paths"]["/channel"]["post"]
     assert channel["responses"]["400"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/Error"}
+        "$ref": "#/components/schemas/Error"
+    }
     assert {"syncToken": []} in channel["security"]
 
 
 def test_the_webhook_headers_are_described(document):
     headers = {p["name"]: p["required"] for p in document["paths"]["/stream-incoming-wh"]["post"]["parameters"]}
 
-    assert headers == {"X-Signature": True, "X-Api-Key": False, "X-Webhook-Id": False, "X-Webhook-Attempt": False,
-                       "Content-Encoding": False}
+    assert headers == {
+        "X-Signature": True,
+        "X-Api-Key": False,
+        "X-Webhook-Id": False,
+        "X-Webhook-Attempt": False,
+        "Content-Encoding": False,
+    }
 
 
 def body_schema(document, name):
@@ -128,7 +144,7 @@ def test_the_document_and_the_validation_refuse_the_same_bodies(document, name, 
 
     assert not jsonschema.Draft202012Validator(schema).is_valid(body)
     with pytest.raises(InvalidRequest):
-        validated(MODELS[name], body).__dict__
+        validated(MODELS[name], body)
 
 
 @pytest.mark.parametrize("name, body", ACCEPTED)
@@ -139,7 +155,6 @@ def test_the_document_and_the_validation_accept_the_same_bodies(document, name, 
     validated(MODELS[name], body)
 
 
-
 def postman_requests(items):
     for item in items:
         yield from postman_requests(item["item"]) if "item" in item else [item["request"]]
@@ -147,13 +162,21 @@ def postman_requests(items):
 
 def test_every_request_of_the_postman_collection_is_a_described_operation(document):
     collection = json.loads((ROOT / "postman_collection.json").read_text())
-    templates = {(method.upper(), re.compile("/" + re.sub(r"\\{\w+\\}", "[^/]+", re.escape(path.lstrip("/"))) + "$"))
-                 for path, operations in document["paths"].items() for method in operations}
-    called = {(request["method"], "/" + "/".join(request["url"]["path"]).split("?")[0])
-              for request in postman_requests(collection["item"])}
+    templates = {
+        (method.upper(), re.compile("/" + re.sub(r"\\{\w+\\}", "[^/]+", re.escape(path.lstrip("/"))) + "$"))
+        for path, operations in document["paths"].items()
+        for method in operations
+    }
+    called = {
+        (request["method"], "/" + "/".join(request["url"]["path"]).split("?")[0])
+        for request in postman_requests(collection["item"])
+    }
 
-    undescribed = {(method, path) for method, path in called
-                   if not any(method == described and pattern.match(path) for described, pattern in templates)}
+    undescribed = {
+        (method, path)
+        for method, path in called
+        if not any(method == described and pattern.match(path) for described, pattern in templates)
+    }
     assert undescribed == set()
     assert len(called) >= 9
 
@@ -173,7 +196,10 @@ def test_the_readme_has_a_section_for_every_route_and_no_other(document):
     routes_section = readme.split("\n## Routes\n")[1].split("\n## ")[0]
     headings = "\n".join(line for line in routes_section.splitlines() if line.startswith("### "))
     in_readme = {(method, re.sub(r"<\w+>", "*", path)) for method, path in re.findall(r"`([A-Z]+) (/[^`]*)`", headings)}
-    described = {(method.upper(), re.sub(r"\{\w+\}", "*", path))
-                 for path, operations in document["paths"].items() for method in operations}
+    described = {
+        (method.upper(), re.sub(r"\{\w+\}", "*", path))
+        for path, operations in document["paths"].items()
+        for method in operations
+    }
 
     assert in_readme == described

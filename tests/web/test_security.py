@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from pathlib import Path
 
 import jwt
 import pytest
@@ -18,12 +19,12 @@ import requests
 from app import create_app
 from stream_backend.errors import SettingsError
 from stream_backend.settings import Settings
-from support.stream import STREAM_URL
-from support.examples import API_SECRET, CHANNEL_BODY, MESSAGE_BODY, PRIMARY_SYNC_SECRET, sign, webhook_event
-from live import free_port
-from live import ROOT
 from stream_backend.stream.rules import ORIGIN_FIELD, RESERVED_MESSAGE_FIELDS
+
+from live import ROOT, free_port
+from support.examples import API_SECRET, CHANNEL_BODY, MESSAGE_BODY, PRIMARY_SYNC_SECRET, sign, webhook_event
 from support.processes import create_app_in_a_process
+from support.stream import STREAM_URL
 
 SESSION_SECRET = "the-app-session-secret-" + "k" * 32
 SYNC_TOKEN = "sync-api-token-" + "t" * 32
@@ -39,8 +40,13 @@ def bearer(token):
 
 @pytest.fixture
 def jwt_environ(environ):
-    return {**environ, "TOKEN_AUTH": "jwt", "AUTH_JWT_SECRET": SESSION_SECRET, "SYNC_API_TOKEN": SYNC_TOKEN,
-            "PRIMARY_SYNC_SECRET": PRIMARY_SYNC_SECRET}
+    return {
+        **environ,
+        "TOKEN_AUTH": "jwt",
+        "AUTH_JWT_SECRET": SESSION_SECRET,
+        "SYNC_API_TOKEN": SYNC_TOKEN,
+        "PRIMARY_SYNC_SECRET": PRIMARY_SYNC_SECRET,
+    }
 
 
 @pytest.fixture
@@ -53,6 +59,7 @@ def issued_user(response):
 
 
 # --- Start-up ------------------------------------------------------------------------------
+
 
 def start(environ):
     return create_app_in_a_process({"STREAM_API_KEY": "key", "STREAM_API_SECRET": "secret", **environ})
@@ -70,17 +77,21 @@ def test_token_auth_unset_or_unknown_refuses_to_start_naming_its_choices(token_a
 def test_open_mode_starts_with_a_warning(environ, caplog):
     create_app(environ)
 
-    assert any("TOKEN_AUTH=open" in record.getMessage() and record.levelno == logging.WARNING
-               for record in caplog.records)
+    assert any(
+        "TOKEN_AUTH=open" in record.getMessage() and record.levelno == logging.WARNING for record in caplog.records
+    )
 
 
-@pytest.mark.parametrize("change, named", [
-    ({"AUTH_JWT_SECRET": ""}, "AUTH_JWT_SECRET"),
-    ({"AUTH_JWT_SECRET": "short"}, "AUTH_JWT_SECRET"),
-    ({"SYNC_API_TOKEN": ""}, "SYNC_API_TOKEN"),
-    ({"SYNC_API_TOKEN": "short"}, "SYNC_API_TOKEN"),
-    ({"STREAM_CHAT_TIMEOUT": "29"}, "STREAM_CHAT_TIMEOUT"),
-])
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        ({"AUTH_JWT_SECRET": ""}, "AUTH_JWT_SECRET"),
+        ({"AUTH_JWT_SECRET": "short"}, "AUTH_JWT_SECRET"),
+        ({"SYNC_API_TOKEN": ""}, "SYNC_API_TOKEN"),
+        ({"SYNC_API_TOKEN": "short"}, "SYNC_API_TOKEN"),
+        ({"STREAM_CHAT_TIMEOUT": "29"}, "STREAM_CHAT_TIMEOUT"),
+    ],
+)
 def test_jwt_mode_refuses_to_start_without_its_secrets(jwt_environ, change, named):
     result = start({key: value for key, value in {**jwt_environ, **change}.items() if key != "WEBHOOK_DB"})
 
@@ -89,6 +100,7 @@ def test_jwt_mode_refuses_to_start_without_its_secrets(jwt_environ, change, name
 
 
 # --- TOKEN_AUTH=jwt -------------------------------------------------------------------------
+
 
 def test_valid_bearer_gets_a_token_for_its_sub(jwt_client):
     response = jwt_client.post("/generate-token", json={"user_id": "tommaso"}, headers=bearer(session_jwt()))
@@ -120,12 +132,15 @@ def test_expired_bearer_is_a_401(jwt_client):
     assert "expired" in response.get_json()["error"]
 
 
-@pytest.mark.parametrize("token", [
-    session_jwt(secret="another-apps-secret-" + "z" * 32),
-    jwt.encode({"sub": "tommaso", "exp": int(time.time()) + 300}, None, algorithm="none"),
-    jwt.encode({"sub": "tommaso"}, SESSION_SECRET, algorithm="HS256"),  # never expires: refused
-    "not-a-jwt",
-])
+@pytest.mark.parametrize(
+    "token",
+    [
+        session_jwt(secret="another-apps-secret-" + "z" * 32),
+        jwt.encode({"sub": "tommaso", "exp": int(time.time()) + 300}, None, algorithm="none"),
+        jwt.encode({"sub": "tommaso"}, SESSION_SECRET, algorithm="HS256"),  # never expires: refused
+        "not-a-jwt",
+    ],
+)
 def test_badly_signed_or_malformed_bearer_is_a_401(jwt_client, token):
     response = jwt_client.post("/generate-token", json={}, headers=bearer(token))
 
@@ -146,7 +161,9 @@ def test_sub_that_is_not_a_stream_user_id_is_a_403(jwt_client):
 
 
 def test_audience_and_issuer_are_checked_when_set(jwt_environ):
-    client = create_app({**jwt_environ, "AUTH_JWT_AUDIENCE": "chat", "AUTH_JWT_ISSUER": "https://app.example.com"}).test_client()
+    client = create_app(
+        {**jwt_environ, "AUTH_JWT_AUDIENCE": "chat", "AUTH_JWT_ISSUER": "https://app.example.com"}
+    ).test_client()
     right = session_jwt(aud="chat", iss="https://app.example.com")
     wrong_audience = session_jwt(aud="billing", iss="https://app.example.com")
     wrong_issuer = session_jwt(aud="chat", iss="https://evil.example")
@@ -172,8 +189,16 @@ SYNC_REQUESTS = [
 
 
 @pytest.mark.parametrize("method, path, body", SYNC_REQUESTS)
-@pytest.mark.parametrize("headers", [{}, bearer("wrong-" + "t" * 40), bearer(""), {"Authorization": SYNC_TOKEN},
-                                     {"Authorization": f"Basic {SYNC_TOKEN}"}])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        bearer("wrong-" + "t" * 40),
+        bearer(""),
+        {"Authorization": SYNC_TOKEN},
+        {"Authorization": f"Basic {SYNC_TOKEN}"},
+    ],
+)
 def test_sync_routes_without_the_right_token_are_a_401(jwt_client, stream, method, path, body, headers):
     response = jwt_client.open(path, method=method, json=body, headers=headers)
 
@@ -208,12 +233,16 @@ def test_webhook_needs_its_signature_not_the_sync_token(jwt_client):
 
 # --- Hardening ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("method, path, size", [
-    ("POST", "/generate-token", 5 * 1024),
-    ("PUT", "/message/m-1", 70 * 1024),
-    ("DELETE", "/message/m-1", 2 * 1024),
-    ("DELETE", "/channel/messaging/general", 2 * 1024),
-])
+
+@pytest.mark.parametrize(
+    "method, path, size",
+    [
+        ("POST", "/generate-token", 5 * 1024),
+        ("PUT", "/message/m-1", 70 * 1024),
+        ("DELETE", "/message/m-1", 2 * 1024),
+        ("DELETE", "/channel/messaging/general", 2 * 1024),
+    ],
+)
 def test_routes_cap_bodies_to_their_real_payloads(client, stream, method, path, size):
     response = client.open(path, method=method, data=b"{" + b" " * size + b"}", content_type="application/json")
 
@@ -223,8 +252,10 @@ def test_routes_cap_bodies_to_their_real_payloads(client, stream, method, path, 
 
 
 def test_a_large_channel_body_is_still_accepted(client, stream):
-    body = {"channel": {"creator_id": "user-0", "id": "big"},
-            "members": {f"user-{n}": {"name": "N" * 200} for n in range(500)}}
+    body = {
+        "channel": {"creator_id": "user-0", "id": "big"},
+        "members": {f"user-{n}": {"name": "N" * 200} for n in range(500)},
+    }
 
     assert client.post("/channel", json=body).status_code == 200
 
@@ -249,7 +280,7 @@ def test_incoming_request_id_is_kept_and_answered(client, caplog):
     assert caplog.records[-1].getMessage().endswith(" edge-42:abc")
 
 
-@pytest.mark.parametrize("incoming", ["has spaces", "x" * 200, "quote\"s", "semi;colon", "é"])
+@pytest.mark.parametrize("incoming", ["has spaces", "x" * 200, 'quote"s', "semi;colon", "é"])
 def test_unlikely_request_id_is_replaced(client, incoming):
     response = client.get("/healthz", headers={"X-Request-Id": incoming})
 
@@ -282,25 +313,46 @@ def test_no_secret_or_token_reaches_the_logs(jwt_environ, stream, caplog, capfd)
 
 # --- Hostile JSON -------------------------------------------------------------------------------
 
+
 def deep(levels):
     return "[" * levels + "]" * levels
 
 
 HOSTILE_BODIES = [
     # (method, path, raw JSON body, the field named in the 400)
-    ("POST", "/channel", '{"channel": {"creator_id": "tommaso", "custom_data": {"title": "\\ud800"}}, '
-                         '"members": {"tommaso": {}}}', "channel.custom_data.title"),
-    ("POST", "/channel", '{"channel": {"creator_id": "tommaso"}, "members": {"tommaso": {"name": "a\\udfffb"}}}',
-     "members.tommaso.name"),
+    (
+        "POST",
+        "/channel",
+        '{"channel": {"creator_id": "tommaso", "custom_data": {"title": "\\ud800"}}, "members": {"tommaso": {}}}',
+        "channel.custom_data.title",
+    ),
+    (
+        "POST",
+        "/channel",
+        '{"channel": {"creator_id": "tommaso"}, "members": {"tommaso": {"name": "a\\udfffb"}}}',
+        "members.tommaso.name",
+    ),
     ("PUT", "/message/m-1", '{"message": {"mood": "\\udc00"}, "user": {"id": "tommaso"}}', "message.mood"),
     ("PUT", "/message/m-1", '{"message": {"tags": ["ok", "\\ud83d"]}, "user": {"id": "tommaso"}}', "message.tags[1]"),
-    ("POST", "/channel", '{"channel": {"creator_id": "tommaso", "custom_data": {"\\ud800": 1}}, '
-                         '"members": {"tommaso": {}}}', "channel.custom_data"),
-    ("POST", "/message", '{"channel": {"creator_id": "tommaso", "custom_data": {"x": ' + deep(500) + '}}, '
-                         '"members": {"tommaso": {}}, "message": {"id": "m-1", "text": "hi"}, "user": {"id": "tommaso"}}',
-     "channel.custom_data.x" + "[0]" * 29),
-    ("POST", "/channel", '{"channel": {"creator_id": "tommaso", "custom_data": {"size": 1e400}}, '
-                         '"members": {"tommaso": {}}}', "channel.custom_data.size"),
+    (
+        "POST",
+        "/channel",
+        '{"channel": {"creator_id": "tommaso", "custom_data": {"\\ud800": 1}}, "members": {"tommaso": {}}}',
+        "channel.custom_data",
+    ),
+    (
+        "POST",
+        "/message",
+        '{"channel": {"creator_id": "tommaso", "custom_data": {"x": ' + deep(500) + "}}, "
+        '"members": {"tommaso": {}}, "message": {"id": "m-1", "text": "hi"}, "user": {"id": "tommaso"}}',
+        "channel.custom_data.x" + "[0]" * 29,
+    ),
+    (
+        "POST",
+        "/channel",
+        '{"channel": {"creator_id": "tommaso", "custom_data": {"size": 1e400}}, "members": {"tommaso": {}}}',
+        "channel.custom_data.size",
+    ),
     ("PUT", "/message/m-1", '{"message": {"n": -1e999}, "user": {"id": "tommaso"}}', "message.n"),
     ("PUT", "/message/m-1", '{"message": {"n": 1' + "0" * 400 + '}, "user": {"id": "tommaso"}}', "message.n"),
 ]
@@ -319,8 +371,11 @@ def test_a_long_key_over_many_children_is_refused_in_little_memory(client, strea
     # The refused number is the last value walked, so every child is queued first; a path
     # string per child would hold the 100 KB key 2,000 times (200 MB).
     children = {"a0": 1e400, **{f"a{index}": 0 for index in range(1, 2000)}}
-    body = json.dumps({"channel": {"creator_id": "a", "custom_data": {"k" * 100_000: children}},
-                       "members": {"a": {}}}).replace("Infinity", "1e400").encode()
+    body = (
+        json.dumps({"channel": {"creator_id": "a", "custom_data": {"k" * 100_000: children}}, "members": {"a": {}}})
+        .replace("Infinity", "1e400")
+        .encode()
+    )
 
     tracemalloc.start()
     try:
@@ -336,20 +391,25 @@ def test_a_long_key_over_many_children_is_refused_in_little_memory(client, strea
 
 
 def test_nesting_up_to_the_limit_is_accepted(client, stream):
-    body = {"channel": {"creator_id": "tommaso", "custom_data": {"x": json.loads(deep(29))}},
-            "members": {"tommaso": {}}}  # 32 levels, the body's own object included
+    body = {
+        "channel": {"creator_id": "tommaso", "custom_data": {"x": json.loads(deep(29))}},
+        "members": {"tommaso": {}},
+    }  # 32 levels, the body's own object included
 
     assert client.post("/channel", json=body).status_code == 200
 
 
 def test_a_valid_surrogate_pair_is_accepted(client, stream):
-    body = '{"channel": {"creator_id": "tommaso", "custom_data": {"title": "\\ud83d\\ude00"}}, "members": {"tommaso": {}}}'
+    body = (
+        '{"channel": {"creator_id": "tommaso", "custom_data": {"title": "\\ud83d\\ude00"}}, "members": {"tommaso": {}}}'
+    )
 
     assert client.post("/channel", data=body, content_type="application/json").status_code == 200
-    assert json.loads(stream.request_history[-1].body)["data"]["title"] == "\U0001F600"
+    assert json.loads(stream.request_history[-1].body)["data"]["title"] == "\U0001f600"
 
 
 # --- Log lines, deletes, audiences, reserved fields -----------------------------------------------
+
 
 def test_a_newline_in_the_path_cannot_forge_a_log_line(client, caplog):
     caplog.set_level(logging.INFO)
@@ -362,8 +422,10 @@ def test_a_newline_in_the_path_cannot_forge_a_log_line(client, caplog):
     assert path.startswith("/healthz%0A2026-11-28%20INFO")
 
 
-@pytest.mark.parametrize("path, stream_path", [("/message/m-1", "/messages/m-1"),
-                                               ("/channel/messaging/general", "/channels/messaging/general")])
+@pytest.mark.parametrize(
+    "path, stream_path",
+    [("/message/m-1", "/messages/m-1"), ("/channel/messaging/general", "/channels/messaging/general")],
+)
 @pytest.mark.parametrize("answer", [{"text": "<html>Not Found</html>"}, {"json": {"error": "no route"}}])
 def test_a_404_that_is_not_streams_own_is_a_502_not_already_deleted(client, stream, path, stream_path, answer):
     stream.delete(f"{STREAM_URL}{stream_path}", status_code=404, **answer)
@@ -377,8 +439,11 @@ def test_a_404_that_is_not_streams_own_is_a_502_not_already_deleted(client, stre
 
 
 def test_streams_message_is_logged_escaped(client, stream, caplog):
-    stream.delete(f"{STREAM_URL}/messages/m-1", status_code=500,
-                  json={"code": -1, "message": "failed on 'x\n2026-11-28 INFO forged'", "StatusCode": 500})
+    stream.delete(
+        f"{STREAM_URL}/messages/m-1",
+        status_code=500,
+        json={"code": -1, "message": "failed on 'x\n2026-11-28 INFO forged'", "StatusCode": 500},
+    )
 
     client.delete("/message/m-1")
 
@@ -387,8 +452,11 @@ def test_streams_message_is_logged_escaped(client, stream, caplog):
 
 
 def test_streams_own_not_found_is_already_deleted(client, stream):
-    stream.delete(f"{STREAM_URL}/messages/m-1", status_code=404,
-                  json={"code": 16, "message": "DeleteMessage failed: message not found", "StatusCode": 404})
+    stream.delete(
+        f"{STREAM_URL}/messages/m-1",
+        status_code=404,
+        json={"code": 16, "message": "DeleteMessage failed: message not found", "StatusCode": 404},
+    )
 
     assert client.delete("/message/m-1").get_json()["already_deleted"] is True
 
@@ -400,8 +468,9 @@ def test_session_jwt_with_an_audience_is_refused_when_none_is_expected(jwt_clien
     assert "audience" in response.get_json()["error"]
 
 
-@pytest.mark.parametrize("field", ["mentioned_here", "mentioned_roles", "mentioned_group_ids", "primary_origin",
-                                   "reminder", "moderation"])
+@pytest.mark.parametrize(
+    "field", ["mentioned_here", "mentioned_roles", "mentioned_group_ids", "primary_origin", "reminder", "moderation"]
+)
 def test_reserved_message_fields_cannot_be_set_by_an_update(client, stream, field):
     response = client.put("/message/m-1", json={"message": {field: "x"}, "user": {"id": "tommaso"}})
 
@@ -414,13 +483,14 @@ def test_reserved_message_fields_follow_streams_spec(tmp_path):
     spec_path = os.environ.get("STREAM_OPENAPI_SPEC", str(ROOT.parent / "shared/stream-openapi/chat-openapi.json"))
     if not os.path.exists(spec_path):
         pytest.skip("Stream's spec is not at hand; set STREAM_OPENAPI_SPEC")
-    schemas = json.load(open(spec_path))["components"]["schemas"]
+    schemas = json.loads(Path(spec_path).read_text())["components"]["schemas"]
     spec_fields = set(schemas["MessageRequest"]["properties"]) | set(schemas["MessageResponse"]["properties"])
 
-    assert RESERVED_MESSAGE_FIELDS == (spec_fields - {"text"}) | {ORIGIN_FIELD}
+    assert (spec_fields - {"text"}) | {ORIGIN_FIELD} == RESERVED_MESSAGE_FIELDS
 
 
 # --- Start-up -------------------------------------------------------------------------------------
+
 
 def test_webhook_db_defaults_to_the_project_folder_whatever_the_working_directory(environ, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -442,7 +512,9 @@ def test_a_lower_case_log_level_is_accepted():
     assert start({"TOKEN_AUTH": "open", "LOG_LEVEL": "warning"}).returncode == 0
 
 
-@pytest.mark.parametrize("secret", ["not-whsec", "whsec_", "whsec_!!!!", "whsec_" + base64.b64encode(b"short").decode()])
+@pytest.mark.parametrize(
+    "secret", ["not-whsec", "whsec_", "whsec_!!!!", "whsec_" + base64.b64encode(b"short").decode()]
+)
 def test_a_malformed_primary_sync_secret_stops_start_up(environ, secret):
     with pytest.raises(SettingsError, match="PRIMARY_SYNC_SECRET"):
         create_app({**environ, "PRIMARY_SYNC_SECRET": secret})
@@ -459,8 +531,9 @@ def test_run_command_stops_when_the_stand_in_port_is_taken(tmp_path):
     env = {key: value for key, value in os.environ.items() if not key.startswith("STREAM_")}
     with socket.create_server(("127.0.0.1", 0)) as taken:
         env.update(PYTHON=sys.executable, PORT=str(free_port()), STAND_IN_PORT=str(taken.getsockname()[1]))
-        result = subprocess.run([str(ROOT / "bin" / "run")], cwd=tmp_path, env=env, capture_output=True,
-                                text=True, timeout=60)
+        result = subprocess.run(
+            [str(ROOT / "bin" / "run")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        )
 
     assert result.returncode != 0
     assert "Cannot start: port" in result.stderr and "STAND_IN_PORT" in result.stderr

@@ -20,10 +20,12 @@ def test_channel_upserts_members_once_then_gets_or_creates_their_channel(client,
     assert response.status_code == 200
     assert response.get_json()["channel"]["cid"].startswith("messaging:!members-")
     assert calls(stream) == [("POST", "/users"), ("POST", "/channels/messaging/query")]
-    assert stream.request_history[0].json() == {"users": {
-        "tommaso": {"id": "tommaso", "name": "Tommaso", "image": ""},
-        "thierry": {"id": "thierry", "name": "Thierry", "image": ""},
-    }}
+    assert stream.request_history[0].json() == {
+        "users": {
+            "tommaso": {"id": "tommaso", "name": "Tommaso", "image": ""},
+            "thierry": {"id": "thierry", "name": "Thierry", "image": ""},
+        }
+    }
 
 
 def test_channel_members_go_as_user_id_objects_and_custom_data_into_the_channel_data(client, stream):
@@ -66,9 +68,14 @@ def test_message_upserts_members_and_sender_once_creates_the_channel_then_sends(
     assert calls(stream)[2][1].endswith("/message")
     assert len(calls(stream)) == 3
     cid = response.get_json()["cid"]
-    assert stream.request_history[2].json() == {"message": {
-        "id": "123-456-789-01234", "text": "hello there!", "user": {"id": "tommaso"},
-        "primary_origin": origin_mark("123-456-789-01234", cid, "tommaso")}}
+    assert stream.request_history[2].json() == {
+        "message": {
+            "id": "123-456-789-01234",
+            "text": "hello there!",
+            "user": {"id": "tommaso"},
+            "primary_origin": origin_mark("123-456-789-01234", cid, "tommaso"),
+        }
+    }
 
 
 def test_message_sender_who_is_not_a_member_is_upserted_with_them(client, stream):

@@ -6,6 +6,7 @@ import jwt
 import pytest
 
 from app import create_app
+
 from support.examples import API_SECRET
 
 
@@ -42,8 +43,7 @@ def test_token_is_issued_in_the_past_because_stream_refuses_a_future_iat(client)
 
 
 def test_body_without_json_content_type_is_read_as_json(client):
-    response = client.post("/generate-token", data='{"user_id": "tommaso"}',
-                           content_type="text/plain")
+    response = client.post("/generate-token", data='{"user_id": "tommaso"}', content_type="text/plain")
 
     assert response.status_code == 200
     assert decode(response.get_json()["token"])["user_id"] == "tommaso"
@@ -60,10 +60,22 @@ def test_answer_is_one_line_of_json_for_android_readline(environ, debug):
     assert b"\n" not in response.data.rstrip(b"\n")
 
 
-@pytest.mark.parametrize("user_id", [
-    None, "", 42, True, ["tommaso"], {"id": "tommaso"}, "tom maso", "tommaso!", "томазо",
-    "a" * 256, "../admin",
-])
+@pytest.mark.parametrize(
+    "user_id",
+    [
+        None,
+        "",
+        42,
+        True,
+        ["tommaso"],
+        {"id": "tommaso"},
+        "tom maso",
+        "tommaso!",
+        "томазо",
+        "a" * 256,
+        "../admin",
+    ],
+)
 def test_invalid_user_id_is_a_400_naming_the_field(client, stream, user_id):
     response = client.post("/generate-token", json={"user_id": user_id})
 
