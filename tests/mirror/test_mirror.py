@@ -25,7 +25,7 @@ class FakeStream:
         self.chat = ChatState()
         self.calls: list[tuple] = []
 
-    def _answer(self, name, action, *args):
+    def answer(self, name, action, *args):
         self.calls.append((name, *args))
         try:
             return action(*args)
@@ -36,27 +36,27 @@ class FakeStream:
         return FakeChannel(self, channel_type, channel_id, data or {})
 
     def upsert_users(self, users):
-        return self._answer("upsert_users", lambda b: self.chat.upsert_users(b), {"users": {u["id"]: u for u in users}})
+        return self.answer("upsert_users", lambda b: self.chat.upsert_users(b), {"users": {u["id"]: u for u in users}})
 
     def post(self, url, data):
         cid = ":".join(url.split("/")[1:3])
-        return self._answer("update_channel", self.chat.update_channel, cid, data)
+        return self.answer("update_channel", self.chat.update_channel, cid, data)
 
     def get_message(self, message_id):
-        return self._answer("get_message", self.chat.get_message, message_id)
+        return self.answer("get_message", self.chat.get_message, message_id)
 
     def update_message_partial(self, message_id, body, user_id):
-        return self._answer("update_message", self.chat.update_message_partial, message_id, body)
+        return self.answer("update_message", self.chat.update_message_partial, message_id, body)
 
     def delete_message(self, message_id, hard=False):
-        return self._answer("delete_message", self.chat.delete_message, message_id, hard)
+        return self.answer("delete_message", self.chat.delete_message, message_id, hard)
 
     def query_users(self, filter_conditions):
         payload = json.dumps({"filter_conditions": filter_conditions})
-        return self._answer("query_users", query_users, self.chat, {"payload": payload})
+        return self.answer("query_users", query_users, self.chat, {"payload": payload})
 
     def delete_users(self, user_ids, delete_type, **options):
-        return self._answer(
+        return self.answer(
             "delete_users", self.chat.delete_users, {"user_ids": user_ids, "user": delete_type, **options}
         )
 
@@ -75,28 +75,28 @@ class FakeChannel:
 
     def create(self, user_id):
         body = {"data": {**self.data, "created_by": {"id": user_id}}}
-        state = self.client._answer(
+        state = self.client.answer(
             "get_or_create", self.client.chat.get_or_create_channel, self.channel_type, self.id, body
         )
         self.id = state["channel"]["id"]
         return state
 
     def send_message(self, message, user_id):
-        return self.client._answer(
+        return self.client.answer(
             "send_message", self.client.chat.send_message, self.cid, {"message": {**message, "user_id": user_id}}
         )
 
     def update_partial(self, to_set, to_unset):
-        return self.client._answer(
+        return self.client.answer(
             "update_partial", self.client.chat.update_channel_partial, self.cid, {"set": to_set, "unset": to_unset}
         )
 
     def delete(self, hard=False):
-        return self.client._answer("delete_channel", self.client.chat.delete_channel, self.cid, hard)
+        return self.client.answer("delete_channel", self.client.chat.delete_channel, self.cid, hard)
 
     def query_members(self, filter_conditions, limit, offset):
         payload = json.dumps({"type": self.channel_type, "id": self.id, "limit": limit, "offset": offset})
-        return self.client._answer("query_members", query_members, self.client.chat, {"payload": payload})["members"]
+        return self.client.answer("query_members", query_members, self.client.chat, {"payload": payload})["members"]
 
 
 class DictKeyValues:
