@@ -1,6 +1,6 @@
 """Backfill benchmark: throughput against the Stream stand-in at 25 ms a call, and peak memory.
 
-    .venv/bin/python bench/backfill.py --memory-lines 0 --live-memory-lines      # throughput (README)
+    .venv/bin/python bench/backfill.py --memory-lines 0 --live-memory-lines      # throughput (docs/performance.md)
     .venv/bin/python bench/backfill.py --concurrency --memory-lines 1000000 --live-memory-lines 20000 100000
     .venv/bin/python bench/backfill.py --messages 400 --concurrency 8 32 --memory-lines 0 --live-memory-lines
 

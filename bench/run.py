@@ -1,7 +1,7 @@
 """Load benchmark: the service as the Procfile starts it, against the Stream stand-in with a
 fixed latency per call, driven by wrk (or a Python load generator without it).
 
-    .venv/bin/python bench/run.py                 # the full table for the README
+    .venv/bin/python bench/run.py                 # the full table for docs/performance.md
     .venv/bin/python bench/run.py --seconds 2     # a short smoke run
 
 For each route and connection count it prints requests/s, p50 and p99 latency, errors, and the

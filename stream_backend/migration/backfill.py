@@ -39,7 +39,7 @@ from stream_backend.migration.pacing import GaveUp, Pacer, describe, retrying
 from stream_backend.mirror.mirror import Mirror
 from stream_backend.stream.rules import STREAM_BATCH_SIZE
 
-# Chosen by measurement (bench/backfill.py, docs/migration.md): against a
+# Chosen by measurement (bench/backfill.py, docs/performance.md): against a
 # 25 ms Stream, throughput grows with concurrency up to 64 and not beyond.
 DEFAULT_CONCURRENCY = 64
 # Half of each endpoint's limit, the other half left to the live dual-write.

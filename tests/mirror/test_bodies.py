@@ -1,5 +1,6 @@
 """Invalid bodies get a 400 naming the field and the rule, in our words, and nothing is sent to
-Stream. The rules live in models.py."""
+Stream. The rules live in stream_backend/mirror/bodies.py and
+stream_backend/validation.py."""
 
 import copy
 

@@ -190,16 +190,16 @@ def test_the_documents_examples_are_valid_requests(document, name):
         validated(MODELS[name], example)
 
 
-def test_the_readme_has_a_section_for_every_route_and_no_other(document):
-    """The headings of the README's Routes section name the routes, as `GET /docs/<asset>`."""
-    readme = (ROOT / "README.md").read_text()
-    routes_section = readme.split("\n## Routes\n")[1].split("\n## ")[0]
+def test_docs_api_has_a_section_for_every_route_and_no_other(document):
+    """The headings of docs/api.md's Routes section name the routes, as `GET /docs/<asset>`."""
+    page = (ROOT / "docs" / "api.md").read_text()
+    routes_section = page.split("\n## Routes\n")[1].split("\n## ")[0]
     headings = "\n".join(line for line in routes_section.splitlines() if line.startswith("### "))
-    in_readme = {(method, re.sub(r"<\w+>", "*", path)) for method, path in re.findall(r"`([A-Z]+) (/[^`]*)`", headings)}
+    in_docs = {(method, re.sub(r"<\w+>", "*", path)) for method, path in re.findall(r"`([A-Z]+) (/[^`]*)`", headings)}
     described = {
         (method.upper(), re.sub(r"\{\w+\}", "*", path))
         for path, operations in document["paths"].items()
         for method in operations
     }
 
-    assert in_readme == described
+    assert in_docs == described
