@@ -9,7 +9,7 @@ the calls that would change nothing.
 - `distinct:<type>:<digest of the member ids>` -> the id Stream derived for a distinct channel;
   it is trusted only while that id's `channel:` entry is there too (webhooks forget that one).
 
-Keys and values are plain strings, in the same store as the webhook claims: the SQLite file
+Keys and values are plain strings, in the same store as the webhook's deliveries: the SQLite file
 (WEBHOOK_DB, every worker of a host) or Redis (REDIS_URL, every host). Every entry expires
 after `ttl_seconds`, which bounds how long a divergence nobody told us about can last; webhook
 events forget what they touch sooner (mirror.Mirror.forget). It is a hint, never the truth:
@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from stream_backend.errors import StoreUnavailable
+from stream_backend.errors import SettingsError, StoreUnavailable
 from stream_backend.store import redis as redis_store
 from stream_backend.store import sqlite, unavailable_on
 
@@ -82,18 +82,16 @@ def _known(value: str | None) -> KnownChannel | None:
 class SQLiteKeyValues:
     """A `sync_state` table in the SQLite file (store/sqlite.py)."""
 
+    SCHEMA = (
+        "CREATE TABLE IF NOT EXISTS sync_state (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL NOT NULL)",
+    )
+
     def __init__(self, path: str, busy_timeout: float = sqlite.BUSY_TIMEOUT_SECONDS) -> None:
+        # Opened at the first use: a file that cannot be opened yet is a state that reads as
+        # empty (the full path), tried again after the breaker's pause.
         self.path = path
-        self._db = sqlite.Connections(path, busy_timeout)
+        self._db = sqlite.Connections(path, busy_timeout, self.SCHEMA)
         self._writes = 0
-        try:
-            sqlite.prepare_file(path)  # used alone (without the webhook store), it still is WAL
-            self._db.get().execute(
-                "CREATE TABLE IF NOT EXISTS sync_state ("
-                " key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL NOT NULL)"
-            )
-        except (OSError, *sqlite.ERRORS) as error:  # the state is optional: the service starts without it
-            log.warning("sync state unavailable: %s", error)
 
     @unavailable_on(lambda self: sqlite.ERRORS)
     def get_many(self, keys: list[str]) -> dict[str, str]:
@@ -271,4 +269,4 @@ def open_sync_state(location: str | None, ttl_seconds: float = DEFAULT_TTL_SECON
         return SyncState(SQLiteKeyValues(location.removeprefix("sqlite:///")), ttl_seconds)
     if location.startswith(("redis://", "rediss://", "unix://")):
         return SyncState(RedisKeyValues(location), ttl_seconds)
-    raise ValueError(f"state must be None, 'sqlite:///<path>' or 'redis://...', not {location!r}")
+    raise SettingsError(f"state must be None, 'sqlite:///<path>' or 'redis://...', not {location!r}")

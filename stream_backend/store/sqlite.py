@@ -1,42 +1,106 @@
 """The SQLite file every worker of a host shares, safe for several processes: WAL journal (readers
-never wait for a writer), a busy timeout, and writes as IMMEDIATE transactions."""
+never wait for a writer), a busy timeout, and writes as IMMEDIATE transactions.
+
+The file is the memory of what was accepted and delivered, so it is never silently replaced.
+At its creation it gets an id, written in the file and in a marker beside it (`<file>.id`):
+
+- a file that is missing while its marker is there was deleted: the store is unavailable
+  (errors.StoreUnavailable), and heals as soon as the file is restored. To start afresh on
+  purpose, remove the marker too.
+- a file whose id is not the marker's is another store (a copy, an empty file made by hand):
+  unavailable in the same way.
+- every transaction checks that the path still names the file it opened (a cheap stat), so
+  a file deleted or swapped under a running process is noticed at once, not written to in the
+  dark.
+"""
 
 import os
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from stream_backend.errors import StoreUnavailable
 
 # How long a write waits for another process's lock before it fails (then: StoreUnavailable).
 # Short: the webhook answers 503 past it and Stream retries, well inside the 6 s Stream waits.
 BUSY_TIMEOUT_SECONDS = 2
 
-ERRORS = (sqlite3.Error,)
+ERRORS = (sqlite3.Error, OSError)
+
+_META = "CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 
 
-def prepare_file(path: str) -> None:
-    """Make the SQLite file's directory and set the file to WAL (it stays WAL once set).
-    Shared by every store that keeps a table in the file."""
+def marker_path(path: str) -> str:
+    return f"{path}.id"
+
+
+def prepare_file(path: str) -> tuple[int, int]:
+    """Open (or, the first time, create) the store's file, checked against its marker: the
+    file's identity on disk (device, inode). Raises StoreUnavailable when the file is gone or
+    is not the marker's store."""
+    marker = marker_path(path)
+    if not os.path.exists(path) and os.path.exists(marker):
+        raise StoreUnavailable(
+            f"the SQLite store {path} is gone but {marker} says one was there: "
+            f"restore the file, or remove {marker} to start afresh (its deliveries are lost)"
+        )
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS)
+    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
     try:
         if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # a read: no lock to wait for
+            # A new file also frees its pages as they empty (pruned deliveries): set before any table.
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             db.execute("PRAGMA journal_mode=WAL")
+        db.execute(_META)
+        db.execute("INSERT OR IGNORE INTO store_meta VALUES ('id', ?)", (uuid.uuid4().hex,))
+        (store_id,) = db.execute("SELECT value FROM store_meta WHERE key = 'id'").fetchone()
     finally:
         db.close()
+    _check_marker(path, marker, store_id)
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino
+
+
+def _check_marker(path: str, marker: str, store_id: str) -> None:
+    try:
+        with open(marker) as file:
+            expected = file.read().strip()
+    except FileNotFoundError:
+        with open(marker, "w") as file:
+            file.write(store_id + "\n")
+        return
+    if expected != store_id:
+        raise StoreUnavailable(
+            f"the SQLite store {path} is not the one {marker} names: restore that file, "
+            f"or remove {marker} to adopt this one"
+        )
 
 
 class Connections:
     """A connection per thread (a sqlite3 connection serves the thread that opened it), with
-    transactions that are ours to begin (isolation_level=None)."""
+    transactions that are ours to begin (isolation_level=None). The file is opened and checked
+    (prepare_file) at the first use, not at construction: a store that cannot be opened yet
+    is unavailable, and tried again at the next use. `schema`: statements run once the file is
+    open (CREATE TABLE IF NOT EXISTS ...)."""
 
-    def __init__(self, path: str, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> None:
-        self.path, self.busy_timeout = path, busy_timeout
+    def __init__(self, path: str, busy_timeout: float = BUSY_TIMEOUT_SECONDS, schema: tuple[str, ...] = ()) -> None:
+        self.path, self.busy_timeout, self.schema = path, busy_timeout, schema
         self._local = threading.local()
+        self._lock = threading.Lock()
+        self._identity: tuple[int, int] | None = None  # the file's (device, inode) once opened
+        self._generation = 0  # moves on when the file is opened again: threads reconnect
 
     def get(self) -> sqlite3.Connection:
-        if getattr(self._local, "db", None) is None:
+        """This thread's connection to the file, once the path is checked to name it still."""
+        generation = self._checked()
+        if getattr(self._local, "generation", None) != generation:
+            old = getattr(self._local, "db", None)
+            if old is not None:
+                old.close()
             self._local.db = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+            self._local.generation = generation
         return self._local.db
 
     @contextmanager
@@ -51,3 +115,25 @@ class Connections:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+    def _checked(self) -> int:
+        try:
+            stat = os.stat(self.path)
+            current: tuple[int, int] | None = (stat.st_dev, stat.st_ino)
+        except FileNotFoundError:
+            current = None
+        if current is not None and current == self._identity:
+            return self._generation
+        with self._lock:
+            if self._identity is not None and current != self._identity:
+                self._identity = None  # deleted or swapped: check it again, as at the start
+            if self._identity is None:
+                identity = prepare_file(self.path)
+                db = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+                try:
+                    for statement in self.schema:
+                        db.execute(statement)
+                finally:
+                    db.close()
+                self._identity, self._generation = identity, self._generation + 1
+            return self._generation

@@ -12,6 +12,7 @@ from stream_backend import (
     InvalidRequest,
     MessageSync,
     Mirror,
+    SettingsError,
     StreamBackendError,
     StreamError,
     StreamUnreachable,
@@ -55,7 +56,7 @@ def test_a_second_message_to_a_known_channel_is_one_call_with_a_state(stream, tm
 
 
 def test_an_unknown_state_location_is_refused():
-    with pytest.raises(ValueError, match="state must be"):
+    with pytest.raises(SettingsError, match="state must be"):
         Mirror.connect(API_KEY, API_SECRET, state="postgres://db")
 
 
