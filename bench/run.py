@@ -57,7 +57,7 @@ BODIES = {
 SETUPS = {
     "procfile": (None, {}),
     "reference": (
-        "gunicorn app:app --bind 0.0.0.0:${PORT} --workers 4 --no-control-socket",
+        "gunicorn 'app:create_app()' --bind 0.0.0.0:${PORT} --workers 4 --no-control-socket",
         {"SYNC_STATE_TTL_SECONDS": "0", "LOG_LEVEL": "WARNING"},
     ),
 }
@@ -152,7 +152,7 @@ def worker_memory(service_url):
     """Resident memory (MiB) of each gunicorn worker serving `service_url`."""
     port = service_url.rsplit(":", 1)[1]
     masters = subprocess.run(
-        ["pgrep", "-f", f"gunicorn app:app --bind 0.0.0.0:{port}"], capture_output=True, text=True
+        ["pgrep", "-f", f"gunicorn .*--bind 0.0.0.0:{port}"], capture_output=True, text=True
     ).stdout.split()
     sizes = []
     for master in masters:
