@@ -59,7 +59,7 @@ from stream_backend.mirror.state import open_sync_state
 from stream_backend.settings import Settings
 from stream_backend.stream.client import StreamClient, build_client
 from stream_backend.validation import ChannelId, ChannelType, Flag, MessageId, UserId, parse_json, validated
-from stream_backend.web import commands, errors, hooks
+from stream_backend.web import commands, deliveries, errors, hooks
 from stream_backend.web.auth import TOKEN_IAT_LEEWAY_SECONDS, session_user
 from stream_backend.web.logs import configure_logging
 from stream_backend.web.models import (
@@ -328,18 +328,18 @@ def delete_user(user_id: str):
     errors=(400, 401, 403, 413, 503),
 )
 def stream_webhook():
-    """Receive one of Stream's webhook events and hand it to the primary system, once.
+    """Receive one of Stream's webhook events, store it, and answer at once.
 
     Headers: `X-Signature` (HMAC-SHA256 of the body with the API secret, required),
     `X-Api-Key` (checked when present), `X-Webhook-Id` (the same on every retry).
     The body may be gzipped. https://getstream.io/chat/docs/python/webhooks_overview/
-    Response: 200 `{"received": "<type>", "outcome": "forwarded" | "logged" | "echo" |
-    "duplicate" | "stale" | "ignored"}`, only once the event is handed over (or was before).
+    Response: 200 `{"received": "<type>", "outcome": "queued" | "duplicate" | "logged" |
+    "echo" | "stale" | "ignored"}`, only once the event is stored durably ("queued": it will
+    reach the primary system, in order per channel, however long the primary is away).
     Errors: 403 for an address outside WEBHOOK_ALLOWED_IPS; 401 for a missing or wrong
     signature or another app's key; 413 for a body over MAX_BODY_BYTES, inflated or not; 400
     for a corrupt gzip body, or a signed body that is not a JSON object with a `type`; 503,
-    which Stream retries, when the primary system did not take the event or another worker
-    is handing it over.
+    which Stream retries, when the store cannot take the event (down, or full).
     """
     # Behind TRUSTED_PROXY_COUNT proxies, ProxyFix has put the address they saw in remote_addr.
     if not webhook_body.address_allowed(request.remote_addr, settings().webhook_allowed_ips):
@@ -358,7 +358,7 @@ def stream_webhook():
 
     webhook_id = request.headers.get("X-Webhook-Id") or None
     mirror().forget(event)  # what Stream changed is rewritten by the primary's next sync
-    outcome = handover().handle_once(event, webhook_id, signed)
+    outcome = handover().accept(event, webhook_id, signed)
     log.info(
         "webhook %s",
         json.dumps(
@@ -491,9 +491,14 @@ def build_app(app_settings: Settings) -> Flask:
     errors.register(app)
     app.cli.add_command(commands.backfill)
     app.cli.add_command(commands.verify)
+    app.cli.add_command(deliveries.deliver)
+    app.cli.add_command(deliveries.deliveries)
     # Serialized once, in the document's own order ("openapi" first), not sorted as jsonify would.
     app.extensions["openapi"] = json.dumps(openapi_document(api.routes))
     hooks.install(app, api, app_settings.max_body_bytes)
+    # Deliveries start when the process serves (gunicorn's post_worker_init does it at once),
+    # never in a command such as `flask backfill`.
+    app.before_request(app.extensions["handover"].start)
     # allow_headers defaults to any, so a preflight for `Content-Type: application/json` passes.
     # X-Request-Id is exposed so that a browser app can read it and quote it in a bug report.
     CORS(app, resources={api.browser_paths(): {"origins": app_settings.cors_origins}}, expose_headers=["X-Request-Id"])

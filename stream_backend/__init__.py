@@ -11,11 +11,10 @@ change. Every exception raised is a `StreamBackendError`.
 """
 
 from stream_backend.errors import (
-    DeliveryBusy,
     InvalidRequest,
     MembersAreFixed,
     MessageIdTaken,
-    PrimarySyncFailed,
+    QueueFull,
     SettingsError,
     StoreUnavailable,
     StreamBackendError,
@@ -33,14 +32,13 @@ __version__ = "1.0.0"
 __all__ = [
     "ChannelSync",
     "ChannelUpdate",
-    "DeliveryBusy",
     "InvalidRequest",
     "MembersAreFixed",
     "MessageIdTaken",
     "MessageSync",
     "MessageUpdate",
     "Mirror",
-    "PrimarySyncFailed",
+    "QueueFull",
     "SettingsError",
     "StoreUnavailable",
     "StreamBackendError",

@@ -6,14 +6,13 @@ A caller of the Python API catches `StreamBackendError` for all of them, or one 
     ├── InvalidRequest        a body or value breaks a rule (Stream's or ours): `field` names it
     ├── SettingsError         settings missing or malformed: the service must not start
     ├── StoreUnavailable      the SQLite file or Redis could not answer
+    │   └── QueueFull             more webhook events wait for the primary than the queue may hold
     ├── MessageIdTaken        Stream holds another message under the primary's message id
     ├── MembersAreFixed       a distinct channel's members cannot change
     ├── StreamError           Stream answered a call with an error (status, code, message)
-    ├── StreamUnavailable     Stream gave no answer
-    │   ├── StreamTimeout         ... within the client's timeout
-    │   └── StreamUnreachable     ... at all (connection refused, reset, DNS)
-    ├── PrimarySyncFailed     the primary system did not take a webhook event
-    └── DeliveryBusy          another worker is handing a webhook delivery over
+    └── StreamUnavailable     Stream gave no answer
+        ├── StreamTimeout         ... within the client's timeout
+        └── StreamUnreachable     ... at all (connection refused, reset, DNS)
 
 `StreamError` is also where Stream's error answers are read: its predicates (`is_not_found`,
 `is_missing`, `is_duplicate_message`, `is_streams_own`) are the only code that looks inside one
@@ -61,12 +60,9 @@ class MembersAreFixed(StreamBackendError):
     """A distinct channel's members define it: they cannot be changed (400)."""
 
 
-class PrimarySyncFailed(StreamBackendError):
-    """The primary system did not take an event; Stream is asked to retry (503)."""
-
-
-class DeliveryBusy(StreamBackendError):
-    """Another worker is handing this delivery over right now; Stream is asked to retry (503)."""
+class QueueFull(StoreUnavailable):
+    """More webhook events wait for the primary system than the queue may hold
+    (PRIMARY_SYNC_MAX_PENDING): the webhook answers 503 rather than grow without bound."""
 
 
 # --- Stream's answers -------------------------------------------------------------------------

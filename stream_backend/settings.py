@@ -16,8 +16,9 @@ from stream_backend.errors import SettingsError
 from stream_backend.mirror.state import DEFAULT_TTL_SECONDS
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-# Stream waits this long for each webhook attempt, then retries (stream-facts.md, "Webhooks").
-STREAM_WEBHOOK_WAIT_SECONDS = 6
+# The longest attempt of a delivery to the primary system: Standard Webhooks advises 15 to 30 s
+# (https://www.standardwebhooks.com), and a lane's lease (handover/delivery.py) outlasts it.
+MAX_PRIMARY_SYNC_TIMEOUT_SECONDS = 30
 # A request to Stream may take STREAM_CHAT_TIMEOUT, and the slowest sync makes four in a row
 # (a user deleted elsewhere: send, upsert, create, send): four must end well inside
 # gunicorn's 30 s worker timeout.
@@ -47,8 +48,12 @@ class Settings:
     max_body_bytes: int
     sync_state_ttl_seconds: int
     http_pool_size: int
-    primary_sync_url: str | None  # None: accepted webhook events are logged, not forwarded
-    primary_sync_timeout: float
+    primary_sync_url: str | None  # None: accepted webhook events are logged, not handed over
+    primary_sync_timeout: float  # seconds an attempt may take
+    primary_sync_retry_schedule: tuple[float, ...] | None  # seconds between attempts; None: the default's
+    primary_sync_keep_days: float  # how long failed events are kept
+    primary_sync_max_pending: int  # events waiting for the primary, at most; past it the webhook answers 503
+    primary_sync_threads: int  # delivery threads of each web process; 0: another process delivers
     webhook_db: str
     redis_url: str | None  # set: webhook deliveries are deduplicated in Redis, not SQLite
     primary_sync_secret: str | None  # set: hand-overs are signed the Standard Webhooks way
@@ -87,7 +92,11 @@ class Settings:
             # The Procfile runs WEB_THREADS threads a worker: one pooled connection each.
             http_pool_size=number("WEB_THREADS", 8, int),
             primary_sync_url=environ.get("PRIMARY_SYNC_URL") or None,
-            primary_sync_timeout=number("PRIMARY_SYNC_TIMEOUT", 4.0, float),
+            primary_sync_timeout=number("PRIMARY_SYNC_TIMEOUT", 15.0, float),
+            primary_sync_retry_schedule=_seconds_list(environ, "PRIMARY_SYNC_RETRY_SCHEDULE", problems),
+            primary_sync_keep_days=number("PRIMARY_SYNC_KEEP_DAYS", 7, float),
+            primary_sync_max_pending=number("PRIMARY_SYNC_MAX_PENDING", 100_000, int),
+            primary_sync_threads=number("PRIMARY_SYNC_THREADS", 4, int, strict=False),
             webhook_db=environ.get("WEBHOOK_DB") or str(ROOT / "var" / "webhooks.sqlite3"),
             redis_url=environ.get("REDIS_URL") or None,
             primary_sync_secret=environ.get("PRIMARY_SYNC_SECRET") or None,
@@ -156,12 +165,9 @@ class Settings:
             )
         if self.primary_sync_url and not self.primary_sync_url.startswith(("http://", "https://")):
             problems.append("PRIMARY_SYNC_URL must be an http:// or https:// URL")
-        # The hand-over and our answer must fit inside the time Stream waits for a webhook.
-        if self.primary_sync_timeout and self.primary_sync_timeout > STREAM_WEBHOOK_WAIT_SECONDS - 1:
-            problems.append(
-                f"PRIMARY_SYNC_TIMEOUT must be at most {STREAM_WEBHOOK_WAIT_SECONDS - 1} s, "
-                f"inside the {STREAM_WEBHOOK_WAIT_SECONDS} s Stream waits for a webhook answer"
-            )
+        # Standard Webhooks advises 15 to 30 s an attempt; a lane's lease (a minute) outlasts it.
+        if self.primary_sync_timeout and self.primary_sync_timeout > MAX_PRIMARY_SYNC_TIMEOUT_SECONDS:
+            problems.append(f"PRIMARY_SYNC_TIMEOUT must be at most {MAX_PRIMARY_SYNC_TIMEOUT_SECONDS} s an attempt")
         return problems
 
 
@@ -200,6 +206,23 @@ def _networks(raw: str, problems: list[str]) -> Networks | None:
         except ValueError as error:
             problems.append(f"WEBHOOK_ALLOWED_IPS: {error}")
     return tuple(networks) or None
+
+
+def _seconds_list(environ: Mapping[str, str], name: str, problems: list[str]) -> tuple[float, ...] | None:
+    """A comma-separated list of non-negative seconds (`1, 5, 30`), or None when unset."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        seconds = tuple(float(part) for part in raw.split(","))
+    except ValueError:
+        seconds = ()
+    if not seconds or not all(math.isfinite(value) and value >= 0 for value in seconds):
+        problems.append(
+            f"{name} must be a comma-separated list of seconds between attempts, such as '5,60,300', not {raw!r}"
+        )
+        return None
+    return seconds
 
 
 def _sync_secret_bytes(secret: str) -> int:

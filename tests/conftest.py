@@ -4,15 +4,12 @@ test that sent it."""
 
 import os
 import shutil
-import subprocess
-import time
 
 import pytest
-import redis
 
 from app import create_app
 
-from live import free_port
+from live import redis_server
 from support.examples import API_KEY, API_SECRET
 from support.stream import requests_off_spec, stream_in_memory
 
@@ -58,23 +55,9 @@ def redis_url():
     if os.environ.get("REDIS_TEST_URL"):
         yield os.environ["REDIS_TEST_URL"]
         return
-    server = shutil.which("redis-server")
-    if server is None:
+    if shutil.which("redis-server") is None:
         if os.environ.get("CI"):
             pytest.fail("redis-server is not installed; .ci/run installs it")
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    port = free_port()
-    process = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(100):
-        try:
-            redis.Redis.from_url(url).ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
+    with redis_server() as url:
+        yield url

@@ -101,3 +101,27 @@ def service(env: dict, command: str | None = None, quiet: bool = False):
         quiet=quiet,
     ):
         yield f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def redis_server():
+    """A redis-server of its own on a free loopback port, without persistence: yields its URL."""
+    import redis
+
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                redis.Redis.from_url(url).ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

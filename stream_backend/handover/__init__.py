@@ -1,3 +1,4 @@
-"""Stream -> primary: a webhook body as Stream signs it (body.py), the claims that hand each
-delivery over once (claims.py), and the hand-over itself (handover.py). No Flask here: the
-webhook route in app.py verifies the request and calls it."""
+"""Stream -> primary: a webhook body as Stream signs it (body.py), which events go to the primary
+(handover.py), the queue that keeps them until they are delivered (queue.py, queue_redis.py),
+and their delivery (delivery.py). No Flask here: the webhook route in app.py verifies the
+request and calls it."""

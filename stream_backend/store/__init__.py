@@ -1,6 +1,6 @@
 """Where the service keeps what every worker shares: one SQLite file (one host, any number of
 worker processes) or one Redis (several hosts). The mirror's state (mirror/state.py) and the
-webhook's claims (handover/claims.py) keep their tables or keys there.
+webhook's delivery queue (handover/queue.py) keep their tables or keys there.
 
     sqlite.py   the file: made, set to WAL, a connection per thread, IMMEDIATE transactions
     redis.py    a client from a URL, with timeouts; redis-py is needed only when it is used

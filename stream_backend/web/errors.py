@@ -9,11 +9,10 @@ from flask import Blueprint, Flask, current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
 from stream_backend.errors import (
-    DeliveryBusy,
     InvalidRequest,
     MembersAreFixed,
     MessageIdTaken,
-    PrimarySyncFailed,
+    QueueFull,
     StoreUnavailable,
     StreamError,
     StreamTimeout,
@@ -82,23 +81,16 @@ def stream_error(error: StreamError):
     return error_response(502, problem, **details)
 
 
-@errors.app_errorhandler(PrimarySyncFailed)
-def primary_sync_failed(error: PrimarySyncFailed):
-    log.warning("webhook not handed over: %s", error)
-    return error_response(503, f"The event was not handed over: {error}; Stream will retry.")
-
-
-@errors.app_errorhandler(DeliveryBusy)
-def delivery_busy(error: DeliveryBusy):
-    response = error_response(503, "Another worker is handling this delivery; retry later.")
-    response.headers["Retry-After"] = "2"
-    return response
+@errors.app_errorhandler(QueueFull)
+def queue_full(error: QueueFull):
+    log.warning("webhook refused: %s", error)
+    return error_response(503, f"The delivery queue is full: {error}; Stream will retry.")
 
 
 @errors.app_errorhandler(StoreUnavailable)
 def store_unavailable(error: StoreUnavailable):
-    log.warning("webhook delivery store unavailable: %s", error)
-    return error_response(503, "The webhook store (claims and sync state) is unavailable; Stream will retry.")
+    log.warning("store unavailable: %s", error)
+    return error_response(503, "The store (delivery queue and sync state) is unavailable; Stream will retry.")
 
 
 @errors.app_errorhandler(StreamTimeout)

@@ -66,7 +66,7 @@ class Deleted(Answer):
 
 class WebhookAnswer(Answer):
     received: str = Field(description="The event's type.")
-    outcome: Literal["forwarded", "logged", "echo", "duplicate", "stale", "ignored"]
+    outcome: Literal["queued", "duplicate", "logged", "echo", "stale", "ignored"]
 
 
 class Health(Answer):

@@ -24,8 +24,7 @@ ERRORS = {
     413: "The body is over this route's cap.",
     429: "Stream's rate limit, passed through; `Retry-After` says when to try again.",
     502: "Stream refused this service's credentials, failed, or could not be reached.",
-    503: "The primary system did not take the event, another worker is handing it over, or the "
-    "delivery store is down: Stream retries.",
+    503: "The store cannot take the event (down, or PRIMARY_SYNC_MAX_PENDING events waiting): Stream retries.",
     504: "Stream did not answer within STREAM_CHAT_TIMEOUT.",
 }
 # What a route that calls Stream may answer besides its own errors.

@@ -42,7 +42,7 @@ def test_process_starts_with_credentials():
         ("STREAM_CHAT_TIMEOUT", "nan"),
         ("STREAM_CHAT_TIMEOUT", "0"),
         ("MAX_BODY_BYTES", "lots"),
-        ("PRIMARY_SYNC_TIMEOUT", "6"),
+        ("PRIMARY_SYNC_TIMEOUT", "31"),
         ("PRIMARY_SYNC_TIMEOUT", "-1"),
         ("PRIMARY_SYNC_URL", "ftp://primary"),
     ],

@@ -1,8 +1,10 @@
-"""A stand-in for the primary chat system's sync endpoint: records the events it is handed,
-answering with a chosen status after a chosen delay, or a byte at a time (`trickle`)."""
+"""A stand-in for the primary chat system's sync endpoint, for tests and benchmarks: records the
+events it is handed, answering with a chosen status after a chosen delay, or a byte at a time
+(`trickle`)."""
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -14,6 +16,7 @@ class PrimarySystem(ThreadingHTTPServer):
         self.status, self.delay = status, delay
         self.trickle: float = 0  # > 0: answer one byte every `trickle` seconds, headers included
         self.answer_bytes = 102  # the length of its answer's body
+        self.answer_headers: dict[str, str] = {}  # more headers on its answers, such as Retry-After
         # {"webhook_id", "content_type", "event", "status", "headers", "body"} per request
         self.received: list[dict] = []
         self.lock = threading.Lock()
@@ -22,6 +25,13 @@ class PrimarySystem(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/stream-events"
+
+    def wait_for(self, count: int, timeout: float = 10) -> list[dict]:
+        """The events it took, once it took `count` different ones (or the time is up)."""
+        deadline = time.monotonic() + timeout
+        while len({entry["webhook_id"] for entry in self.accepted()}) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.accepted()
 
     def accepted(self) -> list[dict]:
         """The events it took (answered 2xx): what the primary system now has."""
@@ -60,7 +70,9 @@ class _Handler(BaseHTTPRequestHandler):
         size = self.server.answer_bytes
         data = b"{}" + b" " * min(size - 2, 2**16)
         answer = (
-            f"HTTP/1.1 {status} Answer\r\nContent-Type: application/json\r\nContent-Length: {size}\r\n\r\n"
+            f"HTTP/1.1 {status} Answer\r\nContent-Type: application/json\r\nContent-Length: {size}\r\n"
+            + "".join(f"{name}: {value}\r\n" for name, value in self.server.answer_headers.items())
+            + "\r\n"
         ).encode() + data
         if not self.server.trickle:
             try:
