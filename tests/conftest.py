@@ -6,6 +6,7 @@ import os
 import shutil
 
 import pytest
+from primary_system import PrimarySystem
 
 from app import create_app
 
@@ -47,6 +48,13 @@ def stream():
             "Stream's spec:\n" + "\n".join(problems),
             pytrace=False,
         )
+
+
+@pytest.fixture
+def primary():
+    """The primary system's endpoint, a real local HTTP server (tools/primary_system.py)."""
+    with PrimarySystem() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

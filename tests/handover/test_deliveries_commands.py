@@ -9,19 +9,12 @@ import sys
 import time
 
 import pytest
-from primary_system import PrimarySystem
 
 from app import create_app
 
 from live import ROOT
 from support.examples import sign, webhook_event
 from support.history import run_command
-
-
-@pytest.fixture
-def primary():
-    with PrimarySystem() as server:
-        yield server
 
 
 @pytest.fixture

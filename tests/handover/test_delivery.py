@@ -8,7 +8,6 @@ import tracemalloc
 from email.utils import formatdate
 
 import pytest
-from primary_system import PrimarySystem
 from standardwebhooks import Webhook
 
 from stream_backend.handover.delivery import DEFAULT_WAITS, Deliverer, DeliveryWorker, Schedule, retry_after_seconds
@@ -24,12 +23,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def primary():
-    with PrimarySystem() as server:
-        yield server
 
 
 @pytest.fixture

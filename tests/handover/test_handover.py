@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
-from primary_system import PrimarySystem
 
 from app import create_app
 from stream_backend.stream.client import http_session
@@ -23,12 +22,6 @@ from stream_backend.stream.client import http_session
 from live import free_port
 from support.examples import MESSAGE_BODY, origin_mark, sign, webhook_event
 from support.workers import deliver_copies
-
-
-@pytest.fixture
-def primary():
-    with PrimarySystem() as server:
-        yield server
 
 
 @pytest.fixture

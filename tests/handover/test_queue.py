@@ -310,3 +310,14 @@ def test_a_file_that_cannot_be_created_is_unavailable(tmp_path, clock):
 
     with pytest.raises(StoreUnavailable):
         SQLiteQueue(str(blocked / "webhooks.sqlite3"), 1000, clock).accept(incoming(1))
+
+
+def test_a_redis_that_lost_its_data_is_noticed_and_said_loudly(redis_url, clock, caplog):
+    prefix = f"test-{uuid.uuid4().hex}:"
+    queue = RedisQueue(redis_url, 1000, clock, prefix=prefix)
+    queue.accept(incoming(1))
+    for key in queue.redis.scan_iter(f"{prefix}*"):  # as a restart without persistence would
+        queue.redis.delete(key)
+
+    assert queue.accept(incoming(2)) == (True, "wh-2")
+    assert any("Redis lost the delivery queue's data" in record.getMessage() for record in caplog.records)

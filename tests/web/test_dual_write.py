@@ -6,7 +6,6 @@ import re
 import time
 
 import pytest
-from primary_system import PrimarySystem
 
 from app import create_app
 
@@ -468,12 +467,6 @@ def test_delete_user_with_bad_input_is_a_400(client, stream, path, field):
 
 
 # --- Squatted message ids --------------------------------------------------------------------
-
-
-@pytest.fixture
-def primary():
-    with PrimarySystem() as server:
-        yield server
 
 
 def deliver(client, event, webhook_id):
