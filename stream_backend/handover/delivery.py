@@ -210,6 +210,7 @@ class DeliveryWorker:
     def _run(self) -> None:
         renewed_at = cleaned_at = 0.0
         while not self._stop.is_set():
+            self._wake.clear()  # before the look: a wake-up during it makes the next one at once
             try:
                 self._lease_free_lanes()
                 now = time.monotonic()
@@ -224,7 +225,6 @@ class DeliveryWorker:
             except Exception:  # noqa: BLE001 -- a bug of ours must not stop every delivery of the process
                 log.exception("delivery loop failed; going on")
             self._wake.wait(self.poll_seconds)
-            self._wake.clear()
 
     def _lease_free_lanes(self) -> None:
         with self._lock:
