@@ -40,6 +40,7 @@ from flask_cors import CORS
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from stream_backend import origins
 from stream_backend.errors import SettingsError
 from stream_backend.handover import body as webhook_body
 from stream_backend.handover.handover import Handover, build_handover, event_message
@@ -496,5 +497,14 @@ def build_app(app_settings: Settings) -> Flask:
     hooks.install(app, api, app_settings.max_body_bytes)
     # allow_headers defaults to any, so a preflight for `Content-Type: application/json` passes.
     # X-Request-Id is exposed so that a browser app can read it and quote it in a bug report.
-    CORS(app, resources={api.browser_paths(): {"origins": app_settings.cors_origins}}, expose_headers=["X-Request-Id"])
+    # Each entry is an exact pattern (origins.py): flask-cors would read a plain entry with a
+    # `*` as a regex matched from its start. A request without Origin is no CORS request: it
+    # gets no CORS headers (always_send=False).
+    allowed = app_settings.cors_origins
+    CORS(
+        app,
+        resources={api.browser_paths(): {"origins": allowed if allowed == "*" else list(map(origins.pattern, allowed))}},
+        expose_headers=["X-Request-Id"],
+        always_send=False,
+    )
     return app

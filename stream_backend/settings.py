@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stream_backend import origins
 from stream_backend.errors import SettingsError
 from stream_backend.mirror.state import DEFAULT_TTL_SECONDS
 
@@ -43,7 +44,7 @@ class Settings:
     auth_jwt_issuer: str | None
     sync_api_token: str | None  # set: the sync routes need it as a bearer token
     token_ttl_seconds: int
-    cors_origins: str | list[str]
+    cors_origins: str | tuple[str, ...]  # "*", or entries origins.problem accepts, in lower case
     max_body_bytes: int
     sync_state_ttl_seconds: int
     http_pool_size: int
@@ -81,7 +82,7 @@ class Settings:
             auth_jwt_issuer=environ.get("AUTH_JWT_ISSUER") or None,
             sync_api_token=environ.get("SYNC_API_TOKEN") or None,
             token_ttl_seconds=number("TOKEN_TTL_SECONDS", 3600, int),
-            cors_origins=_origins(environ.get("CORS_ORIGINS", "*")),
+            cors_origins=_origins(environ.get("CORS_ORIGINS", "*"), problems),
             max_body_bytes=number("MAX_BODY_BYTES", 1024 * 1024, int),
             sync_state_ttl_seconds=number("SYNC_STATE_TTL_SECONDS", DEFAULT_TTL_SECONDS, int, strict=False),
             # The Procfile runs WEB_THREADS threads a worker: one pooled connection each.
@@ -212,7 +213,13 @@ def _sync_secret_bytes(secret: str) -> int:
         return 0
 
 
-def _origins(raw: str) -> str | list[str]:
-    """`*`, or a comma-separated list of origins such as `https://app.example.com`."""
-    origins = [origin.strip() for origin in raw.split(",") if origin.strip()]
-    return "*" if origins in ([], ["*"]) else origins
+def _origins(raw: str, problems: list[str]) -> str | tuple[str, ...]:
+    """`*`, or a comma-separated list of origins such as `https://app.example.com` and
+    `https://*.example.com` (origins.py); each entry that is neither is added to `problems`."""
+    entries = [entry.strip() for entry in raw.split(",") if entry.strip()]
+    if entries in ([], ["*"]):
+        return "*"
+    if "*" in entries:
+        problems.append("CORS_ORIGINS: '*' allows every origin, so it stands alone, not in a list")
+    problems.extend(f"CORS_ORIGINS: {problem}" for entry in entries if entry != "*" and (problem := origins.problem(entry)))
+    return tuple(entry.lower() for entry in entries)
