@@ -62,6 +62,7 @@ from stream_backend.stream.client import StreamClient, build_client
 from stream_backend.validation import ChannelId, ChannelType, Flag, MessageId, UserId, parse_json, validated
 from stream_backend.web import commands, errors, hooks
 from stream_backend.web.auth import TOKEN_IAT_LEEWAY_SECONDS, session_user
+from stream_backend.web.jwks import ProviderKeys
 from stream_backend.web.logs import configure_logging
 from stream_backend.web.models import (
     ASSET,
@@ -477,6 +478,8 @@ def build_app(app_settings: Settings) -> Flask:
     )
     origin_key = derive_origin_key(app_settings.stream_api_secret)
     app.extensions["stream_chat"] = client
+    if app_settings.token_auth == "jwt" and app_settings.auth_jwks_url:
+        app.extensions["session_keys"] = ProviderKeys(app_settings.auth_jwks_url)
     app.extensions["handover"] = build_handover(app_settings, origin_key)
     app.extensions["mirror"] = Mirror(
         client, open_sync_state(app_settings.store_location, app_settings.sync_state_ttl_seconds), origin_key
@@ -501,9 +504,10 @@ def build_app(app_settings: Settings) -> Flask:
     # `*` as a regex matched from its start. A request without Origin is no CORS request: it
     # gets no CORS headers (always_send=False).
     allowed = app_settings.cors_origins
+    patterns = allowed if allowed == "*" else [origins.pattern(entry) for entry in allowed]
     CORS(
         app,
-        resources={api.browser_paths(): {"origins": allowed if allowed == "*" else list(map(origins.pattern, allowed))}},
+        resources={api.browser_paths(): {"origins": patterns}},
         expose_headers=["X-Request-Id"],
         always_send=False,
     )

@@ -7,6 +7,7 @@ import binascii
 import functools
 import ipaddress
 import math
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,8 @@ class Settings:
     stream_chat_url: str | None  # None: the SDK's default, Stream's own API
     stream_timeout: float
     token_auth: str  # "open" or "jwt"
-    auth_jwt_secret: str | None
+    auth_jwt_secret: str | None  # the app's own HS256 key for session JWTs
+    auth_jwks_url: str | None  # or its identity provider's public keys (RS256, ES256, ...)
     auth_jwt_audience: str | None
     auth_jwt_issuer: str | None
     sync_api_token: str | None  # set: the sync routes need it as a bearer token
@@ -78,6 +80,7 @@ class Settings:
             stream_timeout=number("STREAM_CHAT_TIMEOUT", 6.0, float),
             token_auth=environ.get("TOKEN_AUTH", ""),
             auth_jwt_secret=environ.get("AUTH_JWT_SECRET") or None,
+            auth_jwks_url=environ.get("AUTH_JWKS_URL") or None,
             auth_jwt_audience=environ.get("AUTH_JWT_AUDIENCE") or None,
             auth_jwt_issuer=environ.get("AUTH_JWT_ISSUER") or None,
             sync_api_token=environ.get("SYNC_API_TOKEN") or None,
@@ -117,11 +120,7 @@ class Settings:
                 "own session JWT) or 'open' (a token for any user, to anyone: workshops only)"
             )
         if self.token_auth == "jwt":
-            if not self.auth_jwt_secret or len(self.auth_jwt_secret) < MIN_SECRET_LENGTH:
-                problems.append(
-                    f"AUTH_JWT_SECRET must be set, at least {MIN_SECRET_LENGTH} characters, "
-                    "with TOKEN_AUTH=jwt: the key your app signs its session JWTs with (HS256)"
-                )
+            problems.extend(self._session_key_problems())
             if not self.sync_api_token:
                 problems.append("SYNC_API_TOKEN must be set with TOKEN_AUTH=jwt: the sync routes must not be open")
             if not self.primary_sync_secret:
@@ -130,6 +129,25 @@ class Settings:
                     "must be able to tell our hand-overs from anyone's POST"
                 )
         return problems
+
+    def _session_key_problems(self) -> list[str]:
+        """With TOKEN_AUTH=jwt, how session JWTs are checked: one of AUTH_JWT_SECRET (the app
+        signs its own) and AUTH_JWKS_URL (an identity provider signs them)."""
+        if self.auth_jwt_secret and self.auth_jwks_url:
+            return ["set AUTH_JWT_SECRET or AUTH_JWKS_URL, not both: session JWTs are checked one way"]
+        if self.auth_jwks_url:
+            if not _fetchable(self.auth_jwks_url):
+                return [
+                    "AUTH_JWKS_URL must be an https:// URL (http:// only on this machine: localhost, "
+                    f"127.0.0.1, [::1]), not {self.auth_jwks_url!r}"
+                ]
+            return []
+        if not self.auth_jwt_secret or len(self.auth_jwt_secret) < MIN_SECRET_LENGTH:
+            return [
+                f"AUTH_JWT_SECRET (at least {MIN_SECRET_LENGTH} characters: the key your app signs its session "
+                "JWTs with, HS256) or AUTH_JWKS_URL (your identity provider's keys) must be set with TOKEN_AUTH=jwt"
+            ]
+        return []
 
     def _secret_problems(self) -> list[str]:
         """Shared secrets too short to be unguessable."""
@@ -203,6 +221,15 @@ def _networks(raw: str, problems: list[str]) -> Networks | None:
     return tuple(networks) or None
 
 
+def _fetchable(url: str) -> bool:
+    """Whether keys can be fetched from `url` safely: over https://, or over http:// from this
+    machine itself (a local identity provider, tools/identity_stand_in.py)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "https":
+        return bool(parts.hostname)
+    return parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1", "::1")
+
+
 def _sync_secret_bytes(secret: str) -> int:
     """How many bytes a `whsec_<base64>` secret holds; 0 when it is not one."""
     if not secret.startswith("whsec_"):
@@ -221,5 +248,7 @@ def _origins(raw: str, problems: list[str]) -> str | tuple[str, ...]:
         return "*"
     if "*" in entries:
         problems.append("CORS_ORIGINS: '*' allows every origin, so it stands alone, not in a list")
-    problems.extend(f"CORS_ORIGINS: {problem}" for entry in entries if entry != "*" and (problem := origins.problem(entry)))
+    for entry in entries:
+        if entry != "*" and (problem := origins.problem(entry)):
+            problems.append(f"CORS_ORIGINS: {problem}")
     return tuple(entry.lower() for entry in entries)
