@@ -11,6 +11,8 @@ Stream's webhook.
     DELETE /user/<id>                 delete a user (?hard=true: their messages too), repeatable
     POST   /stream-incoming-wh        Stream's webhook, signature-checked
     GET    /healthz                   liveness, without calling Stream
+    GET    /readyz                    readiness: the store answers, Stream took our credentials recently
+    GET    /metrics                   Prometheus metrics, with METRICS_TOKEN
     GET    /openapi.json              this API's OpenAPI 3.1 document, built from the route table
     GET    /docs                      its reference page (Swagger UI)
 
@@ -28,7 +30,6 @@ stream/ (the client, Stream's rules), web/ (what only the HTTP service needs).
 import json
 import logging
 import os
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -58,12 +59,14 @@ from stream_backend.mirror.mirror import Mirror
 from stream_backend.mirror.origin import derive_origin_key
 from stream_backend.mirror.state import open_sync_state
 from stream_backend.settings import Settings
+from stream_backend.store.probe import StoreProbe
+from stream_backend.stream import credentials
 from stream_backend.stream.client import StreamClient, build_client
 from stream_backend.validation import ChannelId, ChannelType, Flag, MessageId, UserId, parse_json, validated
 from stream_backend.web import commands, errors, hooks
 from stream_backend.web.auth import TOKEN_IAT_LEEWAY_SECONDS, session_user
 from stream_backend.web.jwks import ProviderKeys
-from stream_backend.web.logs import configure_logging
+from stream_backend.web.logs import cannot_start, configure_logging
 from stream_backend.web.models import (
     ASSET,
     CHANNEL,
@@ -76,6 +79,7 @@ from stream_backend.web.models import (
     Deleted,
     Health,
     MessageAnswer,
+    Ready,
     TokenAnswer,
     TokenRequest,
     UpdatedChannel,
@@ -84,6 +88,7 @@ from stream_backend.web.models import (
     WebhookEvent,
 )
 from stream_backend.web.openapi import STREAM_ERRORS, openapi_document
+from stream_backend.web.readiness import Readiness
 from stream_backend.web.routing import RouteTable
 
 api = RouteTable("stream_backend")
@@ -103,6 +108,10 @@ def mirror() -> Mirror:
 
 def handover() -> Handover:
     return current_app.extensions["handover"]
+
+
+def readiness() -> Readiness:
+    return current_app.extensions["readiness"]
 
 
 def settings() -> Settings:
@@ -127,6 +136,24 @@ def hard_flag() -> bool:
 def healthz():
     """200 `{"status": "ok"}` while the process serves requests. Stream is not called."""
     return {"status": "ok"}
+
+
+@api.route("GET", "/readyz", tag="service", answer=Ready, errors=(503,))
+def readyz():
+    """200 when this process can serve: the shared store answers, and Stream accepted our
+    credentials within the last minute.
+
+    Response: 200 `{"status": "ready", "checks": {"store": "ok", "stream": "ok"}}`; 503
+    `{"error", "checks"}` naming what is not: the store `unavailable`; Stream `refused` (our
+    key and secret), `unreachable` or `failing`. Stream is asked (`GET /app`) at most once a
+    minute per worker, so a probe every second costs it nothing; the details are logged.
+    `/healthz` is liveness: it asks neither.
+    """
+    checks = readiness().verdicts()
+    wrong = [f"{name} {verdict}" for name, verdict in checks.items() if verdict != "ok"]
+    if wrong:
+        return errors.error_response(503, f"Not ready: {', '.join(wrong)}.", checks=checks)
+    return {"status": "ready", "checks": checks}
 
 
 @api.route(
@@ -361,19 +388,15 @@ def stream_webhook():
     webhook_id = request.headers.get("X-Webhook-Id") or None
     mirror().forget(event)  # what Stream changed is rewritten by the primary's next sync
     outcome = handover().handle_once(event, webhook_id, signed)
-    log.info(
-        "webhook %s",
-        json.dumps(
-            {
-                "outcome": outcome,
-                "type": event["type"],
-                "cid": event.get("cid"),
-                "message_id": event_message(event).get("id"),
-                "webhook_id": webhook_id,
-                "attempt": request.headers.get("X-Webhook-Attempt"),
-            }
-        ),
-    )
+    delivery = {
+        "outcome": outcome,
+        "type": event["type"],
+        "cid": event.get("cid"),
+        "message_id": event_message(event).get("id"),
+        "webhook_id": webhook_id,
+        "attempt": request.headers.get("X-Webhook-Attempt"),
+    }
+    log.info("webhook %s", json.dumps(delivery), extra={"webhook": delivery})  # LOG_FORMAT=json: a field
     return {"received": event["type"], "outcome": outcome}
 
 
@@ -451,13 +474,13 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     try:
         app_settings = Settings.from_environ(os.environ)
     except SettingsError as error:
-        print(f"Cannot start: {error}", file=sys.stderr)
+        cannot_start(str(error), os.environ)
         raise SystemExit(3) from None
     return build_app(app_settings)
 
 
 def build_app(app_settings: Settings) -> Flask:
-    configure_logging(app_settings.log_level)
+    configure_logging(app_settings.log_level, app_settings.log_format)
     if app_settings.token_auth == "open":
         log.warning(
             "TOKEN_AUTH=open: anyone can get a Stream token for any user. "
@@ -478,6 +501,7 @@ def build_app(app_settings: Settings) -> Flask:
     )
     origin_key = derive_origin_key(app_settings.stream_api_secret)
     app.extensions["stream_chat"] = client
+    app.extensions["readiness"] = build_readiness(app_settings)  # first: it says what is wrong with the store
     if app_settings.token_auth == "jwt" and app_settings.auth_jwks_url:
         app.extensions["session_keys"] = ProviderKeys(app_settings.auth_jwks_url)
     app.extensions["handover"] = build_handover(app_settings, origin_key)
@@ -512,3 +536,24 @@ def build_app(app_settings: Settings) -> Flask:
         always_send=False,
     )
     return app
+
+
+def build_readiness(app_settings: Settings) -> Readiness:
+    """The checks of /readyz, with a client of their own that waits briefly; the store is
+    asked once now, so that a REDIS_URL or SQLite file that cannot be used says so at start-up."""
+    store = StoreProbe(app_settings.store_location)
+    problem = store.problem()
+    if problem is not None:
+        log.error(
+            "The shared store cannot be used: %s. Webhooks and /readyz answer 503 until it answers "
+            "(REDIS_URL, or WEBHOOK_DB; see docs/production.md).",
+            problem,
+        )
+    client = build_client(
+        app_settings.stream_api_key,
+        app_settings.stream_api_secret,
+        base_url=app_settings.stream_chat_url,
+        timeout=min(app_settings.stream_timeout, credentials.TIMEOUT_SECONDS),
+        pool_size=1,
+    )
+    return Readiness(store, credentials.CredentialsCheck(client))

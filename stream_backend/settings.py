@@ -58,6 +58,7 @@ class Settings:
     webhook_allowed_ips: "Networks | None"  # who may call the webhook; None: anyone
     trusted_proxy_count: int  # proxies whose X-Forwarded-For is believed; 0: none
     log_level: str  # a Python log level's name: DEBUG, INFO, WARNING, ERROR or CRITICAL
+    log_format: str  # "text" or "json" (one JSON object a line)
 
     @property
     def store_location(self) -> str:
@@ -98,6 +99,7 @@ class Settings:
             webhook_allowed_ips=_networks(environ.get("WEBHOOK_ALLOWED_IPS", ""), problems),
             trusted_proxy_count=number("TRUSTED_PROXY_COUNT", 0, int, strict=False),
             log_level=(environ.get("LOG_LEVEL") or "INFO").upper(),
+            log_format=(environ.get("LOG_FORMAT") or "text").lower(),
         )
         problems.extend(settings.problems())
         if problems:
@@ -106,9 +108,11 @@ class Settings:
 
     def problems(self) -> list[str]:
         """What is wrong in how the settings go together."""
-        problems = self._auth_problems() + self._secret_problems() + self._timing_problems()
+        problems = self._auth_problems() + self._secret_problems() + self._timing_problems() + self._store_problems()
         if self.log_level not in LOG_LEVELS:
             problems.append(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {self.log_level!r}")
+        if self.log_format not in ("text", "json"):
+            problems.append(f"LOG_FORMAT must be text or json, not {self.log_format!r}")
         return problems
 
     def _auth_problems(self) -> list[str]:
@@ -182,6 +186,20 @@ class Settings:
                 f"inside the {STREAM_WEBHOOK_WAIT_SECONDS} s Stream waits for a webhook answer"
             )
         return problems
+
+    def _store_problems(self) -> list[str]:
+        """REDIS_URL, when set, must be a URL redis-py can use (whether Redis answers is for
+        the start-up check and /readyz to say: it may come up after the service)."""
+        if self.redis_url is None:
+            return []
+        parts = urllib.parse.urlsplit(self.redis_url)
+        try:
+            parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+        except ValueError:
+            return ["REDIS_URL has a port that is not a number"]
+        if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+            return ["REDIS_URL must be redis://host:6379/0 (rediss:// over TLS, unix:///path.sock for a socket)"]
+        return []
 
 
 def _number(

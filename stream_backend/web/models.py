@@ -73,6 +73,11 @@ class Health(Answer):
     status: Literal["ok"]
 
 
+class Ready(Answer):
+    status: Literal["ready"]
+    checks: dict[str, str] = Field(description="Each check's verdict: `ok`, or what is wrong.")
+
+
 class Error(Answer):
     """Every failure: what went wrong, and for an invalid request the field."""
 

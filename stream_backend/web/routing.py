@@ -94,6 +94,12 @@ class RouteTable:
         route = self._by_endpoint.get(endpoint or "")
         return route.cap(max_body_bytes) if route else None
 
+    def template(self, endpoint: str | None) -> str:
+        """The path template of the route of `endpoint` (`/message/{message_id}`), or
+        `unmatched` for a request no route took (a 404, a 405): one name for all of them."""
+        route = self._by_endpoint.get(endpoint or "")
+        return route.path if route else "unmatched"
+
     def browser_paths(self) -> re.Pattern:
         """The paths of the routes browsers may call, as one pattern (flask-cors matches it)."""
         paths = sorted(
