@@ -67,6 +67,8 @@ from stream_backend.web import commands, errors, hooks
 from stream_backend.web.auth import TOKEN_IAT_LEEWAY_SECONDS, session_user
 from stream_backend.web.jwks import ProviderKeys
 from stream_backend.web.logs import cannot_start, configure_logging
+from stream_backend.web.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from stream_backend.web.metrics import Metrics
 from stream_backend.web.models import (
     ASSET,
     CHANNEL,
@@ -112,6 +114,10 @@ def handover() -> Handover:
 
 def readiness() -> Readiness:
     return current_app.extensions["readiness"]
+
+
+def metrics() -> Metrics | None:
+    return current_app.extensions["metrics"]
 
 
 def settings() -> Settings:
@@ -397,6 +403,8 @@ def stream_webhook():
         "attempt": request.headers.get("X-Webhook-Attempt"),
     }
     log.info("webhook %s", json.dumps(delivery), extra={"webhook": delivery})  # LOG_FORMAT=json: a field
+    if counted := metrics():
+        counted.webhook(outcome)
     return {"received": event["type"], "outcome": outcome}
 
 
@@ -418,6 +426,19 @@ def verified_webhook_body(body: bytes, signature: str) -> bytes:
     if signed is None:
         abort(401, description="X-Signature does not match the body.")
     return signed
+
+
+@api.route("GET", "/metrics", tag="service", auth="metrics", errors=(401, 404), media_types=("text/plain",))
+def serve_metrics():
+    """Prometheus metrics, for a scraper that sends METRICS_TOKEN.
+
+    Requests by route, method and status, with latency histograms; calls to Stream by
+    operation and outcome (429s among them); webhook outcomes; the hand-over queue. Under
+    gunicorn, every worker's, whichever answers. 404 while METRICS_TOKEN is not set; 401
+    without it as a bearer token.
+    """
+    exposition = current_app.extensions["metrics"].exposition()  # there: the guard answered 404 otherwise
+    return current_app.response_class(exposition, content_type=METRICS_CONTENT_TYPE)
 
 
 @api.route("GET", "/openapi.json", tag="service", browser=True)
@@ -501,6 +522,9 @@ def build_app(app_settings: Settings) -> Flask:
     )
     origin_key = derive_origin_key(app_settings.stream_api_secret)
     app.extensions["stream_chat"] = client
+    app.extensions["metrics"] = Metrics() if app_settings.metrics_token else None
+    if app.extensions["metrics"] is not None:
+        client.observer = app.extensions["metrics"].stream_call
     app.extensions["readiness"] = build_readiness(app_settings)  # first: it says what is wrong with the store
     if app_settings.token_auth == "jwt" and app_settings.auth_jwks_url:
         app.extensions["session_keys"] = ProviderKeys(app_settings.auth_jwks_url)

@@ -45,6 +45,7 @@ class Settings:
     auth_jwt_audience: str | None
     auth_jwt_issuer: str | None
     sync_api_token: str | None  # set: the sync routes need it as a bearer token
+    metrics_token: str | None  # set: GET /metrics is served, to this bearer token only
     token_ttl_seconds: int
     cors_origins: str | tuple[str, ...]  # "*", or entries origins.problem accepts, in lower case
     max_body_bytes: int
@@ -85,6 +86,7 @@ class Settings:
             auth_jwt_audience=environ.get("AUTH_JWT_AUDIENCE") or None,
             auth_jwt_issuer=environ.get("AUTH_JWT_ISSUER") or None,
             sync_api_token=environ.get("SYNC_API_TOKEN") or None,
+            metrics_token=environ.get("METRICS_TOKEN") or None,
             token_ttl_seconds=number("TOKEN_TTL_SECONDS", 3600, int),
             cors_origins=_origins(environ.get("CORS_ORIGINS", "*"), problems),
             max_body_bytes=number("MAX_BODY_BYTES", 1024 * 1024, int),
@@ -162,11 +164,12 @@ class Settings:
                 f"{MIN_SYNC_SECRET_BYTES} random bytes (python3 -c 'import base64, secrets; "
                 'print("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())\')'
             )
-        if self.sync_api_token and len(self.sync_api_token) < MIN_SECRET_LENGTH:
-            problems.append(
-                f"SYNC_API_TOKEN must be at least {MIN_SECRET_LENGTH} characters "
-                "(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
-            )
+        for name, token in (("SYNC_API_TOKEN", self.sync_api_token), ("METRICS_TOKEN", self.metrics_token)):
+            if token and len(token) < MIN_SECRET_LENGTH:
+                problems.append(
+                    f"{name} must be at least {MIN_SECRET_LENGTH} characters "
+                    "(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                )
         return problems
 
     def _timing_problems(self) -> list[str]:

@@ -89,11 +89,31 @@ def requires_sync_token(view):
     def guarded(**kwargs):
         expected = current_app.config["SETTINGS"].sync_api_token
         if expected is not None:
-            given = bearer_token()
-            if given is None:
-                unauthorized("An Authorization: Bearer <SYNC_API_TOKEN> header is required.")
-            if not hmac.compare_digest(given.encode(), expected.encode()):  # constant-time
-                unauthorized("The bearer token is not this service's SYNC_API_TOKEN.")
+            check_bearer(expected, "SYNC_API_TOKEN")
         return view(**kwargs)
 
     return guarded
+
+
+def requires_metrics_token(view):
+    """The route is there only with METRICS_TOKEN set (404 otherwise), and needs
+    `Authorization: Bearer <METRICS_TOKEN>`: metrics tell how the service is used."""
+
+    @functools.wraps(view)
+    def guarded(**kwargs):
+        expected = current_app.config["SETTINGS"].metrics_token
+        if expected is None:
+            abort(404, description="Metrics are off: set METRICS_TOKEN to serve them.")
+        check_bearer(expected, "METRICS_TOKEN")
+        return view(**kwargs)
+
+    return guarded
+
+
+def check_bearer(expected: str, name: str) -> None:
+    """A 401 unless the request's bearer token is `expected` (the setting `name`)."""
+    given = bearer_token()
+    if given is None:
+        unauthorized(f"An Authorization: Bearer <{name}> header is required.")
+    if not hmac.compare_digest(given.encode(), expected.encode()):  # constant-time
+        unauthorized(f"The bearer token is not this service's {name}.")

@@ -37,6 +37,11 @@ SECURITY_SCHEMES = {
         "scheme": "bearer",
         "description": "SYNC_API_TOKEN: required by the sync routes when the service sets it.",
     },
+    "metricsToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "METRICS_TOKEN: /metrics is served only when it is set, and only to it.",
+    },
     "sessionJwt": {
         "type": "http",
         "scheme": "bearer",
@@ -45,7 +50,7 @@ SECURITY_SCHEMES = {
         "the token is for its `sub`.",
     },
 }
-SCHEMES_OF_AUTH = {"sync": "syncToken", "session": "sessionJwt"}
+SCHEMES_OF_AUTH = {"sync": "syncToken", "session": "sessionJwt", "metrics": "metricsToken"}
 
 TAGS = {
     "tokens": "Stream user tokens for your apps.",
@@ -123,7 +128,9 @@ def _operation(route: Route) -> dict[str, Any]:
             "required": route.body_required,
             "content": {"application/json": {"schema": _ref(route.body)}},
         }
-    if route.auth:
+    if route.auth == "metrics":
+        operation["security"] = [{SCHEMES_OF_AUTH[route.auth]: []}]
+    elif route.auth:
         # Optional: each scheme is required only when the service's settings turn it on.
         operation["security"] = [{SCHEMES_OF_AUTH[route.auth]: []}, {}]
     return operation
