@@ -89,7 +89,7 @@ from stream_backend.web.models import (
     WebhookAnswer,
     WebhookEvent,
 )
-from stream_backend.web.openapi import STREAM_ERRORS, openapi_document
+from stream_backend.web.openapi import STREAM_ERRORS, openapi_document, with_server
 from stream_backend.web.readiness import Readiness
 from stream_backend.web.routing import RouteTable
 
@@ -140,14 +140,17 @@ def hard_flag() -> bool:
 
 @api.route("GET", "/healthz", tag="service", answer=Health)
 def healthz():
-    """200 `{"status": "ok"}` while the process serves requests. Stream is not called."""
+    """Liveness: 200 while the process serves requests, without calling Stream or the store.
+
+    Response: 200 `{"status": "ok"}`. Readiness is `/readyz`.
+    """
     return {"status": "ok"}
 
 
 @api.route("GET", "/readyz", tag="service", answer=Ready, errors=(503,))
 def readyz():
-    """200 when this process can serve: the shared store answers, and Stream accepted our
-    credentials within the last minute.
+    """Readiness: whether the shared store answers and Stream accepted our credentials within
+    the last minute.
 
     Response: 200 `{"status": "ready", "checks": {"store": "ok", "stream": "ok"}}`; 503
     `{"error", "checks"}` naming what is not: the store `unavailable`; Stream `refused` (our
@@ -448,7 +451,9 @@ def openapi():
     Built from the route table and the request models, so its constraints are the ones the
     service enforces. Postman, Insomnia and client generators can import it.
     """
-    return current_app.response_class(current_app.extensions["openapi"], mimetype="application/json")
+    # Its server is the base URL this request reached, so that an import sends there.
+    document = with_server(current_app.extensions["openapi"], request.url_root)
+    return current_app.response_class(json.dumps(document), mimetype="application/json")
 
 
 # Swagger UI 5 (it renders OpenAPI 3.1), as the flask-swagger-ui package ships it: the page
@@ -543,8 +548,8 @@ def build_app(app_settings: Settings) -> Flask:
     errors.register(app)
     app.cli.add_command(commands.backfill)
     app.cli.add_command(commands.verify)
-    # Serialized once, in the document's own order ("openapi" first), not sorted as jsonify would.
-    app.extensions["openapi"] = json.dumps(openapi_document(api.routes))
+    # Built once; serialized in its own order ("openapi" first), not sorted as jsonify would.
+    app.extensions["openapi"] = openapi_document(api.routes)
     hooks.install(app, api, app_settings.max_body_bytes)
     # allow_headers defaults to any, so a preflight for `Content-Type: application/json` passes.
     # X-Request-Id is exposed so that a browser app can read it and quote it in a bug report.

@@ -8,7 +8,7 @@ import re
 import time
 
 from flask import Flask, Response, g, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import NotFound, RequestEntityTooLarge
 
 from stream_backend.web.logs import loggable
 from stream_backend.web.routing import RouteTable
@@ -24,6 +24,10 @@ def install(app: Flask, routes: RouteTable, max_body_bytes: int) -> None:
         incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
         g.request_id = incoming if REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
         g.started = time.perf_counter()
+        # werkzeug routes "//docs" as "/docs" (its request path drops leading slashes, whatever
+        # merge_slashes says): a path that starts with "//" is a 404, like any unknown path.
+        if request.environ.get("PATH_INFO", "").startswith("//"):
+            raise NotFound()
         cap = routes.body_cap(request.endpoint, max_body_bytes)
         if cap is not None:
             request.max_content_length = cap

@@ -13,11 +13,11 @@ import requests
 
 import live
 from support.examples import origin_mark, sign, webhook_event
+from support.newman import NEWMAN, require_newman
 from support.primary import PrimarySystem
 
 API_KEY = "e2e-key"
 API_SECRET = "e2e-secret-" + "e" * 32
-NEWMAN = live.ROOT / "node_modules" / ".bin" / "newman"
 REFERENCE_COLLECTION = Path(
     os.environ.get(
         "REFERENCE_COLLECTION", live.ROOT.parent / "shared/reference/nextdoor-workshop.postman_collection.json"
@@ -52,10 +52,7 @@ def received(stand_in):
 
 
 def newman(collection, service, *options):
-    if not NEWMAN.exists():
-        if os.environ.get("CI"):
-            pytest.fail("newman is not installed: run `npm ci`")
-        pytest.skip("newman is not installed: run `npm ci` (make test does)")
+    require_newman()
     return subprocess.run(
         [str(NEWMAN), "run", str(collection), "--env-var", f"HOST={service}", "--color", "off", *options],
         capture_output=True,
