@@ -526,11 +526,10 @@ def build_app(app_settings: Settings) -> Flask:
         pool_size=app_settings.http_pool_size,
     )
     origin_key = derive_origin_key(app_settings.stream_api_secret)
-    app.extensions["stream_chat"] = client
-    app.extensions["metrics"] = Metrics() if app_settings.metrics_token else None
-    if app.extensions["metrics"] is not None:
-        client.observer = app.extensions["metrics"].stream_call
-    app.extensions["readiness"] = build_readiness(app_settings)  # first: it says what is wrong with the store
+    metrics = Metrics() if app_settings.metrics_token else None
+    client.observer = metrics.stream_call if metrics else None
+    # Readiness first: its start-up check says what is wrong with the store, if anything.
+    app.extensions.update(stream_chat=client, metrics=metrics, readiness=build_readiness(app_settings))
     if app_settings.token_auth == "jwt" and app_settings.auth_jwks_url:
         app.extensions["session_keys"] = ProviderKeys(app_settings.auth_jwks_url)
     app.extensions["handover"] = build_handover(app_settings, origin_key)
@@ -551,12 +550,16 @@ def build_app(app_settings: Settings) -> Flask:
     # Built once; serialized in its own order ("openapi" first), not sorted as jsonify would.
     app.extensions["openapi"] = openapi_document(api.routes)
     hooks.install(app, api, app_settings.max_body_bytes)
-    # allow_headers defaults to any, so a preflight for `Content-Type: application/json` passes.
-    # X-Request-Id is exposed so that a browser app can read it and quote it in a bug report.
-    # Each entry is an exact pattern (origins.py): flask-cors would read a plain entry with a
-    # `*` as a regex matched from its start. A request without Origin is no CORS request: it
-    # gets no CORS headers (always_send=False).
-    allowed = app_settings.cors_origins
+    allow_browsers(app, app_settings.cors_origins)
+    return app
+
+
+def allow_browsers(app: Flask, allowed: str | tuple[str, ...]) -> None:
+    """CORS on the routes a browser calls, for CORS_ORIGINS. allow_headers defaults to any, so
+    a preflight for `Content-Type: application/json` passes; X-Request-Id is exposed so that a
+    browser app can quote it in a bug report. Each entry is an exact pattern (origins.py):
+    flask-cors would read a plain entry with a `*` as a regex matched from its start. A request
+    without Origin is no CORS request: it gets no CORS headers (always_send=False)."""
     patterns = allowed if allowed == "*" else [origins.pattern(entry) for entry in allowed]
     CORS(
         app,
@@ -564,7 +567,6 @@ def build_app(app_settings: Settings) -> Flask:
         expose_headers=["X-Request-Id"],
         always_send=False,
     )
-    return app
 
 
 def build_readiness(app_settings: Settings) -> Readiness:

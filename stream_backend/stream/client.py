@@ -36,12 +36,13 @@ class StreamClient(StreamChat):
     the SDK would also read STREAM_CHAT_URL and STREAM_CHAT_TIMEOUT from the process
     environment, but the settings have read them already (or the caller chose)."""
 
+    observer: Observer | None = None  # told of every call, when set
+
     def __init__(
         self, api_key: str, api_secret: str, *, base_url: str | None = None, timeout: float = DEFAULT_TIMEOUT_SECONDS
     ) -> None:
         super().__init__(api_key, api_secret, timeout=timeout)
         self.base_url, self.timeout = base_url or STREAM_API_URL, timeout
-        self.observer: Observer | None = None
 
     def _parse_response(self, response: requests.Response):
         try:
