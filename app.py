@@ -11,6 +11,8 @@ Stream's webhook.
     DELETE /user/<id>                 delete a user (?hard=true: their messages too), repeatable
     POST   /stream-incoming-wh        Stream's webhook, signature-checked
     GET    /healthz                   liveness, without calling Stream
+    GET    /readyz                    readiness: the store answers, Stream took our credentials recently
+    GET    /metrics                   Prometheus metrics, with METRICS_TOKEN
     GET    /openapi.json              this API's OpenAPI 3.1 document, built from the route table
     GET    /docs                      its reference page (Swagger UI)
 
@@ -28,7 +30,6 @@ stream/ (the client, Stream's rules), web/ (what only the HTTP service needs).
 import json
 import logging
 import os
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -40,6 +41,7 @@ from flask_cors import CORS
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from stream_backend import origins
 from stream_backend.errors import SettingsError
 from stream_backend.handover import body as webhook_body
 from stream_backend.handover.handover import Handover, build_handover, event_message
@@ -57,11 +59,16 @@ from stream_backend.mirror.mirror import Mirror
 from stream_backend.mirror.origin import derive_origin_key
 from stream_backend.mirror.state import open_sync_state
 from stream_backend.settings import Settings
+from stream_backend.store.probe import StoreProbe
+from stream_backend.stream import credentials
 from stream_backend.stream.client import StreamClient, build_client
 from stream_backend.validation import ChannelId, ChannelType, Flag, MessageId, UserId, parse_json, validated
 from stream_backend.web import commands, deliveries, errors, hooks
 from stream_backend.web.auth import TOKEN_IAT_LEEWAY_SECONDS, session_user
-from stream_backend.web.logs import configure_logging
+from stream_backend.web.jwks import ProviderKeys
+from stream_backend.web.logs import cannot_start, configure_logging
+from stream_backend.web.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from stream_backend.web.metrics import Metrics
 from stream_backend.web.models import (
     ASSET,
     CHANNEL,
@@ -74,6 +81,7 @@ from stream_backend.web.models import (
     Deleted,
     Health,
     MessageAnswer,
+    Ready,
     TokenAnswer,
     TokenRequest,
     UpdatedChannel,
@@ -81,7 +89,8 @@ from stream_backend.web.models import (
     WebhookAnswer,
     WebhookEvent,
 )
-from stream_backend.web.openapi import STREAM_ERRORS, openapi_document
+from stream_backend.web.openapi import STREAM_ERRORS, openapi_document, with_server
+from stream_backend.web.readiness import Readiness
 from stream_backend.web.routing import RouteTable
 
 api = RouteTable("stream_backend")
@@ -101,6 +110,14 @@ def mirror() -> Mirror:
 
 def handover() -> Handover:
     return current_app.extensions["handover"]
+
+
+def readiness() -> Readiness:
+    return current_app.extensions["readiness"]
+
+
+def metrics() -> Metrics | None:
+    return current_app.extensions["metrics"]
 
 
 def settings() -> Settings:
@@ -123,8 +140,29 @@ def hard_flag() -> bool:
 
 @api.route("GET", "/healthz", tag="service", answer=Health)
 def healthz():
-    """200 `{"status": "ok"}` while the process serves requests. Stream is not called."""
+    """Liveness: 200 while the process serves requests, without calling Stream or the store.
+
+    Response: 200 `{"status": "ok"}`. Readiness is `/readyz`.
+    """
     return {"status": "ok"}
+
+
+@api.route("GET", "/readyz", tag="service", answer=Ready, errors=(503,))
+def readyz():
+    """Readiness: whether the shared store answers and Stream accepted our credentials within
+    the last minute.
+
+    Response: 200 `{"status": "ready", "checks": {"store": "ok", "stream": "ok"}}`; 503
+    `{"error", "checks"}` naming what is not: the store `unavailable`; Stream `refused` (our
+    key and secret), `unreachable` or `failing`. Stream is asked (`GET /app`) at most once a
+    minute per worker, so a probe every second costs it nothing; the details are logged.
+    `/healthz` is liveness: it asks neither.
+    """
+    checks = readiness().verdicts()
+    wrong = [f"{name} {verdict}" for name, verdict in checks.items() if verdict != "ok"]
+    if wrong:
+        return errors.error_response(503, f"Not ready: {', '.join(wrong)}.", checks=checks)
+    return {"status": "ready", "checks": checks}
 
 
 @api.route(
@@ -359,19 +397,17 @@ def stream_webhook():
     webhook_id = request.headers.get("X-Webhook-Id") or None
     mirror().forget(event)  # what Stream changed is rewritten by the primary's next sync
     outcome = handover().accept(event, webhook_id, signed)
-    log.info(
-        "webhook %s",
-        json.dumps(
-            {
-                "outcome": outcome,
-                "type": event["type"],
-                "cid": event.get("cid"),
-                "message_id": event_message(event).get("id"),
-                "webhook_id": webhook_id,
-                "attempt": request.headers.get("X-Webhook-Attempt"),
-            }
-        ),
-    )
+    delivery = {
+        "outcome": outcome,
+        "type": event["type"],
+        "cid": event.get("cid"),
+        "message_id": event_message(event).get("id"),
+        "webhook_id": webhook_id,
+        "attempt": request.headers.get("X-Webhook-Attempt"),
+    }
+    log.info("webhook %s", json.dumps(delivery), extra={"webhook": delivery})  # LOG_FORMAT=json: a field
+    if counted := metrics():
+        counted.webhook(outcome)
     return {"received": event["type"], "outcome": outcome}
 
 
@@ -395,6 +431,19 @@ def verified_webhook_body(body: bytes, signature: str) -> bytes:
     return signed
 
 
+@api.route("GET", "/metrics", tag="service", auth="metrics", errors=(401, 404), media_types=("text/plain",))
+def serve_metrics():
+    """Prometheus metrics, for a scraper that sends METRICS_TOKEN.
+
+    Requests by route, method and status, with latency histograms; calls to Stream by
+    operation and outcome (429s among them); webhook outcomes; the hand-over queue. Under
+    gunicorn, every worker's, whichever answers. 404 while METRICS_TOKEN is not set; 401
+    without it as a bearer token.
+    """
+    exposition = current_app.extensions["metrics"].exposition()  # there: the guard answered 404 otherwise
+    return current_app.response_class(exposition, content_type=METRICS_CONTENT_TYPE)
+
+
 @api.route("GET", "/openapi.json", tag="service", browser=True)
 def openapi():
     """This API's OpenAPI 3.1 document.
@@ -402,7 +451,9 @@ def openapi():
     Built from the route table and the request models, so its constraints are the ones the
     service enforces. Postman, Insomnia and client generators can import it.
     """
-    return current_app.response_class(current_app.extensions["openapi"], mimetype="application/json")
+    # Its server is the base URL this request reached, so that an import sends there.
+    document = with_server(current_app.extensions["openapi"], request.url_root)
+    return current_app.response_class(json.dumps(document), mimetype="application/json")
 
 
 # Swagger UI 5 (it renders OpenAPI 3.1), as the flask-swagger-ui package ships it: the page
@@ -449,13 +500,13 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     try:
         app_settings = Settings.from_environ(os.environ)
     except SettingsError as error:
-        print(f"Cannot start: {error}", file=sys.stderr)
+        cannot_start(str(error), os.environ)
         raise SystemExit(3) from None
     return build_app(app_settings)
 
 
 def build_app(app_settings: Settings) -> Flask:
-    configure_logging(app_settings.log_level)
+    configure_logging(app_settings.log_level, app_settings.log_format)
     if app_settings.token_auth == "open":
         log.warning(
             "TOKEN_AUTH=open: anyone can get a Stream token for any user. "
@@ -475,8 +526,15 @@ def build_app(app_settings: Settings) -> Flask:
         pool_size=app_settings.http_pool_size,
     )
     origin_key = derive_origin_key(app_settings.stream_api_secret)
-    app.extensions["stream_chat"] = client
-    app.extensions["handover"] = build_handover(app_settings, origin_key)
+    metrics = Metrics() if app_settings.metrics_token else None
+    client.observer = metrics.stream_call if metrics else None
+    # Readiness first: its start-up check says what is wrong with the store, if anything.
+    app.extensions.update(stream_chat=client, metrics=metrics, readiness=build_readiness(app_settings))
+    if app_settings.token_auth == "jwt" and app_settings.auth_jwks_url:
+        app.extensions["session_keys"] = ProviderKeys(app_settings.auth_jwks_url)
+    app.extensions["handover"] = handover_ = build_handover(app_settings, origin_key)
+    if metrics and handover_.queue is not None:
+        metrics.watch_queue(handover_.queue.status)
     app.extensions["mirror"] = Mirror(
         client, open_sync_state(app_settings.store_location, app_settings.sync_state_ttl_seconds), origin_key
     )
@@ -493,13 +551,47 @@ def build_app(app_settings: Settings) -> Flask:
     app.cli.add_command(commands.verify)
     app.cli.add_command(deliveries.deliver)
     app.cli.add_command(deliveries.deliveries)
-    # Serialized once, in the document's own order ("openapi" first), not sorted as jsonify would.
-    app.extensions["openapi"] = json.dumps(openapi_document(api.routes))
+    # Built once; serialized in its own order ("openapi" first), not sorted as jsonify would.
+    app.extensions["openapi"] = openapi_document(api.routes)
     hooks.install(app, api, app_settings.max_body_bytes)
     # Deliveries start when the process serves (gunicorn's post_worker_init does it at once),
     # never in a command such as `flask backfill`.
     app.before_request(app.extensions["handover"].start)
-    # allow_headers defaults to any, so a preflight for `Content-Type: application/json` passes.
-    # X-Request-Id is exposed so that a browser app can read it and quote it in a bug report.
-    CORS(app, resources={api.browser_paths(): {"origins": app_settings.cors_origins}}, expose_headers=["X-Request-Id"])
+    allow_browsers(app, app_settings.cors_origins)
     return app
+
+
+def allow_browsers(app: Flask, allowed: str | tuple[str, ...]) -> None:
+    """CORS on the routes a browser calls, for CORS_ORIGINS. allow_headers defaults to any, so
+    a preflight for `Content-Type: application/json` passes; X-Request-Id is exposed so that a
+    browser app can quote it in a bug report. Each entry is an exact pattern (origins.py):
+    flask-cors would read a plain entry with a `*` as a regex matched from its start. A request
+    without Origin is no CORS request: it gets no CORS headers (always_send=False)."""
+    patterns = allowed if allowed == "*" else [origins.pattern(entry) for entry in allowed]
+    CORS(
+        app,
+        resources={api.browser_paths(): {"origins": patterns}},
+        expose_headers=["X-Request-Id"],
+        always_send=False,
+    )
+
+
+def build_readiness(app_settings: Settings) -> Readiness:
+    """The checks of /readyz, with a client of their own that waits briefly; the store is
+    asked once now, so that a REDIS_URL or SQLite file that cannot be used says so at start-up."""
+    store = StoreProbe(app_settings.store_location)
+    problem = store.problem()
+    if problem is not None:
+        log.error(
+            "The shared store cannot be used: %s. Webhooks and /readyz answer 503 until it answers "
+            "(REDIS_URL, or WEBHOOK_DB; see docs/production.md).",
+            problem,
+        )
+    client = build_client(
+        app_settings.stream_api_key,
+        app_settings.stream_api_secret,
+        base_url=app_settings.stream_chat_url,
+        timeout=min(app_settings.stream_timeout, credentials.TIMEOUT_SECONDS),
+        pool_size=1,
+    )
+    return Readiness(store, credentials.CredentialsCheck(client))

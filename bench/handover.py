@@ -34,12 +34,11 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
-from primary_system import PrimarySystem  # noqa: E402
-
 from stream_backend.handover.queue import Incoming  # noqa: E402
 from stream_backend.handover.queue_redis import RedisQueue  # noqa: E402
 
 import live  # noqa: E402
+from primary_system import PrimarySystem  # noqa: E402
 
 KEY, SECRET = "bench-key", "bench-secret-" + "b" * 32
 CHANNELS = [f"messaging:channel-{n}" for n in range(5)]

@@ -7,11 +7,13 @@ import binascii
 import functools
 import ipaddress
 import math
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stream_backend import origins
 from stream_backend.errors import SettingsError
 from stream_backend.mirror.state import DEFAULT_TTL_SECONDS
 
@@ -39,12 +41,14 @@ class Settings:
     stream_chat_url: str | None  # None: the SDK's default, Stream's own API
     stream_timeout: float
     token_auth: str  # "open" or "jwt"
-    auth_jwt_secret: str | None
+    auth_jwt_secret: str | None  # the app's own HS256 key for session JWTs
+    auth_jwks_url: str | None  # or its identity provider's public keys (RS256, ES256, ...)
     auth_jwt_audience: str | None
     auth_jwt_issuer: str | None
     sync_api_token: str | None  # set: the sync routes need it as a bearer token
+    metrics_token: str | None  # set: GET /metrics is served, to this bearer token only
     token_ttl_seconds: int
-    cors_origins: str | list[str]
+    cors_origins: str | tuple[str, ...]  # "*", or entries origins.problem accepts, in lower case
     max_body_bytes: int
     sync_state_ttl_seconds: int
     http_pool_size: int
@@ -60,6 +64,7 @@ class Settings:
     webhook_allowed_ips: "Networks | None"  # who may call the webhook; None: anyone
     trusted_proxy_count: int  # proxies whose X-Forwarded-For is believed; 0: none
     log_level: str  # a Python log level's name: DEBUG, INFO, WARNING, ERROR or CRITICAL
+    log_format: str  # "text" or "json" (one JSON object a line)
 
     @property
     def store_location(self) -> str:
@@ -82,11 +87,13 @@ class Settings:
             stream_timeout=number("STREAM_CHAT_TIMEOUT", 6.0, float),
             token_auth=environ.get("TOKEN_AUTH", ""),
             auth_jwt_secret=environ.get("AUTH_JWT_SECRET") or None,
+            auth_jwks_url=environ.get("AUTH_JWKS_URL") or None,
             auth_jwt_audience=environ.get("AUTH_JWT_AUDIENCE") or None,
             auth_jwt_issuer=environ.get("AUTH_JWT_ISSUER") or None,
             sync_api_token=environ.get("SYNC_API_TOKEN") or None,
+            metrics_token=environ.get("METRICS_TOKEN") or None,
             token_ttl_seconds=number("TOKEN_TTL_SECONDS", 3600, int),
-            cors_origins=_origins(environ.get("CORS_ORIGINS", "*")),
+            cors_origins=_origins(environ.get("CORS_ORIGINS", "*"), problems),
             max_body_bytes=number("MAX_BODY_BYTES", 1024 * 1024, int),
             sync_state_ttl_seconds=number("SYNC_STATE_TTL_SECONDS", DEFAULT_TTL_SECONDS, int, strict=False),
             # The Procfile runs WEB_THREADS threads a worker: one pooled connection each.
@@ -103,6 +110,7 @@ class Settings:
             webhook_allowed_ips=_networks(environ.get("WEBHOOK_ALLOWED_IPS", ""), problems),
             trusted_proxy_count=number("TRUSTED_PROXY_COUNT", 0, int, strict=False),
             log_level=(environ.get("LOG_LEVEL") or "INFO").upper(),
+            log_format=(environ.get("LOG_FORMAT") or "text").lower(),
         )
         problems.extend(settings.problems())
         if problems:
@@ -111,9 +119,11 @@ class Settings:
 
     def problems(self) -> list[str]:
         """What is wrong in how the settings go together."""
-        problems = self._auth_problems() + self._secret_problems() + self._timing_problems()
+        problems = self._auth_problems() + self._secret_problems() + self._timing_problems() + self._store_problems()
         if self.log_level not in LOG_LEVELS:
             problems.append(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {self.log_level!r}")
+        if self.log_format not in ("text", "json"):
+            problems.append(f"LOG_FORMAT must be text or json, not {self.log_format!r}")
         return problems
 
     def _auth_problems(self) -> list[str]:
@@ -125,11 +135,7 @@ class Settings:
                 "own session JWT) or 'open' (a token for any user, to anyone: workshops only)"
             )
         if self.token_auth == "jwt":
-            if not self.auth_jwt_secret or len(self.auth_jwt_secret) < MIN_SECRET_LENGTH:
-                problems.append(
-                    f"AUTH_JWT_SECRET must be set, at least {MIN_SECRET_LENGTH} characters, "
-                    "with TOKEN_AUTH=jwt: the key your app signs its session JWTs with (HS256)"
-                )
+            problems.extend(self._session_key_problems())
             if not self.sync_api_token:
                 problems.append("SYNC_API_TOKEN must be set with TOKEN_AUTH=jwt: the sync routes must not be open")
             if not self.primary_sync_secret:
@@ -138,6 +144,25 @@ class Settings:
                     "must be able to tell our hand-overs from anyone's POST"
                 )
         return problems
+
+    def _session_key_problems(self) -> list[str]:
+        """With TOKEN_AUTH=jwt, how session JWTs are checked: one of AUTH_JWT_SECRET (the app
+        signs its own) and AUTH_JWKS_URL (an identity provider signs them)."""
+        if self.auth_jwt_secret and self.auth_jwks_url:
+            return ["set AUTH_JWT_SECRET or AUTH_JWKS_URL, not both: session JWTs are checked one way"]
+        if self.auth_jwks_url:
+            if not _fetchable(self.auth_jwks_url):
+                return [
+                    "AUTH_JWKS_URL must be an https:// URL (http:// only on this machine: localhost, "
+                    f"127.0.0.1, [::1]), not {self.auth_jwks_url!r}"
+                ]
+            return []
+        if not self.auth_jwt_secret or len(self.auth_jwt_secret) < MIN_SECRET_LENGTH:
+            return [
+                f"AUTH_JWT_SECRET (at least {MIN_SECRET_LENGTH} characters: the key your app signs its session "
+                "JWTs with, HS256) or AUTH_JWKS_URL (your identity provider's keys) must be set with TOKEN_AUTH=jwt"
+            ]
+        return []
 
     def _secret_problems(self) -> list[str]:
         """Shared secrets too short to be unguessable."""
@@ -148,11 +173,12 @@ class Settings:
                 f"{MIN_SYNC_SECRET_BYTES} random bytes (python3 -c 'import base64, secrets; "
                 'print("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())\')'
             )
-        if self.sync_api_token and len(self.sync_api_token) < MIN_SECRET_LENGTH:
-            problems.append(
-                f"SYNC_API_TOKEN must be at least {MIN_SECRET_LENGTH} characters "
-                "(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
-            )
+        for name, token in (("SYNC_API_TOKEN", self.sync_api_token), ("METRICS_TOKEN", self.metrics_token)):
+            if token and len(token) < MIN_SECRET_LENGTH:
+                problems.append(
+                    f"{name} must be at least {MIN_SECRET_LENGTH} characters "
+                    "(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                )
         return problems
 
     def _timing_problems(self) -> list[str]:
@@ -169,6 +195,20 @@ class Settings:
         if self.primary_sync_timeout and self.primary_sync_timeout > MAX_PRIMARY_SYNC_TIMEOUT_SECONDS:
             problems.append(f"PRIMARY_SYNC_TIMEOUT must be at most {MAX_PRIMARY_SYNC_TIMEOUT_SECONDS} s an attempt")
         return problems
+
+    def _store_problems(self) -> list[str]:
+        """REDIS_URL, when set, must be a URL redis-py can use (whether Redis answers is for
+        the start-up check and /readyz to say: it may come up after the service)."""
+        if self.redis_url is None:
+            return []
+        parts = urllib.parse.urlsplit(self.redis_url)
+        try:
+            parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+        except ValueError:
+            return ["REDIS_URL has a port that is not a number"]
+        if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+            return ["REDIS_URL must be redis://host:6379/0 (rediss:// over TLS, unix:///path.sock for a socket)"]
+        return []
 
 
 def _number(
@@ -225,6 +265,15 @@ def _seconds_list(environ: Mapping[str, str], name: str, problems: list[str]) ->
     return seconds
 
 
+def _fetchable(url: str) -> bool:
+    """Whether keys can be fetched from `url` safely: over https://, or over http:// from this
+    machine itself (a local identity provider, tools/identity_stand_in.py)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "https":
+        return bool(parts.hostname)
+    return parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1", "::1")
+
+
 def _sync_secret_bytes(secret: str) -> int:
     """How many bytes a `whsec_<base64>` secret holds; 0 when it is not one."""
     if not secret.startswith("whsec_"):
@@ -235,7 +284,15 @@ def _sync_secret_bytes(secret: str) -> int:
         return 0
 
 
-def _origins(raw: str) -> str | list[str]:
-    """`*`, or a comma-separated list of origins such as `https://app.example.com`."""
-    origins = [origin.strip() for origin in raw.split(",") if origin.strip()]
-    return "*" if origins in ([], ["*"]) else origins
+def _origins(raw: str, problems: list[str]) -> str | tuple[str, ...]:
+    """`*`, or a comma-separated list of origins such as `https://app.example.com` and
+    `https://*.example.com` (origins.py); each entry that is neither is added to `problems`."""
+    entries = [entry.strip() for entry in raw.split(",") if entry.strip()]
+    if entries in ([], ["*"]):
+        return "*"
+    if "*" in entries:
+        problems.append("CORS_ORIGINS: '*' allows every origin, so it stands alone, not in a list")
+    for entry in entries:
+        if entry != "*" and (problem := origins.problem(entry)):
+            problems.append(f"CORS_ORIGINS: {problem}")
+    return tuple(entry.lower() for entry in entries)

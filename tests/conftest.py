@@ -6,11 +6,11 @@ import os
 import shutil
 
 import pytest
-from primary_system import PrimarySystem
 
 from app import create_app
 
 from live import redis_server
+from primary_system import PrimarySystem
 from support.examples import API_KEY, API_SECRET
 from support.stream import requests_off_spec, stream_in_memory
 

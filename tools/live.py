@@ -43,11 +43,12 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30) -> N
 
 
 @contextmanager
-def running(command, url: str, env: dict, shell: bool = False, quiet: bool = False):
-    """Start `command`, wait until `url` answers, and stop it (and its children) afterwards."""
+def running(command, url: str, env: dict, shell: bool = False, quiet: bool = False, output_path: Path | None = None):
+    """Start `command`, wait until `url` answers, and stop it (and its children) afterwards.
+    Its output goes to `output_path` when given (stdout and stderr), nowhere when `quiet`."""
     # The venv's gunicorn and python come first, whoever started the tests.
     env = {**os.environ, **env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    output = subprocess.DEVNULL if quiet else None
+    output = open(output_path, "w") if output_path else subprocess.DEVNULL if quiet else None  # noqa: SIM115
     process = subprocess.Popen(
         command,
         cwd=ROOT,
@@ -65,6 +66,8 @@ def running(command, url: str, env: dict, shell: bool = False, quiet: bool = Fal
         if process.poll() is None:
             os.killpg(process.pid, 15)
         process.wait(timeout=30)
+        if output_path:
+            output.close()  # type: ignore[union-attr]
 
 
 @contextmanager
@@ -89,9 +92,9 @@ def stand_in(api_key: str, api_secret: str, latency_ms: float = 0):
 
 
 @contextmanager
-def service(env: dict, command: str | None = None, quiet: bool = False):
+def service(env: dict, command: str | None = None, quiet: bool = False, output_path: Path | None = None):
     """The service as the Procfile starts it (or as `command` does), on a free port; yields
-    its base URL."""
+    its base URL. Its output goes to `output_path` when given."""
     port = free_port()
     with running(
         f"exec {command or procfile_command()}",
@@ -99,6 +102,7 @@ def service(env: dict, command: str | None = None, quiet: bool = False):
         env={**env, "PORT": str(port)},
         shell=True,
         quiet=quiet,
+        output_path=output_path,
     ):
         yield f"http://127.0.0.1:{port}"
 

@@ -331,6 +331,8 @@ ROUTES = [
         lambda s, m, q, b: s.update_channel_partial(f"{m['type']}:{m['id']}", b),
     ),
     ("POST", re.compile(r"/users/delete"), lambda s, m, q, b: s.delete_users(b)),
+    # The app's settings: the cheap authenticated call of the service's readiness check.
+    ("GET", re.compile(r"/app"), lambda s, m, q, b: {"app": {"name": "stand-in", "disable_auth_checks": False}}),
 ]
 
 

@@ -132,6 +132,12 @@ CHANNEL_EXAMPLE: dict[str, Any] = {
     "channel": {"creator_id": "tommaso", "custom_data": {"title": "Just a test"}},
     "members": {"tommaso": {"name": "Tommaso", "image": ""}, "thierry": {"name": "Thierry", "image": ""}},
 }
+# A channel with an id, as a primary system creates its channels: the one `PUT` and `DELETE
+# /channel/messaging/general` then find.
+CHANNEL_WITH_ID_EXAMPLE: dict[str, Any] = {
+    "channel": {"type": "messaging", "id": "general", "creator_id": "tommaso", "custom_data": {"title": "General"}},
+    "members": CHANNEL_EXAMPLE["members"],
+}
 MESSAGE_EXAMPLE: dict[str, Any] = {
     "message": {"id": "123-456-789-01234", "text": "hello there!"},
     **CHANNEL_EXAMPLE,
@@ -142,7 +148,7 @@ MESSAGE_EXAMPLE: dict[str, Any] = {
 class ChannelRequest(BaseModel):
     """`POST /channel`: the channel `type:id` of `members`, created by `creator_id`."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [CHANNEL_EXAMPLE]})
+    model_config = ConfigDict(json_schema_extra={"examples": [CHANNEL_WITH_ID_EXAMPLE, CHANNEL_EXAMPLE]})
 
     channel: ChannelFields
     members: Members

@@ -4,11 +4,16 @@ and our own HTTP session, raising this package's errors instead of the SDK's.
 `stream-chat` is in maintenance mode (its README points new projects to `getstream`): the
 errors a caller sees are ours (errors.StreamError, StreamTimeout, StreamUnreachable), so a
 later move to another SDK changes this module, not its callers.
+
+Every call is told to the client's `observer`, when it has one: Stream's name for the call
+(operations.py), its outcome and its duration. The web layer's metrics listen there; the
+package itself knows nothing of them.
 """
 
 import math
 import time
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -16,6 +21,11 @@ from stream_chat import StreamChat
 from stream_chat.base.exceptions import StreamAPIException
 
 from stream_backend.errors import StreamError, StreamTimeout, StreamUnreachable
+from stream_backend.stream.operations import operation
+
+# What an observer is told of each call: Stream's name for it, its outcome (`ok`, the HTTP
+# status of an error answer such as `429`, `timeout` or `unreachable`), and its seconds.
+Observer = Callable[[str, str, float], None]
 
 STREAM_API_URL = "https://chat.stream-io-api.com"
 DEFAULT_TIMEOUT_SECONDS = 6.0  # the SDK's own default
@@ -25,6 +35,8 @@ class StreamClient(StreamChat):
     """`StreamChat` with this package's errors. Its base URL and timeout are the ones given:
     the SDK would also read STREAM_CHAT_URL and STREAM_CHAT_TIMEOUT from the process
     environment, but the settings have read them already (or the caller chose)."""
+
+    observer: Observer | None = None  # told of every call, when set
 
     def __init__(
         self, api_key: str, api_secret: str, *, base_url: str | None = None, timeout: float = DEFAULT_TIMEOUT_SECONDS
@@ -38,13 +50,23 @@ class StreamClient(StreamChat):
         except StreamAPIException as error:
             raise stream_error(error, response) from None
 
-    def _make_request(self, *args: Any, **kwargs: Any):
+    def _make_request(self, method: Callable[..., requests.Response], relative_url: str, *args: Any, **kwargs: Any):
+        started, outcome = time.perf_counter(), "unreachable"
         try:
-            return super()._make_request(*args, **kwargs)
+            answer = super()._make_request(method, relative_url, *args, **kwargs)
+            outcome = "ok"
+            return answer
+        except StreamError as error:
+            outcome = str(error.status)
+            raise
         except requests.Timeout as error:
+            outcome = "timeout"
             raise StreamTimeout(f"Stream did not answer within {self.timeout:g} s") from error
         except requests.RequestException as error:
             raise StreamUnreachable(f"Stream could not be reached: {type(error).__name__}") from error
+        finally:
+            if self.observer is not None:
+                self.observer(operation(method.__name__, relative_url), outcome, time.perf_counter() - started)
 
 
 def stream_error(error: StreamAPIException, response: requests.Response) -> StreamError:

@@ -1,4 +1,5 @@
-"""gunicorn's hooks for the Procfile's web process (`gunicorn -c python:stream_backend.web.gunicorn_config`).
+"""gunicorn's hooks and logging for the Procfile's web process (`gunicorn -c
+python:stream_backend.web.gunicorn_config`).
 
 - `on_starting` checks the settings once, in the master, before any worker starts: a missing
   or wrong setting prints one `Cannot start: ...` and stops gunicorn with status 3, rather
@@ -6,24 +7,67 @@
   environment, so it would fail the same way).
 - `post_worker_init` starts each worker's deliveries to the primary system as soon as it
   runs, so that a backlog left by a restart is delivered without waiting for a request.
+- `.env` is read when gunicorn reads this file, so that LOG_FORMAT there sets gunicorn's own
+  lines' format too (`logconfig_dict`), and the workers inherit what it set.
+
+With METRICS_TOKEN set, the workers keep their metrics in files (prometheus-client's
+multiprocess mode, web/metrics.py): `on_starting` gives them PROMETHEUS_MULTIPROC_DIR (a fresh
+directory of this run's, or the one set, emptied of an earlier run's files), `child_exit` marks
+a worker that died, and `on_exit` removes the directory it made.
 """
 
+import glob
 import os
+import shutil
 import sys
+import tempfile
 
 from dotenv import load_dotenv
 
 from stream_backend.errors import SettingsError
 from stream_backend.settings import Settings
+from stream_backend.web.logs import cannot_start, gunicorn_logconfig
+
+load_dotenv()
+logconfig_dict = gunicorn_logconfig((os.environ.get("LOG_FORMAT") or "text").lower())
+
+
+MADE_DIRECTORY = "STREAM_BACKEND_METRICS_DIR_MADE"  # set in the master when it made the directory
 
 
 def on_starting(server) -> None:
-    load_dotenv()  # the workers inherit what .env set
     try:
-        Settings.from_environ(os.environ)
+        settings = Settings.from_environ(os.environ)
     except SettingsError as error:
-        print(f"Cannot start: {error}", file=sys.stderr)
+        cannot_start(str(error), os.environ)
         sys.exit(3)
+    if settings.metrics_token:
+        prepare_metrics_directory()
+
+
+def prepare_metrics_directory() -> None:
+    """Before any worker starts (and imports prometheus-client, which reads it then): a
+    directory for their metrics' files, which must not hold an earlier run's."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ[MADE_DIRECTORY] = tempfile.mkdtemp(prefix="metrics-")
+        return
+    os.makedirs(directory, exist_ok=True)
+    for stale in glob.glob(os.path.join(directory, "*.db")):
+        os.remove(stale)
+
+
+def child_exit(server, worker) -> None:
+    """A worker that exited: its counters stay in the sums, its live gauges go."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    if os.environ.get(MADE_DIRECTORY):
+        shutil.rmtree(os.environ[MADE_DIRECTORY], ignore_errors=True)
 
 
 def post_worker_init(worker) -> None:

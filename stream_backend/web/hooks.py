@@ -1,5 +1,6 @@
 """What every request goes through: an id (answered back in `X-Request-Id` and logged), its
-route's body cap (web/routing.py), and one access-log line."""
+route's body cap (web/routing.py), one access-log line, and its count and duration in the
+metrics (web/metrics.py), under its route's template, so that their labels stay few."""
 
 import logging
 import os
@@ -7,7 +8,7 @@ import re
 import time
 
 from flask import Flask, Response, g, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import NotFound, RequestEntityTooLarge
 
 from stream_backend.web.logs import loggable
 from stream_backend.web.routing import RouteTable
@@ -23,6 +24,10 @@ def install(app: Flask, routes: RouteTable, max_body_bytes: int) -> None:
         incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
         g.request_id = incoming if REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
         g.started = time.perf_counter()
+        # werkzeug routes "//docs" as "/docs" (its request path drops leading slashes, whatever
+        # merge_slashes says): a path that starts with "//" is a 404, like any unknown path.
+        if request.environ.get("PATH_INFO", "").startswith("//"):
+            raise NotFound()
         cap = routes.body_cap(request.endpoint, max_body_bytes)
         if cap is not None:
             request.max_content_length = cap
@@ -30,20 +35,37 @@ def install(app: Flask, routes: RouteTable, max_body_bytes: int) -> None:
             if (request.content_length or 0) > cap:
                 raise RequestEntityTooLarge()
 
+    def finish_request(response: Response) -> Response:
+        seconds = time.perf_counter() - g.started
+        route = routes.template(request.endpoint)
+        response.headers["X-Request-Id"] = g.request_id
+        log_access(response.status_code, seconds, route)
+        metrics = app.extensions.get("metrics")
+        if metrics is not None:
+            metrics.request_done(route, request.method, response.status_code, seconds)
+        return response
+
     app.before_request(start_request)
-    app.after_request(log_access)
+    app.after_request(finish_request)
 
 
-def log_access(response: Response) -> Response:
-    """One line per request: method, path (never the query), status, duration, request id."""
-    request_id = g.request_id
-    response.headers["X-Request-Id"] = request_id
+def log_access(status: int, seconds: float, route: str) -> None:
+    """One line per request: method, path (never the query), status, duration, request id;
+    in JSON, the route's template too."""
+    method, path, milliseconds = loggable(request.method), loggable(request.path), seconds * 1000
     access_log.info(
         "%s %s %s %.1fms %s",
-        loggable(request.method),
-        loggable(request.path),
-        response.status_code,
-        (time.perf_counter() - g.started) * 1000,
-        request_id,
+        method,
+        path,
+        status,
+        milliseconds,
+        g.request_id,
+        extra={
+            "request_id": g.request_id,
+            "method": method,
+            "path": path,
+            "route": route,
+            "status": status,
+            "duration_ms": round(milliseconds, 1),
+        },
     )
-    return response

@@ -20,19 +20,22 @@ from typing import Any, Literal
 from flask import Blueprint, Flask
 from pydantic import BaseModel
 
-from stream_backend.web.auth import requires_sync_token
+from stream_backend.web.auth import requires_metrics_token, requires_sync_token
 from stream_backend.web.models import Parameter
 
 # A route that takes no body still reads what a client sends: this much, then a 413.
 NO_BODY_CAP = 1024
+# How each `auth` guards its routes; "session" is the view's own (web/auth.py's session_user).
+GUARDS = {"sync": requires_sync_token, "metrics": requires_metrics_token, "session": lambda view: view}
 
 
 @dataclass(frozen=True)
 class Route:
     """One operation. `path` is OpenAPI's template (`/message/{message_id}`); `view` is its
     Flask view, whose docstring describes it; `answer` is the model of its 200 body (JSON
-    unless `media_types` says). `auth`: "sync" (SYNC_API_TOKEN guards it, when set) or
-    "session" (with TOKEN_AUTH=jwt the view asks for a session JWT). `body_cap`: its largest
+    unless `media_types` says). `auth`: "sync" (SYNC_API_TOKEN guards it, when set),
+    "metrics" (METRICS_TOKEN guards it, and without it the route is a 404) or "session" (with
+    TOKEN_AUTH=jwt the view asks for a session JWT). `body_cap`: its largest
     body in bytes (None: MAX_BODY_BYTES; routes without a body: NO_BODY_CAP). `browser`:
     whether browsers on CORS_ORIGINS may call it."""
 
@@ -44,7 +47,7 @@ class Route:
     body: type[BaseModel] | None = None
     parameters: tuple[Parameter, ...] = ()
     errors: tuple[int, ...] = ()
-    auth: Literal["sync", "session"] | None = None
+    auth: Literal["sync", "session", "metrics"] | None = None
     body_cap: int | None = None
     browser: bool = False
     media_types: tuple[str, ...] = ("application/json",)
@@ -78,7 +81,7 @@ class RouteTable:
 
         def declare(view: Callable) -> Callable:
             route = Route(method, path, view, **options)
-            guarded = requires_sync_token(view) if route.auth == "sync" else view
+            guarded = GUARDS[route.auth](view) if route.auth else view
             self.blueprint.add_url_rule(route.flask_path, view.__name__, guarded, methods=[method])
             self.routes.append(route)
             self._by_endpoint[f"{self.blueprint.name}.{view.__name__}"] = route
@@ -93,6 +96,12 @@ class RouteTable:
         """The largest body the route of `endpoint` takes; None for no route (a 404 to come)."""
         route = self._by_endpoint.get(endpoint or "")
         return route.cap(max_body_bytes) if route else None
+
+    def template(self, endpoint: str | None) -> str:
+        """The path template of the route of `endpoint` (`/message/{message_id}`), or
+        `unmatched` for a request no route took (a 404, a 405): one name for all of them."""
+        route = self._by_endpoint.get(endpoint or "")
+        return route.path if route else "unmatched"
 
     def browser_paths(self) -> re.Pattern:
         """The paths of the routes browsers may call, as one pattern (flask-cors matches it)."""

@@ -111,9 +111,11 @@ def test_after_its_schedule_an_event_is_kept_as_failed_and_its_lane_goes_on(queu
     assert (failed.id, failed.attempts, failed.last_error) == ("wh-1", 2, "the primary system answered HTTP 500")
 
 
-@pytest.mark.parametrize("retry_after", ["120", "119.4", formatdate(time.time() + 120, usegmt=True)])
+@pytest.mark.parametrize("retry_after", ["120", "119.4", "an HTTP date 120 s ahead"])
 def test_retry_after_on_a_429_or_503_is_honoured(queue, primary, clock, retry_after):
     accept(queue)
+    if retry_after.startswith("an HTTP date"):
+        retry_after = formatdate(clock.now + 120, usegmt=True)
     primary.status, primary.answer_headers = 429, {"Retry-After": retry_after}
     sender = deliverer(queue, primary, clock, waits=(1,))
 

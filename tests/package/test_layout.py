@@ -10,7 +10,18 @@ from live import ROOT
 
 PACKAGE = ROOT / "stream_backend"
 MODULES = sorted(PACKAGE.rglob("*.py"))
-WEB_ONLY = {"flask", "flask_cors", "flask_swagger_ui", "werkzeug", "gunicorn", "dotenv", "jwt", "click"}
+WEB_ONLY = {
+    "flask",
+    "flask_cors",
+    "flask_swagger_ui",
+    "werkzeug",
+    "gunicorn",
+    "dotenv",
+    "jwt",
+    "click",
+    "prometheus_client",
+    "pythonjsonlogger",
+}
 
 
 def imported(path: Path) -> set[str]:

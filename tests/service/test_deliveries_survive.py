@@ -12,9 +12,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import requests
-from primary_system import PrimarySystem
 
 import live
+from primary_system import PrimarySystem
 from support.examples import API_KEY, API_SECRET, sign, webhook_event
 
 CHANNELS = ("messaging:a", "messaging:b", "messaging:c")

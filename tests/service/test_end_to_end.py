@@ -11,14 +11,15 @@ from pathlib import Path
 import jwt
 import pytest
 import requests
-from primary_system import PrimarySystem
 
 import live
-from support.examples import origin_mark, sign, webhook_event
+from identity_stand_in import IdentityProvider, serving
+from primary_system import PrimarySystem
+from support.examples import PRIMARY_SYNC_SECRET, origin_mark, sign, webhook_event
+from support.newman import NEWMAN, require_newman
 
 API_KEY = "e2e-key"
 API_SECRET = "e2e-secret-" + "e" * 32
-NEWMAN = live.ROOT / "node_modules" / ".bin" / "newman"
 REFERENCE_COLLECTION = Path(
     os.environ.get(
         "REFERENCE_COLLECTION", live.ROOT.parent / "shared/reference/nextdoor-workshop.postman_collection.json"
@@ -53,10 +54,7 @@ def received(stand_in):
 
 
 def newman(collection, service, *options):
-    if not NEWMAN.exists():
-        if os.environ.get("CI"):
-            pytest.fail("newman is not installed: run `npm ci`")
-        pytest.skip("newman is not installed: run `npm ci` (make test does)")
+    require_newman()
     return subprocess.run(
         [str(NEWMAN), "run", str(collection), "--env-var", f"HOST={service}", "--color", "off", *options],
         capture_output=True,
@@ -87,6 +85,38 @@ def test_project_collection_passes_when_run_again(service):
     result = newman(live.ROOT / "postman_collection.json", service, "--env-var", f"STREAM_API_SECRET={API_SECRET}")
 
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_project_collection_checks_a_jwt_deployment_with_its_variables(stand_in, tmp_path):
+    """TOKEN_AUTH=jwt against an identity provider's keys (a real local JWKS server), with the
+    sync token: the collection's SESSION_JWT and SYNC_API_TOKEN variables carry the bearers."""
+    provider = IdentityProvider("https://identity.stand-in.invalid/")
+    provider.add_key("EC")
+    sync_token = "e2e-sync-token-" + "s" * 32
+    with serving(provider) as jwks_url:
+        env = {
+            "STREAM_API_KEY": API_KEY,
+            "STREAM_API_SECRET": API_SECRET,
+            "STREAM_CHAT_URL": stand_in,
+            "TOKEN_AUTH": "jwt",
+            "AUTH_JWKS_URL": jwks_url,
+            "SYNC_API_TOKEN": sync_token,
+            "PRIMARY_SYNC_SECRET": PRIMARY_SYNC_SECRET,
+            "WEBHOOK_DB": str(tmp_path / "webhooks.sqlite3"),
+            "WEB_CONCURRENCY": "2",
+        }
+        with live.service(env, quiet=True) as url:
+            variables = {"STREAM_API_SECRET": API_SECRET, "SYNC_API_TOKEN": sync_token}
+            without_session = newman(live.ROOT / "postman_collection.json", url, *env_vars(variables))
+            variables["SESSION_JWT"] = provider.session_jwt("tommaso")
+            result = newman(live.ROOT / "postman_collection.json", url, *env_vars(variables))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert without_session.returncode != 0 and "but got 401" in without_session.stdout  # the token needs it
+
+
+def env_vars(variables: dict[str, str]) -> list[str]:
+    return [option for name, value in variables.items() for option in ("--env-var", f"{name}={value}")]
 
 
 def test_token_over_http_is_one_line_of_json(service):

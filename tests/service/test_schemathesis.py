@@ -38,6 +38,7 @@ def test_schemathesis_finds_no_failure_and_no_warning(tmp_path, mode):
         "STREAM_API_SECRET": API_SECRET,
         **MODES[mode],
         "WEBHOOK_DB": str(tmp_path / "webhooks.sqlite3"),
+        "METRICS_TOKEN": "contract-metrics-" + "m" * 32,
         "WEB_CONCURRENCY": "2",
         "LOG_LEVEL": "WARNING",
     }

@@ -4,6 +4,7 @@
 - A webhook delivery is signed with the API secret and names this app's key, as Stream's are
   (gzipped when the case says so).
 - With TOKEN_AUTH=jwt, a caller sends a bearer: SYNC_API_TOKEN, or a session JWT for a token.
+- A scraper of /metrics sends METRICS_TOKEN, in either mode.
 
 The service's settings come from the environment the run shares with it.
 """
@@ -34,6 +35,8 @@ def map_body(context, body):
 def before_call(context, case, kwargs):
     if case.operation.path == "/stream-incoming-wh":
         sign_webhook(case)
+    elif case.operation.path == "/metrics":
+        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {os.environ['METRICS_TOKEN']}"}
     elif os.environ.get("TOKEN_AUTH") == "jwt":
         send_bearer(case)
 

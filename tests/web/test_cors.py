@@ -3,6 +3,8 @@
 import pytest
 
 from app import create_app
+from stream_backend import origins
+from stream_backend.errors import SettingsError
 
 ORIGIN = "https://app.example.com"
 PREFLIGHT = {
@@ -67,3 +69,95 @@ def test_web_tools_can_fetch_the_api_document(client):
     response = client.get("/openapi.json", headers={"Origin": ORIGIN})
 
     assert response.headers["Access-Control-Allow-Origin"] in ("*", ORIGIN)
+
+
+# --- What a CORS_ORIGINS entry means -----------------------------------------------------------
+
+
+def allow_origin(environ, cors_origins, origin):
+    client = create_app({**environ, "CORS_ORIGINS": cors_origins}).test_client()
+    return client.options("/generate-token", headers={**PREFLIGHT, "Origin": origin}).headers.get(
+        "Access-Control-Allow-Origin"
+    )
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["https://api.example.com", "https://a.b.example.com", "https://API.Example.com", "https://x-1.example.com"],
+)
+def test_a_wildcard_entry_allows_the_subdomains_of_its_domain(environ, origin):
+    assert allow_origin(environ, "https://*.example.com", origin) == origin
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://example.com",  # the domain itself is not one of its subdomains
+        "https://eexample.com",
+        "https://eexample.com.evil.net",
+        "https://api.example.com.evil.net",
+        "https://evil.net/.example.com",
+        "https://api.example.com:8443",
+        "http://api.example.com",
+        "https://-bad.example.com",
+        "null",
+    ],
+)
+def test_a_wildcard_entry_refuses_look_alikes(environ, origin):
+    assert allow_origin(environ, "https://*.example.com", origin) is None
+
+
+def test_a_pattern_matches_to_the_very_end_not_before_a_final_newline():
+    """`$` would let "...example.com\n" through; a test client cannot even send that header."""
+    assert origins.pattern("https://*.example.com").match("https://api.example.com\n") is None
+    assert origins.pattern("https://app.example.com").match("https://app.example.com\n") is None
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["https://app.example.com.evil.net", "https://appxexample.com", "https://app.example.co", "http://app.example.com"],
+)
+def test_an_exact_entry_allows_that_origin_only(environ, origin):
+    assert allow_origin(environ, "https://app.example.com", "https://app.example.com") == "https://app.example.com"
+    assert allow_origin(environ, "https://app.example.com", origin) is None
+
+
+def test_an_entry_with_a_port_and_a_native_apps_scheme_are_origins_too(environ):
+    entries = "http://localhost:3000, capacitor://localhost, https://*.example.com:8443"
+
+    assert allow_origin(environ, entries, "http://localhost:3000") == "http://localhost:3000"
+    assert allow_origin(environ, entries, "capacitor://localhost") == "capacitor://localhost"
+    assert allow_origin(environ, entries, "https://api.example.com:8443") == "https://api.example.com:8443"
+    assert allow_origin(environ, entries, "http://localhost:3001") is None
+
+
+@pytest.mark.parametrize(
+    "entry, says",
+    [
+        ("https://app.example.com/", "'https://app.example.com/' is not an origin"),
+        ("https://ok.example.com, https://app.example.com/chat", "'https://app.example.com/chat' is not an origin"),
+        ("app.example.com", "'app.example.com' is not an origin"),
+        ("https://app.*.example.com", "'https://app.*.example.com' is not an origin"),
+        ("https://*example.com", "'https://*example.com' is not an origin"),
+        ("https://*.com", "'https://*.com' allows every site under a top-level domain"),
+        ("https://app.example.com:443", "'https://app.example.com:443' names the default port"),
+        ("https://user@app.example.com", "'https://user@app.example.com' is not an origin"),
+        ("https://app.example.com, *", "'*' allows every origin, so it stands alone"),
+        ("null", "'null' is not an origin"),
+    ],
+)
+def test_an_entry_that_is_no_origin_stops_start_up_naming_it(environ, entry, says):
+    with pytest.raises(SettingsError, match="CORS_ORIGINS") as refused:
+        create_app({**environ, "CORS_ORIGINS": entry})
+
+    assert says in str(refused.value)
+
+
+@pytest.mark.parametrize("cors_origins", ["*", "https://app.example.com", "https://*.example.com"])
+def test_a_request_without_origin_gets_no_cors_headers(environ, cors_origins):
+    client = create_app({**environ, "CORS_ORIGINS": cors_origins}).test_client()
+
+    answer = client.post("/generate-token", json={"user_id": "tommaso"})
+
+    assert answer.status_code == 200
+    assert not [name for name, _ in answer.headers if name.lower().startswith("access-control-")]
