@@ -41,7 +41,9 @@ def prepare_file(path: str) -> tuple[int, int]:
     file's identity on disk (device, inode). Raises StoreUnavailable when the file is gone or
     is not the marker's store."""
     marker = marker_path(path)
-    if not os.path.exists(path) and os.path.exists(marker):
+    # The marker first: it is written after the file, so a process making both at this moment
+    # cannot be seen as a marker without its file.
+    if os.path.exists(marker) and not os.path.exists(path):
         raise StoreUnavailable(
             f"the SQLite store {path} is gone but {marker} says one was there: "
             f"restore the file, or remove {marker} to start afresh (its deliveries are lost)"
@@ -64,13 +66,20 @@ def prepare_file(path: str) -> tuple[int, int]:
 
 
 def _check_marker(path: str, marker: str, store_id: str) -> None:
-    try:
-        with open(marker) as file:
-            expected = file.read().strip()
-    except FileNotFoundError:
-        with open(marker, "w") as file:
+    if not os.path.exists(marker):
+        # Written whole under another name, then linked into place, which fails if another
+        # process did it first: nobody reads a marker half written.
+        written = f"{marker}.{os.getpid()}.{uuid.uuid4().hex}"
+        with open(written, "w") as file:
             file.write(store_id + "\n")
-        return
+        try:
+            os.link(written, marker)
+        except FileExistsError:
+            pass
+        finally:
+            os.remove(written)
+    with open(marker) as file:
+        expected = file.read().strip()
     if expected != store_id:
         raise StoreUnavailable(
             f"the SQLite store {path} is not the one {marker} names: restore that file, "

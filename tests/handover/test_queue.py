@@ -1,6 +1,7 @@
 """The delivery queue, on SQLite and on a real Redis: events accepted once, leased one lane at a
 time in each lane's order, kept until delivered or failed, and seen, retried and replayed."""
 
+import multiprocessing
 import os
 import sqlite3
 import uuid
@@ -321,3 +322,27 @@ def test_a_redis_that_lost_its_data_is_noticed_and_said_loudly(redis_url, clock,
 
     assert queue.accept(incoming(2)) == (True, "wh-2")
     assert any("Redis lost the delivery queue's data" in record.getMessage() for record in caplog.records)
+
+
+def _open_when_told(path, start, results):
+    start.wait()
+    try:
+        SQLiteQueue(path, 100).status()
+        results.put("ok")
+    except StoreUnavailable as error:
+        results.put(str(error))
+
+
+def test_processes_making_a_new_sqlite_store_at_once_all_open_it(tmp_path):
+    context = multiprocessing.get_context("fork")
+    for trial in range(10):
+        start, results = context.Barrier(6), context.Queue()
+        path = str(tmp_path / f"store-{trial}" / "webhooks.sqlite3")
+        openers = [context.Process(target=_open_when_told, args=(path, start, results)) for _ in range(6)]
+        for opener in openers:
+            opener.start()
+        answers = [results.get(timeout=30) for _ in openers]
+        for opener in openers:
+            opener.join()
+
+        assert answers == ["ok"] * 6
