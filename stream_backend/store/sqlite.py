@@ -17,6 +17,7 @@ At its creation it gets an id, written in the file and in a marker beside it (`<
 import os
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,6 +50,24 @@ def prepare_file(path: str) -> tuple[int, int]:
             f"restore the file, or remove {marker} to start afresh (its deliveries are lost)"
         )
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            store_id = _made(path)
+            break
+        except sqlite3.OperationalError as error:
+            # Switching a new file to WAL takes it whole, and another process making it at the
+            # same moment answers "locked" without waiting: try again, within the busy timeout.
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+    _check_marker(path, marker, store_id)
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino
+
+
+def _made(path: str) -> str:
+    """The store's id, the file made WAL and given one if it has none."""
     db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
     try:
         if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # a read: no lock to wait for
@@ -58,11 +77,9 @@ def prepare_file(path: str) -> tuple[int, int]:
         db.execute(_META)
         db.execute("INSERT OR IGNORE INTO store_meta VALUES ('id', ?)", (uuid.uuid4().hex,))
         (store_id,) = db.execute("SELECT value FROM store_meta WHERE key = 'id'").fetchone()
+        return store_id
     finally:
         db.close()
-    _check_marker(path, marker, store_id)
-    stat = os.stat(path)
-    return stat.st_dev, stat.st_ino
 
 
 def _check_marker(path: str, marker: str, store_id: str) -> None:
