@@ -6,6 +6,8 @@ A caller of the Python API catches `StreamBackendError` for all of them, or one 
     ├── InvalidRequest        a body or value breaks a rule (Stream's or ours): `field` names it
     ├── SettingsError         settings missing or malformed: the service must not start
     ├── StoreUnavailable      the SQLite file or Redis could not answer
+    │   └── VersionsUnavailable   ... where a versioned write must read or record its versions
+    ├── ObjectBusy            another request is writing the same object (a versioned write)
     ├── MessageIdTaken        Stream holds another message under the primary's message id
     ├── MembersAreFixed       a distinct channel's members cannot change
     ├── StreamError           Stream answered a call with an error (status, code, message)
@@ -43,6 +45,20 @@ class SettingsError(StreamBackendError):
 
 class StoreUnavailable(StreamBackendError):
     """The store could not answer (Redis down, SQLite locked past its busy timeout)."""
+
+
+class VersionsUnavailable(StoreUnavailable):
+    """The store of versions and object locks could not answer: a versioned write cannot be
+    checked against the newest version applied, so nothing is written (503, retry)."""
+
+
+class ObjectBusy(StreamBackendError):
+    """Another request holds the lock of one of these objects (`user:<id>`, `channel:<type>:<id>`,
+    `message:<id>`) past the wait: nothing is written (503, retry)."""
+
+    def __init__(self, objects: list[str], waited: float) -> None:
+        super().__init__(f"another request is writing {', '.join(objects)} (waited {waited:g} s)")
+        self.objects, self.waited = objects, waited
 
 
 class MessageIdTaken(StreamBackendError):

@@ -14,6 +14,7 @@ from typing import Any
 
 from stream_backend.errors import SettingsError
 from stream_backend.mirror.state import DEFAULT_TTL_SECONDS
+from stream_backend.mirror.versions import DEFAULT_KEEP_SECONDS
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Stream waits this long for each webhook attempt, then retries (stream-facts.md, "Webhooks").
@@ -46,6 +47,7 @@ class Settings:
     cors_origins: str | list[str]
     max_body_bytes: int
     sync_state_ttl_seconds: int
+    versions_keep_seconds: int  # how long an object's newest version is kept after its last write
     http_pool_size: int
     primary_sync_url: str | None  # None: accepted webhook events are logged, not forwarded
     primary_sync_timeout: float
@@ -84,6 +86,7 @@ class Settings:
             cors_origins=_origins(environ.get("CORS_ORIGINS", "*")),
             max_body_bytes=number("MAX_BODY_BYTES", 1024 * 1024, int),
             sync_state_ttl_seconds=number("SYNC_STATE_TTL_SECONDS", DEFAULT_TTL_SECONDS, int, strict=False),
+            versions_keep_seconds=number("VERSIONS_KEEP_SECONDS", DEFAULT_KEEP_SECONDS, int),
             # The Procfile runs WEB_THREADS threads a worker: one pooled connection each.
             http_pool_size=number("WEB_THREADS", 8, int),
             primary_sync_url=environ.get("PRIMARY_SYNC_URL") or None,

@@ -13,11 +13,13 @@ from stream_backend.errors import (
     InvalidRequest,
     MembersAreFixed,
     MessageIdTaken,
+    ObjectBusy,
     PrimarySyncFailed,
     StoreUnavailable,
     StreamError,
     StreamTimeout,
     StreamUnreachable,
+    VersionsUnavailable,
 )
 from stream_backend.web.logs import loggable
 
@@ -64,6 +66,24 @@ def message_id_taken(error: MessageIdTaken):
 @errors.app_errorhandler(MembersAreFixed)
 def members_are_fixed(error: MembersAreFixed):
     return error_response(400, f"members: {error}.", field="members")
+
+
+@errors.app_errorhandler(ObjectBusy)
+def object_busy(error: ObjectBusy):
+    """A versioned write whose objects another request is writing: nothing was written."""
+    response = error_response(503, f"Busy: {error}; nothing was written, retry.", objects=error.objects)
+    response.headers["Retry-After"] = "1"
+    return response
+
+
+@errors.app_errorhandler(VersionsUnavailable)
+def versions_unavailable(error: VersionsUnavailable):
+    log.warning("store of versions unavailable: %s: %s", error, error.__cause__)
+    response = error_response(
+        503, f"The store of versions (WEBHOOK_DB or REDIS_URL) {error}; nothing was written, retry."
+    )
+    response.headers["Retry-After"] = "1"
+    return response
 
 
 @errors.app_errorhandler(StreamError)

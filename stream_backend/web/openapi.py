@@ -24,12 +24,15 @@ ERRORS = {
     413: "The body is over this route's cap.",
     429: "Stream's rate limit, passed through; `Retry-After` says when to try again.",
     502: "Stream refused this service's credentials, failed, or could not be reached.",
-    503: "The primary system did not take the event, another worker is handing it over, or the "
-    "delivery store is down: Stream retries.",
+    503: "The webhook: the primary system did not take the event, another worker is handing it over, or "
+    "the delivery store is down: Stream retries. A versioned sync: another request is writing one of its "
+    "objects (`objects`), or the store of versions is down: retry (`Retry-After`).",
     504: "Stream did not answer within STREAM_CHAT_TIMEOUT.",
 }
 # What a route that calls Stream may answer besides its own errors.
 STREAM_ERRORS = (400, 404, 409, 413, 429, 502, 504)
+# And a sync route, whose versioned writes wait for their objects' locks and versions.
+SYNC_ERRORS = (*STREAM_ERRORS, 503)
 
 SECURITY_SCHEMES = {
     "syncToken": {
