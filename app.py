@@ -56,7 +56,7 @@ from stream_backend.mirror.bodies import (
 from stream_backend.mirror.mirror import Mirror
 from stream_backend.mirror.origin import derive_origin_key
 from stream_backend.mirror.state import open_sync_state
-from stream_backend.mirror.versions import open_versions, parse_version_text
+from stream_backend.mirror.versions import open_versions, version_from_query
 from stream_backend.settings import Settings
 from stream_backend.stream.client import StreamClient, build_client
 from stream_backend.validation import ChannelId, ChannelType, Flag, MessageId, UserId, parse_json, validated
@@ -120,12 +120,10 @@ def hard_flag() -> bool:
     return flag is not None and validated(Flag, flag, "hard")
 
 
-def version_query() -> str | None:
+def version_query() -> int | str | None:
     """`?version=`: the primary's version of what it deletes (mirror/versions.py); absent: none."""
     version = request.args.get("version")
-    if version is not None:
-        parse_version_text(version)
-    return version
+    return None if version is None else version_from_query(version)
 
 
 # --- Routes -------------------------------------------------------------------------------

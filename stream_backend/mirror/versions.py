@@ -102,13 +102,15 @@ def parse_version(value: Any, field: str = "version") -> Version:
     raise InvalidRequest(field, PROBLEM)
 
 
-def parse_version_text(value: str, field: str = "version") -> Version:
-    """A version as a query string carries it: digits, or an RFC 3339 timestamp."""
+def version_from_query(value: str, field: str = "version") -> int | str:
+    """A version as a query string carries it (digits, or an RFC 3339 timestamp), checked."""
     if value.isdigit() and value.isascii() and len(value) <= 19:
-        return parse_version(int(value), field)
-    if "+" not in value and " " in value:
+        parse_version(int(value), field)
+        return int(value)
+    if "+" not in value and " " in value:  # a `+` the URL did not escape arrives as a space
         raise InvalidRequest(field, PROBLEM + " (in a URL, write + as %2B)")
-    return parse_version(value, field)
+    parse_version(value, field)
+    return value
 
 
 def _parsed_text(value: str, field: str) -> Version:
