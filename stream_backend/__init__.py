@@ -15,6 +15,7 @@ from stream_backend.errors import (
     InvalidRequest,
     MembersAreFixed,
     MessageIdTaken,
+    ObjectBusy,
     PrimarySyncFailed,
     SettingsError,
     StoreUnavailable,
@@ -23,6 +24,7 @@ from stream_backend.errors import (
     StreamTimeout,
     StreamUnavailable,
     StreamUnreachable,
+    VersionsUnavailable,
 )
 from stream_backend.mirror.bodies import parse_channel, parse_channel_update, parse_message, parse_message_update
 from stream_backend.mirror.inputs import ChannelSync, ChannelUpdate, MessageSync, MessageUpdate
@@ -40,6 +42,7 @@ __all__ = [
     "MessageSync",
     "MessageUpdate",
     "Mirror",
+    "ObjectBusy",
     "PrimarySyncFailed",
     "SettingsError",
     "StoreUnavailable",
@@ -48,6 +51,7 @@ __all__ = [
     "StreamTimeout",
     "StreamUnavailable",
     "StreamUnreachable",
+    "VersionsUnavailable",
     "parse_channel",
     "parse_channel_update",
     "parse_message",
