@@ -24,6 +24,7 @@ from stream_backend.errors import (
     StreamTimeout,
     StreamUnavailable,
     StreamUnreachable,
+    VersionConflict,
     VersionsUnavailable,
 )
 from stream_backend.mirror.bodies import parse_channel, parse_channel_update, parse_message, parse_message_update
@@ -51,6 +52,7 @@ __all__ = [
     "StreamTimeout",
     "StreamUnavailable",
     "StreamUnreachable",
+    "VersionConflict",
     "VersionsUnavailable",
     "parse_channel",
     "parse_channel_update",

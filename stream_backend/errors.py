@@ -4,6 +4,7 @@ A caller of the Python API catches `StreamBackendError` for all of them, or one 
 
     StreamBackendError
     ├── InvalidRequest        a body or value breaks a rule (Stream's or ours): `field` names it
+    │   └── VersionConflict       ... a version of another kind than the object's (integer, timestamp)
     ├── SettingsError         settings missing or malformed: the service must not start
     ├── StoreUnavailable      the SQLite file or Redis could not answer
     │   └── VersionsUnavailable   ... where a versioned write must read or record its versions
@@ -37,6 +38,11 @@ class InvalidRequest(StreamBackendError, ValueError):
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}")
         self.field = field
+
+
+class VersionConflict(InvalidRequest):
+    """A version of another kind (integer or timestamp) than the one the object has: they do not
+    compare, so nothing is written (409, naming the field)."""
 
 
 class SettingsError(StreamBackendError):

@@ -101,19 +101,21 @@ class Mirror:
         then the message: `(channel, Stream's answer)`. Stale parts are left unwritten: a new
         message is sent even when its sender's name is stale, but not into a channel deleted
         since the request's channel version, nor from a sender deleted since (with their
-        messages)."""
+        messages).
+
+        The users and the channel are written under their locks, released before the send:
+        the messages of a busy channel wait for each other only while its versions are
+        checked, not during each other's send."""
         channel_name = self._channel_name(sync.channel)
-        with self.versions.writing(self._message_wants(sync, channel_name)) as write:
-            self._skip_orphan(sync, write, channel_name)
-            try:
-                channel, sent = self._sync_message(sync, write, channel_name, trust_state=True)
-            except StreamError as error:
-                if not error.is_missing():
-                    raise
-                # Deleted elsewhere: forget what we relied on and take the full path, which recreates it.
-                self.state.forget_users(sync.users)
-                channel, sent = self._sync_message(sync, write, channel_name, trust_state=False)
-        return channel, {**sent, **write.answer()}
+        try:
+            return self._sync_message(sync, channel_name, trust_state=True)
+        except StreamError as error:
+            if not error.is_missing():
+                raise
+        # Deleted elsewhere: forget what we relied on and take the full path, which recreates it
+        # (unless a newer delete of the primary's is why: the versions are read again).
+        self.state.forget_users(sync.users)
+        return self._sync_message(sync, channel_name, trust_state=False)
 
     def update_channel(self, channel_type: str, channel_id: str, update: ChannelUpdate) -> dict[str, Any]:
         """Set the custom data given (a None value removes the field; others are kept) and,
@@ -292,18 +294,29 @@ class Mirror:
         self.versions.learned(write, channel_name or "", sync.type, channel.id)
         return channel, state
 
-    def _sync_message(self, sync: MessageSync, write: VersionedWrite, channel_name: str | None, trust_state: bool):
-        self.upsert_users(write.fresh(sync.users), trust_state)
-        if channel_name and write.is_stale(channel_name):
-            channel, _ = self._stale_channel(sync.channel.type, channel_name)
-        else:
-            channel = self._known_channel(sync.channel) if trust_state else None
-            if channel is None:
-                channel, _ = self.get_or_create_channel(sync.channel)
-            self.versions.learned(write, channel_name or "", sync.channel.type, channel.id)
-        if write.is_stale(v.message_object(sync.message_id)):
-            return channel, {"message": {"id": sync.message_id}}
-        return channel, self.send_message(channel, sync)
+    def _sync_message(self, sync: MessageSync, channel_name: str | None, trust_state: bool):
+        """The message's lock first, held to the end, then its users' and channel's while they
+        are written: a message never waits for a channel's lock while holding one, so no two
+        requests wait for each other; and a lock that cannot be had leaves Stream untouched."""
+        name = v.message_object(sync.message_id)
+        with self.versions.writing(v.wanted([(name, sync.version, "message.version")])) as write:
+            with self.versions.writing(self._around_message_wants(sync, channel_name)) as around:
+                channel = self._message_channel(sync, around, channel_name, trust_state)
+            if self._is_orphan(sync, around, channel_name):
+                write.skip(name)
+            sent = {"message": {"id": sync.message_id}} if write.is_stale(name) else self.send_message(channel, sync)
+        return channel, {**sent, **v.answer(around, write)}
+
+    def _message_channel(self, sync: MessageSync, around: VersionedWrite, channel_name: str | None, trust_state: bool):
+        """The users upserted and the channel got or created (skipped when known, or stale)."""
+        self.upsert_users(around.fresh(sync.users), trust_state)
+        if channel_name and around.is_stale(channel_name):
+            return self._stale_channel(sync.channel.type, channel_name)[0]
+        channel = self._known_channel(sync.channel) if trust_state else None
+        if channel is None:
+            channel, _ = self.get_or_create_channel(sync.channel)
+        self.versions.learned(around, channel_name or "", sync.channel.type, channel.id)
+        return channel
 
     def _update_channel(
         self, channel_type: str, channel_id: str, update: ChannelUpdate, write: VersionedWrite
@@ -359,10 +372,10 @@ class Mirror:
         channel = (channel_name or "", sync.version, "channel.version")
         return v.wanted([*self._user_wants(sync.member_versions), channel])
 
-    def _message_wants(self, sync: MessageSync, channel_name: str | None) -> dict[str, v.Wanted]:
+    def _around_message_wants(self, sync: MessageSync, channel_name: str | None) -> dict[str, v.Wanted]:
+        """The versioned objects of a message's users and channel."""
         return v.wanted(
             [
-                (v.message_object(sync.message_id), sync.version, "message.version"),
                 (channel_name or "", sync.channel.version, "channel.version"),
                 *self._user_wants(sync.user_versions, sender_id=sync.sender["id"]),
             ]
@@ -381,13 +394,12 @@ class Mirror:
         return self.versions.writing(v.wanted([(name, version, "version")], deleted))
 
     @staticmethod
-    def _skip_orphan(sync: MessageSync, write: VersionedWrite, channel_name: str | None) -> None:
-        """A message is not sent into a channel deleted after the request's channel version
-        (a send would bring the channel back), nor from a sender deleted after the request's
-        sender version with their messages: in the primary, it went with them."""
+    def _is_orphan(sync: MessageSync, around: VersionedWrite, channel_name: str | None) -> bool:
+        """Whether the message must not be sent: into a channel deleted after the request's
+        channel version (a send would bring the channel back), or from a sender deleted after
+        the request's sender version with their messages: in the primary, it went with them."""
         sender = v.user_object(sync.sender["id"])
-        if (channel_name and write.is_gone(channel_name)) or write.is_gone(sender, v.HARD_DELETED):
-            write.skip(v.message_object(sync.message_id))
+        return bool(channel_name and around.is_gone(channel_name)) or around.is_gone(sender, v.HARD_DELETED)
 
     def _stale_channel(self, channel_type: str, channel_name: str):
         """A stale channel, not asked to Stream: `(channel, its ids)`."""

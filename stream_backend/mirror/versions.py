@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from stream_backend.errors import InvalidRequest, SettingsError, StoreUnavailable, VersionsUnavailable
+from stream_backend.errors import InvalidRequest, SettingsError, StoreUnavailable, VersionConflict, VersionsUnavailable
 from stream_backend.store import redis as redis_store
 from stream_backend.store import sqlite, unavailable_on
 from stream_backend.store.locks import ObjectLocks, RedisLeases, SQLiteLeases
@@ -190,7 +190,7 @@ def is_stale(applied: Applied | None, wanted: Wanted, name: str) -> bool:
     if applied is None:
         return False
     if applied.version.kind != wanted.version.kind:
-        raise InvalidRequest(
+        raise VersionConflict(
             wanted.field, f"is {wanted.version.kind}, but {name} has {applied.version.kind} version: one kind an object"
         )
     if wanted.version != applied.version:
@@ -247,7 +247,14 @@ class VersionedWrite:
 
     def answer(self) -> dict[str, Any]:
         """What an answer adds: `"stale": true` and the stale objects, when there are any."""
-        return {"stale": True, "stale_objects": sorted(self.stale)} if self.stale else {}
+        return answer(self)
+
+
+def answer(*writes: VersionedWrite) -> dict[str, Any]:
+    """What the answer of one request made of `writes` adds: `"stale": true` and the stale
+    objects, when there are any."""
+    stale = sorted(set().union(*(write.stale for write in writes)))
+    return {"stale": True, "stale_objects": stale} if stale else {}
 
 
 # --- The stores ------------------------------------------------------------------------------
@@ -384,8 +391,10 @@ class Versions:
             with _unavailable("read", first):
                 write = VersionedWrite(wants, store.newest(list(wants)))
             yield write
-            with _unavailable("record", first):
-                store.record(write.to_record())
+            applied = write.to_record()
+            if applied:
+                with _unavailable("record", first):
+                    store.record(applied)
 
     def channel_name(self, channel_type: str, channel_id: str | None, member_ids: Iterable[str]) -> str:
         """The object of a channel: by its id, or a distinct channel's by the id the store learned

@@ -19,6 +19,7 @@ from stream_backend.errors import (
     StreamError,
     StreamTimeout,
     StreamUnreachable,
+    VersionConflict,
     VersionsUnavailable,
 )
 from stream_backend.web.logs import loggable
@@ -55,6 +56,11 @@ def http_error(error: HTTPException):
 @errors.app_errorhandler(InvalidRequest)
 def invalid_request(error: InvalidRequest):
     return error_response(400, str(error), field=error.field)
+
+
+@errors.app_errorhandler(VersionConflict)
+def version_conflict(error: VersionConflict):
+    return error_response(409, f"Conflict: {error}.", field=error.field)
 
 
 @errors.app_errorhandler(MessageIdTaken)

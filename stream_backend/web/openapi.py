@@ -20,7 +20,8 @@ ERRORS = {
     "outside WEBHOOK_ALLOWED_IPS.",
     404: "Stream has no such message or channel, or no such asset.",
     409: "Stream's 409, passed through; or the message id is taken in Stream by a message that is "
-    "not this service's for this channel and sender.",
+    "not this service's for this channel and sender; or a version of another kind (integer, timestamp) "
+    "than its object's (`field`).",
     413: "The body is over this route's cap.",
     429: "Stream's rate limit, passed through; `Retry-After` says when to try again.",
     502: "Stream refused this service's credentials, failed, or could not be reached.",

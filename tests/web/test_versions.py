@@ -277,7 +277,7 @@ def test_a_bad_delete_version_is_a_400_naming_it(client, stream, query):
     assert stream.call_count == 0
 
 
-def test_a_timestamp_after_an_integer_version_is_a_400_naming_the_field(client, stream):
+def test_a_timestamp_after_an_integer_version_is_a_409_naming_the_field(client, stream):
     ok(client.post("/message", json=message(version=3)))
     stream.reset_mock()
 
@@ -285,7 +285,7 @@ def test_a_timestamp_after_an_integer_version_is_a_400_naming_the_field(client, 
         "/message/m-1", json={"message": {"text": "x", "version": "2026-11-28T10:00:00Z"}, "user": {"id": "ana"}}
     )
 
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert response.get_json()["field"] == "message.version"
     assert "message:m-1 has an integer version" in response.get_json()["error"]
     assert stream.call_count == 0
