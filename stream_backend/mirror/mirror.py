@@ -300,12 +300,35 @@ class Mirror:
         requests wait for each other; and a lock that cannot be had leaves Stream untouched."""
         name = v.message_object(sync.message_id)
         with self.versions.writing(v.wanted([(name, sync.version, "message.version")])) as write:
-            with self.versions.writing(self._around_message_wants(sync, channel_name)) as around:
-                channel = self._message_channel(sync, around, channel_name, trust_state)
+            around_wants = self._around_message_wants(sync, channel_name)
+            warm = self._warm_channel(sync, around_wants, channel_name) if trust_state and around_wants else None
+            if warm is not None:
+                channel, around = warm
+            else:
+                with self.versions.writing(around_wants) as around:
+                    channel = self._message_channel(sync, around, channel_name, trust_state)
             if self._is_orphan(sync, around, channel_name):
                 write.skip(name)
             sent = {"message": {"id": sync.message_id}} if write.is_stale(name) else self.send_message(channel, sync)
         return channel, {**sent, **v.answer(around, write)}
+
+    def _warm_channel(self, sync: MessageSync, wants: dict[str, v.Wanted], channel_name: str | None):
+        """The warm path of a versioned message: when its users and channel are at the versions
+        applied (or stale) and the state knows Stream holds them, nothing of them is written,
+        so their locks are not taken (a version never moves back): `(channel, their versions)`.
+        None when something of them may be written: the path with their locks."""
+        around = self.versions.peek(wants)
+        if not around.is_applied_already():
+            return None
+        to_upsert = self.state.users_to_upsert(around.fresh(sync.users))
+        if any(v.user_object(user_id) in wants for user_id in to_upsert):
+            return None
+        if channel_name and around.is_stale(channel_name):
+            channel = self._stale_channel(sync.channel.type, channel_name)[0]
+        elif (channel := self._known_channel(sync.channel)) is None:
+            return None
+        self.upsert_users(to_upsert, trust_state=False)  # users without versions, as without versions
+        return channel, around
 
     def _message_channel(self, sync: MessageSync, around: VersionedWrite, channel_name: str | None, trust_state: bool):
         """The users upserted and the channel got or created (skipped when known, or stale)."""

@@ -219,6 +219,14 @@ class VersionedWrite:
     def is_stale(self, name: str) -> bool:
         return name in self.stale
 
+    def is_applied_already(self) -> bool:
+        """Whether every object is stale, or at the very version (and deletion) applied: what
+        the write does to them cannot move any of them forward."""
+        return all(
+            name in self.stale or self.applied.get(name) == Applied(want.version, want.deleted)
+            for name, want in self.wants.items()
+        )
+
     def is_gone(self, name: str, deleted: int = DELETED) -> bool:
         """Stale because a delete as new or newer took the object (`HARD_DELETED`: with what it held)."""
         applied = self.applied.get(name)
@@ -395,6 +403,13 @@ class Versions:
             if applied:
                 with _unavailable("record", first):
                     store.record(applied)
+
+    def peek(self, wants: Mapping[str, Wanted]) -> VersionedWrite:
+        """The versions of `wants`, read without their locks, for a write that may need none: a
+        stored version never moves back, so what is stale now stays stale, and what is applied
+        stays applied or older."""
+        with _unavailable("read", min(wants)):
+            return VersionedWrite(wants, self._store().newest(list(wants)))
 
     def channel_name(self, channel_type: str, channel_id: str | None, member_ids: Iterable[str]) -> str:
         """The object of a channel: by its id, or a distinct channel's by the id the store learned

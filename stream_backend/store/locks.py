@@ -192,7 +192,7 @@ class ObjectLocks:
                 raise ObjectBusy(held, self.wait_seconds)
             # Jittered, so that two waiters do not come back at the same moment.
             time.sleep(delay * random.uniform(0.5, 1.5))
-            delay = min(delay * 2, 0.05)
+            delay = min(delay * 2, 0.01)
 
     def _give_back(self, names: list[str], token: str) -> None:
         try:

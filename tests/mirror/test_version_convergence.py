@@ -11,20 +11,16 @@ Users and messages carry integer versions; the channel, timestamps.
 
 import copy
 import random
-import tempfile
 import threading
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
-import redis
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
 from app import create_app
 
-from support.examples import API_KEY, API_SECRET
+from support.machines import run_on_a_shared_store
 from support.stream import stream_in_memory
 
 USERS = ["u0", "u1", "u2"]
@@ -232,26 +228,4 @@ class LateDeliveries(RuleBasedStateMachine):
 
 @pytest.mark.parametrize("store", ["sqlite", "redis"])
 def test_stream_ends_with_the_newest_version_of_every_object(store, request):
-    def machine():
-        environ = {
-            "STREAM_API_KEY": API_KEY,
-            "STREAM_API_SECRET": API_SECRET,
-            "TOKEN_AUTH": "open",
-            "WEBHOOK_DB": str(Path(tempfile.mkdtemp()) / "webhooks.sqlite3"),
-        }
-        if store == "redis":
-            redis_url = request.getfixturevalue("redis_url")
-            redis.Redis.from_url(redis_url).flushdb()
-            environ["REDIS_URL"] = redis_url
-        LateDeliveries.environ = environ
-        return LateDeliveries()
-
-    run_state_machine_as_test(
-        machine,
-        settings=settings(
-            max_examples=25,
-            stateful_step_count=40,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-        ),
-    )
+    run_on_a_shared_store(LateDeliveries, store, request, steps=40)

@@ -388,3 +388,18 @@ def test_the_warm_path_with_versions_is_one_stream_call(client, stream):
 
     assert calls == [("POST", "/channels/messaging/team/message")]
     assert "stale" not in answer
+
+
+def test_the_warm_path_does_not_wait_for_its_channels_lock(app, client, stream, other_worker):
+    """Users and channel at the versions applied, and known to the state: nothing of them is
+    written, so another worker writing the channel does not hold the message up."""
+    versions = {"channel_version": 1, "user_version": 1}
+    ok(client.post("/message", json=message("m-1", version=1, **versions)))
+    app.extensions["mirror"].versions.locks.wait_seconds = 0.2
+
+    with other_worker.holding(["channel:messaging:team", "user:ana"]):
+        warm = client.post("/message", json=message("m-2", version=1, **versions))
+        newer = client.post("/message", json=message("m-3", version=1, channel_version=2))
+
+    assert warm.status_code == 200
+    assert newer.status_code == 503 and newer.get_json()["objects"] == ["channel:messaging:team"]
