@@ -94,6 +94,8 @@ def hold_forever(location, ready):
 
 
 def test_a_crashed_holders_lock_expires(location):
+    with locks(location).holding(["message:m-1"]):  # the store made before another process opens it
+        pass
     ready = multiprocessing.Event()
     holder = multiprocessing.Process(target=hold_forever, args=(location, ready))
     holder.start()
@@ -125,6 +127,10 @@ def test_two_processes_never_interleave_their_read_compare_write(location, tmp_p
     with sqlite3.connect(counter) as db:
         db.execute("CREATE TABLE counter (value INTEGER)")
         db.execute("INSERT INTO counter VALUES (0)")
+    # The store made first: store/sqlite.py's marker beside a new file is written by its first
+    # opener, and three processes opening a file that does not exist yet race for it.
+    with locks(location).holding(["message:counter"]):
+        pass
     start = multiprocessing.Event()
     workers = [multiprocessing.Process(target=increment, args=(location, counter, 15, start)) for _ in range(3)]
     for worker in workers:
