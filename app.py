@@ -58,6 +58,7 @@ from stream_backend.mirror.bodies import (
 from stream_backend.mirror.mirror import Mirror
 from stream_backend.mirror.origin import derive_origin_key
 from stream_backend.mirror.state import open_sync_state
+from stream_backend.mirror.versions import open_versions, version_from_query
 from stream_backend.settings import Settings
 from stream_backend.store.probe import StoreProbe
 from stream_backend.stream import credentials
@@ -76,6 +77,7 @@ from stream_backend.web.models import (
     HARD,
     MESSAGE_ID,
     USER_ID,
+    VERSION,
     WEBHOOK_HEADERS,
     ChannelAnswer,
     Deleted,
@@ -89,7 +91,7 @@ from stream_backend.web.models import (
     WebhookAnswer,
     WebhookEvent,
 )
-from stream_backend.web.openapi import STREAM_ERRORS, openapi_document, with_server
+from stream_backend.web.openapi import SYNC_ERRORS, openapi_document, with_server
 from stream_backend.web.readiness import Readiness
 from stream_backend.web.routing import RouteTable
 
@@ -133,6 +135,12 @@ def hard_flag() -> bool:
     """`?hard=true` (or false, 1, 0); absent is false."""
     flag = request.args.get("hard")
     return flag is not None and validated(Flag, flag, "hard")
+
+
+def version_query() -> int | str | None:
+    """`?version=`: the primary's version of what it deletes (mirror/versions.py); absent: none."""
+    version = request.args.get("version")
+    return None if version is None else version_from_query(version)
 
 
 # --- Routes -------------------------------------------------------------------------------
@@ -206,18 +214,22 @@ def generate_token():
     tag="mirror",
     answer=ChannelAnswer,
     body=ChannelRequest,
-    errors=STREAM_ERRORS,
+    errors=SYNC_ERRORS,
     auth="sync",
     browser=True,
 )
 def sync_channel():
     """Mirror a channel into Stream: upsert its members, get or create their channel.
 
-    Request: `{"channel": {"creator_id", "custom_data", "type", "id"}, "members": {"<id>":
-    {"name", "image"}}}`; `type` defaults to `messaging`; without `id`, the channel is the
-    distinct channel of its members. Repeating it changes nothing.
-    Response: 200 with Stream's channel state (`channel`, `members`, ...) and its `cid`.
-    Errors: 400 for an invalid body; Stream's 4xx pass through, other Stream failures are 502/504.
+    Request: `{"channel": {"creator_id", "custom_data", "type", "id", "version"}, "members":
+    {"<id>": {"name", "image", "version"}}}`; `type` defaults to `messaging`; without `id`, the
+    channel is the distinct channel of its members. Repeating it changes nothing. Each
+    `version` (optional) is the primary's version of that object: an older one than the newest
+    applied leaves the object as it is.
+    Response: 200 with Stream's channel state (`channel`, `members`, ...) and its `cid`; with
+    `"stale": true` and `stale_objects` when some objects were left (a stale channel: its ids).
+    Errors: 400 for an invalid body; Stream's 4xx pass through, other Stream failures are 502/504;
+    503 when another request is writing one of its versioned objects.
     """
     channel, state = mirror().sync_channel(parse_channel(json_body()))
     return {**state, "cid": channel.cid}
@@ -229,17 +241,19 @@ def sync_channel():
     tag="mirror",
     answer=MessageAnswer,
     body=MessageRequest,
-    errors=STREAM_ERRORS,
+    errors=SYNC_ERRORS,
     auth="sync",
     browser=True,
 )
 def sync_message():
     """Mirror a message into Stream: the `/channel` work, then send the message.
 
-    Request: the `/channel` body plus `"message": {"id", "text"}` and
-    `"user": {"id", "name", "image"}` (the sender).
+    Request: the `/channel` body plus `"message": {"id", "text", "version"}` and
+    `"user": {"id", "name", "image", "version"}` (the sender).
     Response: 200 `{"message": {...}, "cid"}`; a retry with an id Stream already has answers
-    the stored message. Errors as for `/channel`.
+    the stored message. Stale parts are left unwritten and named (`"stale": true`,
+    `stale_objects`): a new message with a stale sender is sent, a stale message is not.
+    Errors as for `/channel`.
     """
     channel, sent = mirror().sync_message(parse_message(json_body()))
     return {**sent, "cid": channel.cid}
@@ -252,7 +266,7 @@ def sync_message():
     answer=UpdatedMessage,
     body=MessageUpdateRequest,
     parameters=(MESSAGE_ID,),
-    errors=STREAM_ERRORS,
+    errors=SYNC_ERRORS,
     auth="sync",
     body_cap=64 * 1024,
     browser=True,
@@ -260,12 +274,14 @@ def sync_message():
 def update_message(message_id: str):
     """Set some fields of a message: a partial update.
 
-    Request: `{"message": {"text": "...", ...custom fields}, "user": {"id": "..."}}`.
-    Response: 200 `{"message": {...}}`, the updated message. 404 for an unknown id.
+    Request: `{"message": {"text": "...", ...custom fields, "version"}, "user": {"id": "..."}}`.
+    Response: 200 `{"message": {...}}`, the updated message; `{"message": {"id"}, "stale": true,
+    ...}` when `version` is older than the newest applied, and nothing is written. 404 for an
+    unknown id.
     """
     message_id = validated(MessageId, message_id, "message id")
     update = parse_message_update(json_body())
-    return mirror().update_message(message_id, update.fields, update.user_id)
+    return mirror().update_message(message_id, update.fields, update.user_id, update.version)
 
 
 @api.route(
@@ -273,8 +289,8 @@ def update_message(message_id: str):
     "/message/{message_id}",
     tag="mirror",
     answer=Deleted,
-    parameters=(MESSAGE_ID, HARD),
-    errors=STREAM_ERRORS,
+    parameters=(MESSAGE_ID, HARD, VERSION),
+    errors=SYNC_ERRORS,
     auth="sync",
     browser=True,
 )
@@ -282,10 +298,11 @@ def delete_message(message_id: str):
     """Delete a message: soft, or hard with `?hard=true`.
 
     Response: 200 `{"message": {...}}`; 200 with `"already_deleted": true` when Stream no longer
-    has it, so a retried delete succeeds.
+    has it, so a retried delete succeeds. With `?version=`, a tombstone: a later create or
+    update of that version or older changes nothing; an older delete answers `"stale": true`.
     """
     message_id = validated(MessageId, message_id, "message id")
-    return mirror().delete_message(message_id, hard_flag())
+    return mirror().delete_message(message_id, hard_flag(), version_query())
 
 
 @api.route(
@@ -295,7 +312,7 @@ def delete_message(message_id: str):
     answer=UpdatedChannel,
     body=ChannelUpdateRequest,
     parameters=CHANNEL,
-    errors=STREAM_ERRORS,
+    errors=SYNC_ERRORS,
     auth="sync",
     browser=True,
 )
@@ -303,9 +320,11 @@ def update_channel(channel_type: str, channel_id: str):
     """Set a channel's custom data and, when given, make its members exactly these.
 
     Request: `{"custom_data": {"title": "New", "topic": null}, "members": {"<id>": {"name",
-    "image"}}}`, either or both: fields not given are kept, a `null` field is removed; members
-    missing in Stream are upserted and added, the others removed (100 a call). Repeatable.
-    Response: 200 `{"channel": {...}, "members": [ids], "added": [...], "removed": [...]}`.
+    "image", "version"}}, "version"}`, either or both: fields not given are kept, a `null`
+    field is removed; members missing in Stream are upserted and added, the others removed
+    (100 a call). Repeatable. `version` is the channel's: an older one leaves it as it is.
+    Response: 200 `{"channel": {...}, "members": [ids], "added": [...], "removed": [...]}`; a
+    stale channel answers its ids with `"stale": true`.
     Errors: 404 for a channel Stream does not have; 400 for an invalid body, or members for a
     distinct channel (its members define it).
     """
@@ -319,8 +338,8 @@ def update_channel(channel_type: str, channel_id: str):
     "/channel/{channel_type}/{channel_id}",
     tag="mirror",
     answer=Deleted,
-    parameters=(*CHANNEL, HARD),
-    errors=STREAM_ERRORS,
+    parameters=(*CHANNEL, HARD, VERSION),
+    errors=SYNC_ERRORS,
     auth="sync",
     browser=True,
 )
@@ -328,11 +347,12 @@ def delete_channel(channel_type: str, channel_id: str):
     """Delete a channel: soft, or hard (its messages too) with `?hard=true`.
 
     Response: 200 with Stream's answer; 200 with `"already_deleted": true` when Stream no
-    longer has it. A channel created again after a delete starts empty.
+    longer has it. A channel created again after a delete starts empty. `?version=` as for a
+    message: a tombstone.
     """
     channel_type = validated(ChannelType, channel_type, "channel type")
     channel_id = validated(ChannelId, channel_id, "channel id")
-    return mirror().delete_channel(channel_type, channel_id, hard_flag())
+    return mirror().delete_channel(channel_type, channel_id, hard_flag(), version_query())
 
 
 @api.route(
@@ -340,8 +360,8 @@ def delete_channel(channel_type: str, channel_id: str):
     "/user/{user_id}",
     tag="mirror",
     answer=Deleted,
-    parameters=(USER_ID, HARD),
-    errors=STREAM_ERRORS,
+    parameters=(USER_ID, HARD, VERSION),
+    errors=SYNC_ERRORS,
     auth="sync",
     browser=True,
 )
@@ -351,9 +371,10 @@ def delete_user(user_id: str):
 
     Response: 200 `{"user": {"id"}, "task_id"}` (Stream deletes the messages in a task); 200
     with `"already_deleted": true` when Stream no longer shows the user, so a retry succeeds.
+    `?version=` as for a message: a tombstone.
     """
     user_id = validated(UserId, user_id, "user id")
-    return mirror().delete_user(user_id, hard_flag())
+    return mirror().delete_user(user_id, hard_flag(), version_query())
 
 
 @api.route(
@@ -536,7 +557,10 @@ def build_app(app_settings: Settings) -> Flask:
     if metrics and handover_.queue is not None:
         metrics.watch_queue(handover_.queue.status)
     app.extensions["mirror"] = Mirror(
-        client, open_sync_state(app_settings.store_location, app_settings.sync_state_ttl_seconds), origin_key
+        client,
+        open_sync_state(app_settings.store_location, app_settings.sync_state_ttl_seconds),
+        origin_key,
+        open_versions(app_settings.store_location, app_settings.versions_keep_seconds),
     )
     if app_settings.trusted_proxy_count:
         # The client's address as the nearest of those proxies saw it; the header is never

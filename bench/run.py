@@ -4,6 +4,11 @@ fixed latency per call, driven by wrk (or a Python load generator without it).
     .venv/bin/python bench/run.py                 # the full table for docs/performance.md
     .venv/bin/python bench/run.py --seconds 2     # a short smoke run
 
+`/message+versions` is `/message` with every object versioned (docs/consistency.md,
+"Versions"): its rows beside `/message`'s are what versions cost on the warm path:
+
+    .venv/bin/python bench/run.py --routes /message /message+versions --setups procfile --no-conversations
+
 For each route and connection count it prints requests/s, p50 and p99 latency, errors, and the
 Stream calls made per request (counted by the stand-in). It runs two setups in the same run, so
 that their ratio holds on a noisy machine:
@@ -53,7 +58,27 @@ BODIES = {
         "message": {"id": "MESSAGE_ID", "text": "hello there!"},
         "user": {"id": "tommaso", "name": "Tommaso", "image": ""},
     },
+    # The same from a primary that versions every object (docs/consistency.md, "Versions"): the
+    # channel and its users at the version the warm-up applied, each message new.
+    "/message+versions": {
+        "channel": {
+            "id": "bench-versions",
+            "creator_id": "tommaso",
+            "custom_data": {"title": "Benchmark"},
+            "version": 7,
+        },
+        "members": {user_id: {**user, "version": 3} for user_id, user in MEMBERS.items()},
+        "message": {"id": "MESSAGE_ID", "text": "hello there!", "version": 1},
+        "user": {"id": "tommaso", "name": "Tommaso", "image": "", "version": 3},
+    },
 }
+
+
+def route_path(route):
+    """The path a benchmark route posts to: `/message+versions` is `/message` with versions."""
+    return route.split("+")[0]
+
+
 SETUPS = {
     "procfile": (None, {}),
     "reference": (
@@ -84,6 +109,7 @@ end
 def drive(url, path, connections, seconds, run_id):
     """Load `url + path` with `connections` concurrent connections for `seconds`."""
     body = json.dumps(BODIES[path])
+    path = route_path(path)
     if shutil.which("wrk"):
         script = WRK_SCRIPT.replace("BODY", body).replace("PATH", path).replace("RUN", run_id)
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as file:

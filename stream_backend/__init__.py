@@ -14,6 +14,7 @@ from stream_backend.errors import (
     InvalidRequest,
     MembersAreFixed,
     MessageIdTaken,
+    ObjectBusy,
     QueueFull,
     SettingsError,
     StoreUnavailable,
@@ -22,6 +23,8 @@ from stream_backend.errors import (
     StreamTimeout,
     StreamUnavailable,
     StreamUnreachable,
+    VersionConflict,
+    VersionsUnavailable,
 )
 from stream_backend.mirror.bodies import parse_channel, parse_channel_update, parse_message, parse_message_update
 from stream_backend.mirror.inputs import ChannelSync, ChannelUpdate, MessageSync, MessageUpdate
@@ -38,6 +41,7 @@ __all__ = [
     "MessageSync",
     "MessageUpdate",
     "Mirror",
+    "ObjectBusy",
     "QueueFull",
     "SettingsError",
     "StoreUnavailable",
@@ -46,6 +50,8 @@ __all__ = [
     "StreamTimeout",
     "StreamUnavailable",
     "StreamUnreachable",
+    "VersionConflict",
+    "VersionsUnavailable",
     "parse_channel",
     "parse_channel_update",
     "parse_message",

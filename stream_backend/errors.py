@@ -4,9 +4,12 @@ A caller of the Python API catches `StreamBackendError` for all of them, or one 
 
     StreamBackendError
     ├── InvalidRequest        a body or value breaks a rule (Stream's or ours): `field` names it
+    │   └── VersionConflict       ... a version of another kind than the object's (integer, timestamp)
     ├── SettingsError         settings missing or malformed: the service must not start
     ├── StoreUnavailable      the SQLite file or Redis could not answer
-    │   └── QueueFull             more webhook events wait for the primary than the queue may hold
+    │   ├── QueueFull             more webhook events wait for the primary than the queue may hold
+    │   └── VersionsUnavailable   ... where a versioned write must read or record its versions
+    ├── ObjectBusy            another request is writing the same object (a versioned write)
     ├── MessageIdTaken        Stream holds another message under the primary's message id
     ├── MembersAreFixed       a distinct channel's members cannot change
     ├── StreamError           Stream answered a call with an error (status, code, message)
@@ -36,12 +39,31 @@ class InvalidRequest(StreamBackendError, ValueError):
         self.field = field
 
 
+class VersionConflict(InvalidRequest):
+    """A version of another kind (integer or timestamp) than the one the object has: they do not
+    compare, so nothing is written (409, naming the field)."""
+
+
 class SettingsError(StreamBackendError):
     """One or more settings are missing or malformed; the process must not start."""
 
 
 class StoreUnavailable(StreamBackendError):
     """The store could not answer (Redis down, SQLite locked past its busy timeout)."""
+
+
+class VersionsUnavailable(StoreUnavailable):
+    """The store of versions and object locks could not answer: a versioned write cannot be
+    checked against the newest version applied, so nothing is written (503, retry)."""
+
+
+class ObjectBusy(StreamBackendError):
+    """Another request holds the lock of one of these objects (`user:<id>`, `channel:<type>:<id>`,
+    `message:<id>`) past the wait: nothing is written (503, retry)."""
+
+    def __init__(self, objects: list[str], waited: float) -> None:
+        super().__init__(f"another request is writing {', '.join(objects)} (waited {waited:g} s)")
+        self.objects, self.waited = objects, waited
 
 
 class MessageIdTaken(StreamBackendError):

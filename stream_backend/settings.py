@@ -16,6 +16,7 @@ from typing import Any
 from stream_backend import origins
 from stream_backend.errors import SettingsError
 from stream_backend.mirror.state import DEFAULT_TTL_SECONDS
+from stream_backend.mirror.versions import DEFAULT_KEEP_SECONDS
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # The longest attempt of a delivery to the primary system: Standard Webhooks advises 15 to 30 s
@@ -51,6 +52,7 @@ class Settings:
     cors_origins: str | tuple[str, ...]  # "*", or entries origins.problem accepts, in lower case
     max_body_bytes: int
     sync_state_ttl_seconds: int
+    versions_keep_seconds: int  # how long an object's newest version is kept after its last write
     http_pool_size: int
     primary_sync_url: str | None  # None: accepted webhook events are logged, not handed over
     primary_sync_timeout: float  # seconds an attempt may take
@@ -96,6 +98,7 @@ class Settings:
             cors_origins=_origins(environ.get("CORS_ORIGINS", "*"), problems),
             max_body_bytes=number("MAX_BODY_BYTES", 1024 * 1024, int),
             sync_state_ttl_seconds=number("SYNC_STATE_TTL_SECONDS", DEFAULT_TTL_SECONDS, int, strict=False),
+            versions_keep_seconds=number("VERSIONS_KEEP_SECONDS", DEFAULT_KEEP_SECONDS, int),
             # The Procfile runs WEB_THREADS threads a worker: one pooled connection each.
             http_pool_size=number("WEB_THREADS", 8, int),
             primary_sync_url=environ.get("PRIMARY_SYNC_URL") or None,

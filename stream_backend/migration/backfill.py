@@ -10,6 +10,11 @@ Two ways, one file (import_file.py reads and checks it):
 - `run_import`: the file handed to Stream's own importer (the SDK's import calls), in parts of
   at most 300 MB, Stream's limit per file, each followed until Stream reports it done.
 
+Over the live API, a record's `updated_at` is its version (mirror/versions.py), when it is an
+RFC 3339 timestamp: a record older than what the service applied since (a live write of the
+primary, a delete) is skipped and counted as already there, so a backfill never overwrites a
+newer live write. Stream's importer writes what the file says.
+
 Both are resumable: progress is checkpointed beside the file (`FILE.checkpoint.json`), and a
 run with `resume` skips what is done and retries what failed. Refused lines (wrong: done) and
 failed ones (Stream down, or without what they refer to: retried), with their line number and
@@ -32,11 +37,12 @@ import requests
 from stream_chat import StreamChat
 from tqdm import tqdm
 
-from stream_backend.errors import StreamError
+from stream_backend.errors import InvalidRequest, StreamError
 from stream_backend.migration import import_file
 from stream_backend.migration.import_file import Record, Refusal, Refused
 from stream_backend.migration.pacing import GaveUp, Pacer, describe, retrying
 from stream_backend.mirror.mirror import Mirror
+from stream_backend.mirror.versions import parse_version
 from stream_backend.stream.rules import STREAM_BATCH_SIZE
 
 # Chosen by measurement (bench/backfill.py, docs/performance.md): against a
@@ -130,7 +136,7 @@ class Options:
 @dataclass
 class Summary:
     mirrored: int = 0  # written now (or, with Stream's importer, imported)
-    already_there: int = 0  # Stream had it already
+    already_there: int = 0  # Stream had it already, or a newer version of it
     refused: int = 0  # refused by the file's rules or by Stream (see the report)
     failed: int = 0  # still failing after every retry (see the report; retried by --resume)
     done_before: int = 0  # skipped with --resume: done by an earlier run
@@ -474,10 +480,12 @@ class LiveRun(Run):
 
     def _users_unit(self, batch: list[Record]) -> Unit:
         users = {record.item["id"]: user_object(record.item) for record in batch}
+        versions = {record.item["id"]: version for record in batch if (version := version_of(record.item)) is not None}
 
         def write() -> bool:
-            # Every user is written: the mirror's sync state is a hint, the history is the truth.
-            self.mirror.upsert_users(users, trust_state=False)
+            # Every user is written, but those a newer live write changed since: the mirror's
+            # sync state is a hint, the history is the truth as of its `updated_at`.
+            self.mirror.import_users(users, versions)
             return True
 
         return Unit(batch, write, lambda: [self._users_unit([record]) for record in batch])
@@ -489,9 +497,12 @@ class LiveRun(Run):
             return Unit(batch, refuse_distinct)
         user_ids = [record.item["user_id"] for record in batch]
 
+        # The batch's newest membership: when the channel's newest version is newer, none is added.
+        versions = [version for record in batch if (version := version_of(record.item)) is not None]
+        version = max(versions, key=parse_version, default=None)
+
         def write() -> bool:
-            self.mirror.import_members(item["channel_type"], item["channel_id"], user_ids)
-            return True
+            return self.mirror.import_members(item["channel_type"], item["channel_id"], user_ids, version)
 
         return Unit(batch, write, lambda: [self._members_unit([record]) for record in batch])
 
@@ -542,7 +553,7 @@ def is_failure(error: Exception) -> bool:
     """Failed (--resume retries it), not refused: Stream is down, refuses our credentials or
     permissions (401, 403), or does not hold a channel, message or user the record refers to
     (an earlier record failed); or an error of ours. Refused: the record itself is wrong."""
-    if isinstance(error, Refused):
+    if isinstance(error, (Refused, InvalidRequest)):  # an updated_at of another kind than the live versions
         return False
     if isinstance(error, StreamError):
         return error.status in (401, 403) or error.is_missing()
@@ -559,6 +570,17 @@ def failure_reason(error: Exception) -> str:
 
 
 # --- From the import format to the live API ----------------------------------------------
+
+
+def version_of(item: dict[str, Any]) -> str | None:
+    """A record's version: its `updated_at`, when it is an RFC 3339 timestamp (the import format
+    also lets through naive times, which compare with nothing: those records are unversioned)."""
+    updated_at = item.get("updated_at")
+    try:
+        parse_version(updated_at)
+    except InvalidRequest:
+        return None
+    return updated_at
 
 
 def user_object(item: dict[str, Any]) -> dict[str, Any]:
@@ -600,8 +622,7 @@ def write_channel(mirror: Mirror, item: dict[str, Any]) -> bool:
     data = {name: value for name, value in item.items() if name not in CHANNEL_IMPORT_ONLY}
     if item.get("created_at"):
         data[ORIGINAL_CREATED_AT] = item["created_at"]
-    mirror.import_channel(item["type"], item["id"], item["created_by"], data)
-    return True
+    return mirror.import_channel(item["type"], item["id"], item["created_by"], data, version_of(item))
 
 
 def message_object(item: dict[str, Any]) -> dict[str, Any]:
@@ -637,6 +658,7 @@ def write_message(mirror: Mirror, item: dict[str, Any]) -> bool:
         message_object(item),
         item["user"],
         deleted=item.get("type") == "deleted",
+        version=version_of(item),
     )
 
 

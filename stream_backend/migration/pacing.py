@@ -8,8 +8,9 @@ seconds when the window ends); over the limit it answers 429 (code 9)
 each answer and spaces the run's calls to each endpoint so that the run uses at most
 `share` of the endpoint's limit, leaving the rest to live traffic. A 429 pauses every call
 of the run until the window resets (`Retry-After` or `X-RateLimit-Reset`), then the headers
-pace it again. `retrying` retries 429s, 5xx and timeouts with backoff: every write the
-backfill makes is idempotent, so a retry never duplicates.
+pace it again. `retrying` retries 429s, 5xx and timeouts with backoff, and an object a live write holds
+(or a store of versions that did not answer): every write the backfill makes is idempotent,
+so a retry never duplicates.
 """
 
 import math
@@ -23,7 +24,14 @@ from urllib.parse import urlsplit
 
 import requests
 
-from stream_backend.errors import StreamError, StreamTimeout, StreamUnavailable, StreamUnreachable
+from stream_backend.errors import (
+    ObjectBusy,
+    StreamError,
+    StreamTimeout,
+    StreamUnavailable,
+    StreamUnreachable,
+    VersionsUnavailable,
+)
 from stream_backend.stream.client import StreamClient, build_client, http_session
 
 T = TypeVar("T")
@@ -135,11 +143,14 @@ class GaveUp(Exception):
 
 
 def is_retryable(error: Exception) -> bool:
-    """Worth another try: rate limited, Stream's own failure, or no answer in time."""
+    """Worth another try: rate limited, Stream's own failure, or no answer in time; or a live
+    write of the same object holding its lock, or the versions' store not answering."""
     if isinstance(error, StreamError):
         return error.status == 429 or error.status >= 500
     # Stream's silence, and an upload's (to the URL Stream's importer gave).
-    return isinstance(error, (StreamUnavailable, requests.Timeout, requests.ConnectionError))
+    return isinstance(
+        error, (StreamUnavailable, requests.Timeout, requests.ConnectionError, ObjectBusy, VersionsUnavailable)
+    )
 
 
 def retrying(

@@ -15,11 +15,12 @@ OpenAPI document's (web/openapi.py). A problem raises errors.InvalidRequest nami
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
 from stream_backend.errors import InvalidRequest
 from stream_backend.mirror.inputs import ChannelSync, ChannelUpdate, MessageSync, MessageUpdate
+from stream_backend.mirror.versions import VERSION_SCHEMA, VersionValue, parse_version
 from stream_backend.stream.rules import (
     DEFAULT_CHANNEL_TYPE,
     MAX_CUSTOM_DATA_BYTES,
@@ -78,6 +79,19 @@ def _keys_without_default(schema: dict[str, Any]) -> None:
     schema.pop("default", None)
 
 
+def _version(value: Any) -> int | str:
+    """A version as the body gave it, once mirror/versions.py can read it."""
+    try:
+        parse_version(value)
+    except InvalidRequest as error:
+        raise PydanticCustomError("version", str(error).removeprefix("version: ")) from None
+    return value
+
+
+# The primary's version of an object (mirror/versions.py): an integer or an RFC 3339 timestamp.
+VersionField = Annotated[int | str, PlainValidator(_version), WithJsonSchema(VERSION_SCHEMA)]
+
+
 ChannelDataName = Annotated[str, _not_in(RESERVED_CHANNEL_FIELDS, "is a field Stream reserves, not custom data")]
 CustomData = Annotated[
     dict[ChannelDataName, Any],
@@ -99,6 +113,7 @@ class UserFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = may_be_left_out()
     image: str = may_be_left_out()
+    version: VersionField = may_be_left_out()
 
 
 class Sender(UserFields):
@@ -124,6 +139,7 @@ class ChannelFields(BaseModel):
     custom_data: CustomData = {}
     type: ChannelType = DEFAULT_CHANNEL_TYPE
     id: ChannelId | None = Field(None, description="Without it, the distinct channel of its members.")
+    version: VersionField = may_be_left_out()
 
 
 # The reference's own bodies (its Postman collection): the document's examples, which /docs
@@ -143,12 +159,24 @@ MESSAGE_EXAMPLE: dict[str, Any] = {
     **CHANNEL_EXAMPLE,
     "user": {"id": "tommaso", "name": "Tommaso", "image": ""},
 }
+# The same, from a primary that sends its objects' versions (docs/consistency.md, "Versions").
+VERSIONED_CHANNEL_EXAMPLE: dict[str, Any] = {
+    "channel": {"type": "messaging", "id": "general", "creator_id": "tommaso", "version": 7},
+    "members": {"tommaso": {"name": "Tommaso", "version": 3}, "thierry": {"name": "Thierry", "version": 5}},
+}
+VERSIONED_MESSAGE_EXAMPLE: dict[str, Any] = {
+    "message": {"id": "123-456-789-01234", "text": "hello there!", "version": "2026-11-28T10:00:00.123456Z"},
+    **VERSIONED_CHANNEL_EXAMPLE,
+    "user": {"id": "tommaso", "name": "Tommaso", "version": 3},
+}
 
 
 class ChannelRequest(BaseModel):
     """`POST /channel`: the channel `type:id` of `members`, created by `creator_id`."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [CHANNEL_WITH_ID_EXAMPLE, CHANNEL_EXAMPLE]})
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [CHANNEL_WITH_ID_EXAMPLE, CHANNEL_EXAMPLE, VERSIONED_CHANNEL_EXAMPLE]}
+    )
 
     channel: ChannelFields
     members: Members
@@ -178,18 +206,21 @@ class ChannelRequest(BaseModel):
             creator_id=channel.creator_id,
             custom_data=channel.custom_data,
             members=members,
+            version=channel.version,
+            member_versions=_versions(self.members),
         )
 
 
 class NewMessage(BaseModel):
     id: MessageId
     text: Text
+    version: VersionField = may_be_left_out()
 
 
 class MessageRequest(ChannelRequest):
     """`POST /message`: the `/channel` body plus the message and its sender."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [MESSAGE_EXAMPLE]})
+    model_config = ConfigDict(json_schema_extra={"examples": [MESSAGE_EXAMPLE, VERSIONED_MESSAGE_EXAMPLE]})
 
     message: NewMessage
     user: Sender
@@ -201,6 +232,8 @@ class MessageRequest(ChannelRequest):
             message_id=self.message.id,
             text=self.message.text,
             sender=sender,
+            version=self.message.version,
+            sender_version=self.user.version,
         )
 
 
@@ -212,14 +245,25 @@ class MessageFields(BaseModel):
 
     model_config = ConfigDict(
         extra="allow",
-        json_schema_extra={"minProperties": 1, "propertyNames": {"not": {"enum": RESERVED_MESSAGE_FIELD_NAMES}}},
+        json_schema_extra={
+            "minProperties": 1,
+            # `version` is the message's version, not a field it sets.
+            "if": {"required": ["version"]},
+            "then": {"minProperties": 2},
+            "propertyNames": {"not": {"enum": RESERVED_MESSAGE_FIELD_NAMES}},
+        },
     )
     __pydantic_extra__: dict[MessageFieldName, Any]
     text: Text = may_be_left_out()
+    version: VersionField = may_be_left_out()
+
+    def fields(self) -> dict[str, Any]:
+        """The fields to set: every one given but `version`."""
+        return self.model_dump(exclude_unset=True, exclude={"version"})
 
     @model_validator(mode="after")
     def sets_some_fields_within_limit(self):
-        fields = self.model_dump(exclude_unset=True)
+        fields = self.fields()
         if not fields:
             raise PydanticCustomError("no_fields", "must set at least one field")
         custom_data = {name: value for name, value in fields.items() if name != "text"}
@@ -237,7 +281,10 @@ class MessageUpdateRequest(BaseModel):
 
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"message": {"text": "hello again!", "mood": "calm"}, "user": {"id": "tommaso"}}]
+            "examples": [
+                {"message": {"text": "hello again!", "mood": "calm"}, "user": {"id": "tommaso"}},
+                {"message": {"text": "hello again!", "version": 8}, "user": {"id": "tommaso"}},
+            ]
         }
     )
 
@@ -245,7 +292,7 @@ class MessageUpdateRequest(BaseModel):
     user: UserRef
 
     def update(self) -> MessageUpdate:
-        return MessageUpdate(fields=self.message.model_dump(exclude_unset=True), user_id=self.user.id)
+        return MessageUpdate(fields=self.message.fields(), user_id=self.user.id, version=self.message.version)
 
 
 class ChannelUpdateRequest(BaseModel):
@@ -254,8 +301,11 @@ class ChannelUpdateRequest(BaseModel):
 
     model_config = ConfigDict(
         json_schema_extra={
-            "minProperties": 1,
-            "examples": [{"custom_data": {"title": "Renamed", "topic": None}, "members": CHANNEL_EXAMPLE["members"]}],
+            "anyOf": [{"required": ["custom_data"]}, {"required": ["members"]}],
+            "examples": [
+                {"custom_data": {"title": "Renamed", "topic": None}, "members": CHANNEL_EXAMPLE["members"]},
+                {"version": 8, "custom_data": {"title": "Renamed"}, "members": VERSIONED_CHANNEL_EXAMPLE["members"]},
+            ],
         }
     )
 
@@ -265,9 +315,10 @@ class ChannelUpdateRequest(BaseModel):
         description="The channel's members, exactly: the missing are added, the others removed. Absent: unchanged.",
         json_schema_extra=_keys_without_default,
     )
+    version: VersionField = may_be_left_out(description="The channel's version: its custom data and members.")
 
     def update(self) -> ChannelUpdate:
-        if not self.model_fields_set:
+        if not self.model_fields_set - {"version"}:
             raise InvalidRequest("custom_data", "or members must be given")
         members = (
             None
@@ -277,7 +328,17 @@ class ChannelUpdateRequest(BaseModel):
                 for user_id, fields in self.members.items()
             }
         )
-        return ChannelUpdate(custom_data=self.custom_data, members=members)
+        return ChannelUpdate(
+            custom_data=self.custom_data,
+            members=members,
+            version=self.version,
+            member_versions=_versions(self.members or {}),
+        )
+
+
+def _versions(members: dict[str, UserFields]) -> dict[str, VersionValue]:
+    """The members' versions, of those that carry one."""
+    return {user_id: fields.version for user_id, fields in members.items() if fields.version is not None}
 
 
 def _user(fields: UserFields, user_id: str, field: str) -> dict[str, str]:

@@ -5,12 +5,17 @@ HTTP routes' shape, with all of Stream's rules checked; a Python primary backend
 build them itself. The defaults are the HTTP API's: a channel is `messaging`, the distinct
 channel of its members when it has no id, with no custom data. A user object is `{"id",
 "name", "image"}`; its `"id"` may be left out where the key already says it.
+
+Every object may carry the primary's version of it (`version`, `member_versions`,
+`sender_version`; mirror/versions.py): an int, RFC 3339 text or an aware datetime. None, the
+default, is no version: the write is applied whatever was applied before, as without versions.
 """
 
 from dataclasses import dataclass, field
 from typing import Any
 
 from stream_backend.errors import InvalidRequest
+from stream_backend.mirror.versions import VersionValue
 from stream_backend.stream.rules import DEFAULT_CHANNEL_TYPE
 
 User = dict[str, str]  # {"id", "name"?, "image"?}: the user object upserted into Stream
@@ -26,6 +31,13 @@ def _users_by_id(users: dict[str, dict[str, str]], field_name: str) -> dict[str,
     return complete
 
 
+def _versions_of_members(versions: dict[str, VersionValue], members: dict[str, User] | None) -> None:
+    """Every member version must be a member's."""
+    for user_id in versions:
+        if members is None or user_id not in members:
+            raise InvalidRequest(f"member_versions.{user_id}", "is not one of the members")
+
+
 @dataclass(frozen=True)
 class ChannelSync:
     """The `/channel` body: the channel `type:id` of `members`, created by `creator_id`.
@@ -36,9 +48,12 @@ class ChannelSync:
     type: str = DEFAULT_CHANNEL_TYPE
     id: str | None = None
     custom_data: dict[str, Any] = field(default_factory=dict)
+    version: VersionValue | None = None  # the channel's: its custom data and its members
+    member_versions: dict[str, VersionValue] = field(default_factory=dict)  # user id -> the user's version
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "members", _users_by_id(self.members, "members"))
+        _versions_of_members(self.member_versions, self.members)
 
 
 @dataclass(frozen=True)
@@ -49,6 +64,8 @@ class MessageSync:
     message_id: str
     text: str
     sender: User  # the user object to upsert; it must have its "id"
+    version: VersionValue | None = None  # the message's
+    sender_version: VersionValue | None = None  # the sender's user object's
 
     def __post_init__(self) -> None:
         if not isinstance(self.sender.get("id"), str):
@@ -59,6 +76,15 @@ class MessageSync:
         """Everyone to upsert: the members and the sender, who need not be a member."""
         return {**self.channel.members, self.sender["id"]: self.sender}
 
+    @property
+    def user_versions(self) -> dict[str, VersionValue]:
+        """The versions of `users`: the sender's own, as its object, wins over its member entry's."""
+        versions = dict(self.channel.member_versions)
+        versions.pop(self.sender["id"], None)
+        if self.sender_version is not None:
+            versions[self.sender["id"]] = self.sender_version
+        return versions
+
 
 @dataclass(frozen=True)
 class MessageUpdate:
@@ -66,6 +92,7 @@ class MessageUpdate:
 
     fields: dict[str, Any]
     user_id: str
+    version: VersionValue | None = None  # the message's
 
 
 @dataclass(frozen=True)
@@ -75,7 +102,10 @@ class ChannelUpdate:
 
     custom_data: dict[str, Any] = field(default_factory=dict)
     members: dict[str, User] | None = None  # user id -> the user object to upsert
+    version: VersionValue | None = None  # the channel's
+    member_versions: dict[str, VersionValue] = field(default_factory=dict)  # user id -> the user's version
 
     def __post_init__(self) -> None:
         if self.members is not None:
             object.__setattr__(self, "members", _users_by_id(self.members, "members"))
+        _versions_of_members(self.member_versions, self.members)

@@ -1,12 +1,14 @@
 """The mirror: what the primary chat system says, written into Stream (dual-write).
 
-`Mirror(client, state, origin_key)` takes its collaborators as arguments and knows nothing of
-HTTP: the routes in app.py call it, and a Python primary backend can import and call it
-directly, built with `Mirror.connect(api_key, api_secret, ...)` (docs/python.md). `state`
-(mirror/state.py) is what we
-believe Stream already has, shared by every worker, so that a repeated sync skips calls that
-would change nothing; it is a hint, never the truth: when Stream says a user or channel we
-relied on is gone, the sync runs again with `trust_state=False`.
+`Mirror(client, state, origin_key, versions)` takes its collaborators as arguments and knows
+nothing of HTTP: the routes in app.py call it, and a Python primary backend can import and call
+it directly, built with `Mirror.connect(api_key, api_secret, ...)` (docs/python.md). `state`
+(mirror/state.py) is what we believe Stream already has, shared by every worker, so that a
+repeated sync skips calls that would change nothing; it is a hint, never the truth: when Stream
+says a user or channel we relied on is gone, the sync runs again with `trust_state=False`.
+`versions` (mirror/versions.py) is the newest version applied to each object the primary
+versioned: each operation takes its versioned objects' locks, leaves the stale ones unwritten
+(its answer says which, `"stale": true`), and records what it applied.
 
 Every failure raises one of errors.StreamBackendError's kinds. The public operations, stable
 for callers of their own (a backfill, a primary backend):
@@ -14,8 +16,8 @@ for callers of their own (a backfill, a primary backend):
     sync_channel(ChannelSync)                       upsert the members, get or create, add the missing
     sync_message(MessageSync)                       the same (skipped when known), then send
     update_channel(type, id, ChannelUpdate)         set/unset custom data; members made exact
-    update_message(id, fields, user_id)             partial update
-    delete_message(id, hard) / delete_channel(type, id, hard) / delete_user(id, hard)
+    update_message(id, fields, user_id, version)    partial update
+    delete_message(id, hard, version) / delete_channel(type, id, hard, version) / delete_user(id, hard, version)
     forget(event)                                   a webhook event: forget what it touches
     upsert_users(users), get_or_create_channel(ChannelSync), add_members(channel, ids),
     send_message(channel, MessageSync)              the steps, 100 users or members a call
@@ -25,14 +27,17 @@ call, a reused message id answered 400 "already exists".
 """
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 from stream_chat import StreamChat
 
 from stream_backend.errors import MembersAreFixed, MessageIdTaken, StreamError
+from stream_backend.mirror import versions as v
 from stream_backend.mirror.inputs import ChannelSync, ChannelUpdate, MessageSync
 from stream_backend.mirror.origin import ORIGIN_FIELD, derive_origin_key, is_primary_message, origin_mark
 from stream_backend.mirror.state import SyncState, open_sync_state
+from stream_backend.mirror.versions import VersionedWrite, Versions, VersionValue, open_versions
 from stream_backend.stream.client import DEFAULT_TIMEOUT_SECONDS, build_client
 from stream_backend.stream.rules import DISTINCT_PREFIX, STREAM_BATCH_SIZE
 
@@ -49,8 +54,12 @@ def batches(items: list, size: int = STREAM_BATCH_SIZE) -> list[list]:
 
 
 class Mirror:
-    def __init__(self, client: StreamChat, state: SyncState, origin_key: bytes) -> None:
+    def __init__(
+        self, client: StreamChat, state: SyncState, origin_key: bytes, versions: Versions | None = None
+    ) -> None:
         self.client, self.state, self.origin_key = client, state, origin_key
+        # Without a store of versions, a versioned write is refused (SettingsError).
+        self.versions = versions or Versions(None, None)
 
     @classmethod
     def connect(
@@ -66,93 +75,121 @@ class Mirror:
         per call) against `base_url` (default: Stream's API), its origin key derived from
         `api_secret`, and its state at `state`: None (none: every sync takes the full path),
         `"sqlite:///<path>"` or `"redis://..."` (shared with the service's workers, if they
-        use the same)."""
+        use the same), where the versions of versioned writes are kept too."""
         client = build_client(api_key, api_secret, base_url=base_url, timeout=timeout)
-        return cls(client, open_sync_state(state), derive_origin_key(api_secret))
+        return cls(client, open_sync_state(state), derive_origin_key(api_secret), open_versions(state))
 
     # --- Operations ---------------------------------------------------------------------
 
     def sync_channel(self, sync: ChannelSync):
         """Upsert the members, get or create their channel and add the members it lacks:
-        `(channel, Stream's state)`. Stream is always asked, so the answer is its state."""
-        try:
-            return self._sync_channel(sync, trust_state=True)
-        except StreamError as error:
-            if not error.is_missing():
-                raise
-        return self._sync_channel(sync, trust_state=False)
+        `(channel, Stream's state)`. Stream is always asked, so the answer is its state; but
+        of a stale channel (a newer version applied) nothing is written or asked, and the
+        state is its ids. Stale parts are named in the state's `"stale_objects"`."""
+        channel_name = self._channel_name(sync)
+        with self.versions.writing(self._channel_wants(sync, channel_name)) as write:
+            try:
+                channel, state = self._sync_channel(sync, write, channel_name, trust_state=True)
+            except StreamError as error:
+                if not error.is_missing():
+                    raise
+                channel, state = self._sync_channel(sync, write, channel_name, trust_state=False)
+        return channel, {**state, **write.answer()}
 
     def sync_message(self, sync: MessageSync):
         """The channel's work (skipped when the state knows the channel has these members),
-        then the message: `(channel, Stream's answer)`."""
+        then the message: `(channel, Stream's answer)`. Stale parts are left unwritten: a new
+        message is sent even when its sender's name is stale, but not into a channel deleted
+        since the request's channel version, nor from a sender deleted since (with their
+        messages).
+
+        The users and the channel are written under their locks, released before the send:
+        the messages of a busy channel wait for each other only while its versions are
+        checked, not during each other's send."""
+        channel_name = self._channel_name(sync.channel)
         try:
-            return self._sync_message(sync, trust_state=True)
+            return self._sync_message(sync, channel_name, trust_state=True)
         except StreamError as error:
             if not error.is_missing():
                 raise
-        # Deleted elsewhere: forget what we relied on and take the full path, which recreates it.
+        # Deleted elsewhere: forget what we relied on and take the full path, which recreates it
+        # (unless a newer delete of the primary's is why: the versions are read again).
         self.state.forget_users(sync.users)
-        return self._sync_message(sync, trust_state=False)
+        return self._sync_message(sync, channel_name, trust_state=False)
 
     def update_channel(self, channel_type: str, channel_id: str, update: ChannelUpdate) -> dict[str, Any]:
         """Set the custom data given (a None value removes the field; others are kept) and,
         when members are given, make them exactly the channel's members. Stream's 404 for an
-        unknown channel comes first, before anything is written."""
+        unknown channel comes first, before anything is written. A stale channel is left as it
+        is (its members' users are still upserted when they are not stale themselves)."""
         if update.members is not None and channel_id.startswith(DISTINCT_PREFIX):
             raise MembersAreFixed(f"{channel_type}:{channel_id} is a distinct channel: its members define it")
+        name = v.channel_object(channel_type, channel_id)
+        wants = v.wanted([(name, update.version, "version"), *self._user_wants(update.member_versions)])
+        with self.versions.writing(wants) as write:
+            if not write.is_stale(name):
+                answer = self._update_channel(channel_type, channel_id, update, write)
+            else:
+                self.upsert_users(write.fresh(update.members or {}))
+                answer = {"channel": {"cid": f"{channel_type}:{channel_id}", "type": channel_type, "id": channel_id}}
+        return {**answer, **write.answer()}
+
+    def update_message(
+        self, message_id: str, fields: dict[str, Any], user_id: str, version: VersionValue | None = None
+    ) -> dict[str, Any]:
+        """Set some fields of a message (a partial update), as `user_id`; nothing when
+        `version` is stale."""
+        name = v.message_object(message_id)
+        with self.versions.writing(v.wanted([(name, version, "message.version")])) as write:
+            if write.is_stale(name):
+                return {"message": {"id": message_id}, **write.answer()}
+            return dict(self.client.update_message_partial(message_id, {"set": fields}, user_id))
+
+    def delete_message(self, message_id: str, hard: bool, version: VersionValue | None = None) -> dict[str, Any]:
+        """Delete a message; with a `version`, a tombstone: a create or update of a version as old
+        or older changes nothing."""
+        name = v.message_object(message_id)
+        with self._deleting(name, version, hard) as write:
+            if write.is_stale(name):
+                return {"message": {"id": message_id}, **write.answer()}
+            return self._deleted_repeatably(
+                lambda: self.client.delete_message(message_id, hard=hard),
+                already_deleted={"message": {"id": message_id}},
+            )
+
+    def delete_channel(
+        self, channel_type: str, channel_id: str, hard: bool, version: VersionValue | None = None
+    ) -> dict[str, Any]:
         channel = self.client.channel(channel_type, channel_id)
-        to_set = {name: value for name, value in update.custom_data.items() if value is not None}
-        to_unset = [name for name, value in update.custom_data.items() if value is None]
-        answer = channel.update_partial(to_set, to_unset)
-        members = self._member_ids(channel, answer)
-        added: list[str] = []
-        removed: list[str] = []
-        if update.members is not None:
-            try:
-                added, removed = self._make_members(channel, members, update.members, trust_state=True)
-            except StreamError as error:
-                if not error.is_missing():
-                    raise
-                added, removed = self._make_members(channel, members, update.members, trust_state=False)
-            members = set(update.members)
-        if update.custom_data:  # the data a later sync gives may differ from this: it compares
-            self.state.remember_channel(channel_type, channel_id, members)
-        else:
-            self.state.remember_members(channel_type, channel_id, members)
-        return {"channel": answer["channel"], "members": sorted(members), "added": added, "removed": removed}
-
-    def update_message(self, message_id: str, fields: dict[str, Any], user_id: str) -> dict[str, Any]:
-        """Set some fields of a message (a partial update), as `user_id`."""
-        return dict(self.client.update_message_partial(message_id, {"set": fields}, user_id))
-
-    def delete_message(self, message_id: str, hard: bool) -> dict[str, Any]:
-        return self._deleted_repeatably(
-            lambda: self.client.delete_message(message_id, hard=hard), already_deleted={"message": {"id": message_id}}
-        )
-
-    def delete_channel(self, channel_type: str, channel_id: str, hard: bool) -> dict[str, Any]:
-        channel = self.client.channel(channel_type, channel_id)
-        self.state.forget_channel(channel_type, channel_id)
-        answer = self._deleted_repeatably(
-            lambda: channel.delete(hard=hard), already_deleted={"channel": {"cid": channel.cid}}
-        )
-        # Again: another worker may have remembered it between the first forget and the delete.
-        self.state.forget_channel(channel_type, channel_id)
+        name = v.channel_object(channel_type, channel_id)
+        with self._deleting(name, version, hard) as write:
+            if write.is_stale(name):
+                return {"channel": {"cid": channel.cid}, **write.answer()}
+            self.state.forget_channel(channel_type, channel_id)
+            answer = self._deleted_repeatably(
+                lambda: channel.delete(hard=hard), already_deleted={"channel": {"cid": channel.cid}}
+            )
+            # Again: another worker may have remembered it between the first forget and the delete.
+            self.state.forget_channel(channel_type, channel_id)
         return answer
 
-    def delete_user(self, user_id: str, hard: bool) -> dict[str, Any]:
+    def delete_user(self, user_id: str, hard: bool, version: VersionValue | None = None) -> dict[str, Any]:
         """Delete a user (soft: Stream keeps the record, marked deleted); `hard` also deletes
         their messages. Stream marks the user deleted at once and deletes the messages in a
         task (`task_id`). A soft delete of a user Stream does not show, or shows deleted,
         answers `already_deleted`; a hard one always asks Stream to delete the messages, which
         a soft delete before it left in place."""
-        self.state.forget_users([user_id])
-        if not hard and self._user_is_gone(user_id):
-            return {"user": {"id": user_id}, "already_deleted": True}
-        options = {"messages": "hard"} if hard else {}
-        answer = self.client.delete_users([user_id], "soft", **options)
-        # Again: another worker may have remembered them between the first forget and the delete.
-        self.state.forget_users([user_id])
+        name = v.user_object(user_id)
+        with self._deleting(name, version, hard) as write:
+            if write.is_stale(name):
+                return {"user": {"id": user_id}, **write.answer()}
+            self.state.forget_users([user_id])
+            if not hard and self._user_is_gone(user_id):
+                return {"user": {"id": user_id}, "already_deleted": True}
+            options = {"messages": "hard"} if hard else {}
+            answer = self.client.delete_users([user_id], "soft", **options)
+            # Again: another worker may have remembered them between the first forget and the delete.
+            self.state.forget_users([user_id])
         return {"user": {"id": user_id}, "task_id": answer["task_id"]}
 
     def forget(self, event: dict[str, Any]) -> None:
@@ -249,28 +286,148 @@ class Mirror:
 
     # --- Helpers ------------------------------------------------------------------------
 
-    def _sync_channel(self, sync: ChannelSync, trust_state: bool):
-        self.upsert_users(sync.members, trust_state)
-        return self.get_or_create_channel(sync)
+    def _sync_channel(self, sync: ChannelSync, write: VersionedWrite, channel_name: str | None, trust_state: bool):
+        self.upsert_users(write.fresh(sync.members), trust_state)
+        if channel_name and write.is_stale(channel_name):
+            return self._stale_channel(sync.type, channel_name)
+        channel, state = self.get_or_create_channel(sync)
+        self.versions.learned(write, channel_name or "", sync.type, channel.id)
+        return channel, state
 
-    def _sync_message(self, sync: MessageSync, trust_state: bool):
-        self.upsert_users(sync.users, trust_state)
+    def _sync_message(self, sync: MessageSync, channel_name: str | None, trust_state: bool):
+        """The message's lock first, held to the end, then its users' and channel's while they
+        are written: a message never waits for a channel's lock while holding one, so no two
+        requests wait for each other; and a lock that cannot be had leaves Stream untouched."""
+        name = v.message_object(sync.message_id)
+        with self.versions.writing(v.wanted([(name, sync.version, "message.version")])) as write:
+            around_wants = self._around_message_wants(sync, channel_name)
+            warm = self._warm_channel(sync, around_wants, channel_name) if trust_state and around_wants else None
+            if warm is not None:
+                channel, around = warm
+            else:
+                with self.versions.writing(around_wants) as around:
+                    channel = self._message_channel(sync, around, channel_name, trust_state)
+            if self._is_orphan(sync, around, channel_name):
+                write.skip(name)
+            sent = {"message": {"id": sync.message_id}} if write.is_stale(name) else self.send_message(channel, sync)
+        return channel, {**sent, **v.answer(around, write)}
+
+    def _warm_channel(self, sync: MessageSync, wants: dict[str, v.Wanted], channel_name: str | None):
+        """The warm path of a versioned message: when its users and channel are at the versions
+        applied (or stale) and the state knows Stream holds them, nothing of them is written,
+        so their locks are not taken (a version never moves back): `(channel, their versions)`.
+        None when something of them may be written: the path with their locks."""
+        around = self.versions.peek(wants)
+        if not around.is_applied_already():
+            return None
+        to_upsert = self.state.users_to_upsert(around.fresh(sync.users))
+        if any(v.user_object(user_id) in wants for user_id in to_upsert):
+            return None
+        if channel_name and around.is_stale(channel_name):
+            channel = self._stale_channel(sync.channel.type, channel_name)[0]
+        elif (channel := self._known_channel(sync.channel)) is None:
+            return None
+        self.upsert_users(to_upsert, trust_state=False)  # users without versions, as without versions
+        return channel, around
+
+    def _message_channel(self, sync: MessageSync, around: VersionedWrite, channel_name: str | None, trust_state: bool):
+        """The users upserted and the channel got or created (skipped when known, or stale)."""
+        self.upsert_users(around.fresh(sync.users), trust_state)
+        if channel_name and around.is_stale(channel_name):
+            return self._stale_channel(sync.channel.type, channel_name)[0]
         channel = self._known_channel(sync.channel) if trust_state else None
         if channel is None:
             channel, _ = self.get_or_create_channel(sync.channel)
-        return channel, self.send_message(channel, sync)
+        self.versions.learned(around, channel_name or "", sync.channel.type, channel.id)
+        return channel
+
+    def _update_channel(
+        self, channel_type: str, channel_id: str, update: ChannelUpdate, write: VersionedWrite
+    ) -> dict[str, Any]:
+        channel = self.client.channel(channel_type, channel_id)
+        to_set = {name: value for name, value in update.custom_data.items() if value is not None}
+        to_unset = [name for name, value in update.custom_data.items() if value is None]
+        answer = channel.update_partial(to_set, to_unset)
+        members = self._member_ids(channel, answer)
+        added: list[str] = []
+        removed: list[str] = []
+        if update.members is not None:
+            to_upsert = write.fresh(update.members)
+            try:
+                added, removed = self._make_members(channel, members, to_upsert, update.members, trust_state=True)
+            except StreamError as error:
+                if not error.is_missing():
+                    raise
+                added, removed = self._make_members(channel, members, to_upsert, update.members, trust_state=False)
+            members = set(update.members)
+        if update.custom_data:  # the data a later sync gives may differ from this: it compares
+            self.state.remember_channel(channel_type, channel_id, members)
+        else:
+            self.state.remember_members(channel_type, channel_id, members)
+        return {"channel": answer["channel"], "members": sorted(members), "added": added, "removed": removed}
 
     def _make_members(
-        self, channel, current: set[str], members: dict[str, dict[str, str]], trust_state: bool
+        self,
+        channel,
+        current: set[str],
+        to_upsert: dict[str, dict[str, str]],
+        members: dict[str, dict[str, str]],
+        trust_state: bool,
     ) -> tuple[list[str], list[str]]:
-        """Upsert `members`, add those the channel lacks, remove the others: (added, removed)."""
-        self.upsert_users(members, trust_state)
+        """Upsert `to_upsert`, add the `members` the channel lacks, remove the others: (added, removed)."""
+        self.upsert_users(to_upsert, trust_state)
         added = [user_id for user_id in members if user_id not in current]
         removed = sorted(current - set(members))
         self.add_members(channel, added)
         for batch in batches(removed):
             self.client.post(channel.url, data={"remove_members": batch})
         return added, removed
+
+    # --- Versions -----------------------------------------------------------------------
+
+    def _channel_name(self, sync: ChannelSync) -> str | None:
+        """The versioned object of the channel, or None when the request gives it no version."""
+        if sync.version is None:
+            return None
+        return self.versions.channel_name(sync.type, sync.id, sync.members)
+
+    def _channel_wants(self, sync: ChannelSync, channel_name: str | None) -> dict[str, v.Wanted]:
+        channel = (channel_name or "", sync.version, "channel.version")
+        return v.wanted([*self._user_wants(sync.member_versions), channel])
+
+    def _around_message_wants(self, sync: MessageSync, channel_name: str | None) -> dict[str, v.Wanted]:
+        """The versioned objects of a message's users and channel."""
+        return v.wanted(
+            [
+                (channel_name or "", sync.channel.version, "channel.version"),
+                *self._user_wants(sync.user_versions, sender_id=sync.sender["id"]),
+            ]
+        )
+
+    @staticmethod
+    def _user_wants(versions: Mapping[str, VersionValue], sender_id: str | None = None):
+        """`(object, version, field)` of each user's version, the field as the body names it."""
+        return [
+            (v.user_object(user_id), value, "user.version" if user_id == sender_id else f"members.{user_id}.version")
+            for user_id, value in versions.items()
+        ]
+
+    def _deleting(self, name: str, version: VersionValue | None, hard: bool):
+        deleted = v.HARD_DELETED if hard else v.DELETED
+        return self.versions.writing(v.wanted([(name, version, "version")], deleted))
+
+    @staticmethod
+    def _is_orphan(sync: MessageSync, around: VersionedWrite, channel_name: str | None) -> bool:
+        """Whether the message must not be sent: into a channel deleted after the request's
+        channel version (a send would bring the channel back), or from a sender deleted after
+        the request's sender version with their messages: in the primary, it went with them."""
+        sender = v.user_object(sync.sender["id"])
+        return bool(channel_name and around.is_gone(channel_name)) or around.is_gone(sender, v.HARD_DELETED)
+
+    def _stale_channel(self, channel_type: str, channel_name: str):
+        """A stale channel, not asked to Stream: `(channel, its ids)`."""
+        channel = self.client.channel(channel_type, v.channel_id_of(channel_name))
+        return channel, {"channel": {"cid": channel.cid, "type": channel_type, "id": channel.id}}
 
     def _known_channel(self, sync: ChannelSync):
         """The channel to send to, without asking Stream, when the state knows it has all of
@@ -338,23 +495,67 @@ class Mirror:
         twin.client = client
         return twin
 
-    def import_channel(self, channel_type: str, channel_id: str, creator_id: str, data: dict[str, Any]):
-        """Get or create the channel `channel_type:channel_id` with `data`, without members."""
-        channel = self.client.channel(channel_type, channel_id, data=dict(data))
-        channel.create(creator_id)
-        return channel
+    def import_users(self, users: dict[str, dict[str, Any]], versions: Mapping[str, VersionValue]) -> None:
+        """Upsert every user of a history (the state is a hint; the history is the truth), but
+        those whose version in `versions` (their `updated_at`) is stale."""
+        with self.versions.writing(v.wanted(self._user_wants(versions))) as write:
+            self.upsert_users(write.fresh(users), trust_state=False)
 
-    def import_members(self, channel_type: str, channel_id: str, user_ids: list[str]) -> None:
-        """Add members to a channel, `STREAM_BATCH_SIZE` a call; adding a member twice is a no-op."""
-        url = self.client.channel(channel_type, channel_id).url
-        for batch in batches([{"user_id": user_id} for user_id in user_ids]):
-            self.client.post(url, data={"add_members": batch})
+    def import_channel(
+        self,
+        channel_type: str,
+        channel_id: str,
+        creator_id: str,
+        data: dict[str, Any],
+        version: VersionValue | None = None,
+    ) -> bool:
+        """Get or create the channel `channel_type:channel_id` with `data`, without members;
+        False, and nothing done, when `version` is stale (a newer live write, or a delete)."""
+        name = v.channel_object(channel_type, channel_id)
+        with self.versions.writing(v.wanted([(name, version, "channel.updated_at")])) as write:
+            if write.is_stale(name):
+                return False
+            self.client.channel(channel_type, channel_id, data=dict(data)).create(creator_id)
+        return True
+
+    def import_members(
+        self, channel_type: str, channel_id: str, user_ids: list[str], version: VersionValue | None = None
+    ) -> bool:
+        """Add members to a channel, `STREAM_BATCH_SIZE` a call; adding a member twice is a
+        no-op. False, and nothing done, when `version` is older than the channel's newest."""
+        name = v.channel_object(channel_type, channel_id)
+        # A membership is the channel's: checked against its version, never recorded as it.
+        with self.versions.writing(v.wanted([(name, version, "member.updated_at")])) as write:
+            if write.is_stale(name):
+                return False
+            write.skip(name)
+            url = self.client.channel(channel_type, channel_id).url
+            for batch in batches([{"user_id": user_id} for user_id in user_ids]):
+                self.client.post(url, data={"add_members": batch})
+        return True
 
     def import_message(
-        self, channel_type: str, channel_id: str, message: dict[str, Any], user_id: str, deleted: bool = False
+        self,
+        channel_type: str,
+        channel_id: str,
+        message: dict[str, Any],
+        user_id: str,
+        deleted: bool = False,
+        version: VersionValue | None = None,
     ) -> bool:
         """Send a message of the history, quietly, and delete it when it was deleted.
-        True when it arrived now; False when Stream already had it (as it should be now)."""
+        True when it arrived now; False when Stream already had it (as it should be now), or
+        a newer version of it (`version` stale)."""
+        name = v.message_object(message["id"])
+        wants = v.wanted([(name, version, "message.updated_at")], v.DELETED if deleted else v.LIVE)
+        with self.versions.writing(wants) as write:
+            if write.is_stale(name):
+                return False
+            return self._import_message(channel_type, channel_id, message, user_id, deleted)
+
+    def _import_message(
+        self, channel_type: str, channel_id: str, message: dict[str, Any], user_id: str, deleted: bool
+    ) -> bool:
         channel = self.client.channel(channel_type, channel_id)
         mark = origin_mark(self.origin_key, message["id"], channel.cid, user_id)
         message = {**message, "silent": True, ORIGIN_FIELD: mark}

@@ -12,11 +12,14 @@ from stream_backend.errors import (
     InvalidRequest,
     MembersAreFixed,
     MessageIdTaken,
+    ObjectBusy,
     QueueFull,
     StoreUnavailable,
     StreamError,
     StreamTimeout,
     StreamUnreachable,
+    VersionConflict,
+    VersionsUnavailable,
 )
 from stream_backend.web.logs import loggable
 
@@ -54,6 +57,11 @@ def invalid_request(error: InvalidRequest):
     return error_response(400, str(error), field=error.field)
 
 
+@errors.app_errorhandler(VersionConflict)
+def version_conflict(error: VersionConflict):
+    return error_response(409, f"Conflict: {error}.", field=error.field)
+
+
 @errors.app_errorhandler(MessageIdTaken)
 def message_id_taken(error: MessageIdTaken):
     log.warning("message id conflict: %s", error)
@@ -63,6 +71,24 @@ def message_id_taken(error: MessageIdTaken):
 @errors.app_errorhandler(MembersAreFixed)
 def members_are_fixed(error: MembersAreFixed):
     return error_response(400, f"members: {error}.", field="members")
+
+
+@errors.app_errorhandler(ObjectBusy)
+def object_busy(error: ObjectBusy):
+    """A versioned write whose objects another request is writing: nothing was written."""
+    response = error_response(503, f"Busy: {error}; nothing was written, retry.", objects=error.objects)
+    response.headers["Retry-After"] = "1"
+    return response
+
+
+@errors.app_errorhandler(VersionsUnavailable)
+def versions_unavailable(error: VersionsUnavailable):
+    log.warning("store of versions unavailable: %s: %s", error, error.__cause__)
+    response = error_response(
+        503, f"The store of versions (WEBHOOK_DB or REDIS_URL) {error}; nothing was written, retry."
+    )
+    response.headers["Retry-After"] = "1"
+    return response
 
 
 @errors.app_errorhandler(StreamError)

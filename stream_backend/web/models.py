@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stream_backend.mirror.bodies import may_be_left_out
+from stream_backend.mirror.bodies import VersionField, may_be_left_out
 from stream_backend.validation import ChannelId, ChannelType, Flag, MessageId, UserId
 
 
@@ -62,8 +62,21 @@ class TokenAnswer(Answer):
     token: str = Field(description="A Stream user token (JWT), valid for TOKEN_TTL_SECONDS.")
 
 
-class ChannelAnswer(Answer):
-    """Stream's channel state, and the channel's `cid`."""
+class StaleParts(Answer):
+    """A versioned write's answer: when some of its objects were stale, which."""
+
+    stale: Literal[True] = may_be_left_out(
+        description="Some of the objects this write carries were not written: a newer version of each "
+        "(or a delete as new) was applied before. Absent when every object was written."
+    )
+    stale_objects: list[str] = may_be_left_out(
+        description="The objects left unwritten: `user:<id>`, `channel:<type>:<id>`, `message:<id>`.",
+        examples=[["user:tommaso"]],
+    )
+
+
+class ChannelAnswer(StaleParts):
+    """Stream's channel state, and the channel's `cid`; of a stale channel, only its ids."""
 
     model_config = examples(
         {
@@ -80,7 +93,9 @@ class ChannelAnswer(Answer):
 MESSAGE = {"id": "123-456-789-01234", "text": "hello there!", "type": "regular", "user": {"id": "tommaso"}}
 
 
-class MessageAnswer(Answer):
+class MessageAnswer(StaleParts):
+    """Stream's message, and the channel's `cid`; of a stale message, only its id."""
+
     model_config = examples(
         {"message": MESSAGE, "cid": "messaging:!members-jkE22mnWM5tjzHPBurvjoVz0spuz4FULak93veyK0lY"}
     )
@@ -88,12 +103,16 @@ class MessageAnswer(Answer):
     cid: str
 
 
-class UpdatedMessage(Answer):
+class UpdatedMessage(StaleParts):
+    """The updated message; of a stale update, only its id."""
+
     model_config = examples({"message": {**MESSAGE, "text": "hello again!", "mood": "calm"}})
     message: dict[str, Any]
 
 
-class UpdatedChannel(Answer):
+class UpdatedChannel(StaleParts):
+    """The channel after the update; of a stale channel, only its ids (no members)."""
+
     model_config = examples(
         {
             "channel": {**CHANNEL_STATE, "title": "Renamed"},
@@ -103,12 +122,12 @@ class UpdatedChannel(Answer):
         }
     )
     channel: dict[str, Any]
-    members: list[str] = Field(description="The member ids, after the update.")
-    added: list[str]
-    removed: list[str]
+    members: list[str] = may_be_left_out(description="The member ids, after the update.")
+    added: list[str] = may_be_left_out()
+    removed: list[str] = may_be_left_out()
 
 
-class Deleted(Answer):
+class Deleted(StaleParts):
     """Stream's answer; with `already_deleted: true` when Stream no longer had it."""
 
     model_config = examples({"message": {"id": "123-456-789-01234"}, "already_deleted": True})
@@ -139,6 +158,7 @@ class Error(Answer):
     field: str = may_be_left_out(description="The invalid field's path, such as `members.thierry.name`.")
     api_error: str = may_be_left_out(description="Stream's own message.")
     stream_code: int | None = may_be_left_out(description="Stream's error code.")
+    objects: list[str] = may_be_left_out(description="For a 503: the objects another request is writing.")
 
 
 # --- Parameters ------------------------------------------------------------------------------
@@ -161,6 +181,15 @@ CHANNEL = (
 )
 USER_ID = Parameter("user_id", "path", UserId, example="ana")
 HARD = Parameter("hard", "query", Flag, required=False, description="Delete for good.", example="true")
+VERSION = Parameter(
+    "version",
+    "query",
+    VersionField,
+    required=False,
+    description="The primary's version of the object at its delete: a tombstone, so that a create or update "
+    "as old or older changes nothing (in a URL, write a timestamp's `+` as `%2B`).",
+    example="3",
+)
 WEBHOOK_HEADERS = (
     Parameter(
         "X-Signature",

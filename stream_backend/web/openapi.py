@@ -29,15 +29,20 @@ ERRORS = {
     "outside WEBHOOK_ALLOWED_IPS.",
     404: "Stream has no such message or channel, or no such asset.",
     409: "Stream's 409, passed through; or the message id is taken in Stream by a message that is "
-    "not this service's for this channel and sender.",
+    "not this service's for this channel and sender; or a version of another kind (integer, timestamp) "
+    "than its object's (`field`).",
     413: "The body is over this route's cap.",
     429: "Stream's rate limit, passed through; `Retry-After` says when to try again.",
     502: "Stream refused this service's credentials, failed, or could not be reached.",
-    503: "The store cannot take the event (down, or PRIMARY_SYNC_MAX_PENDING events waiting): Stream retries.",
+    503: "The webhook: the store cannot take the event (down, or PRIMARY_SYNC_MAX_PENDING events waiting): "
+    "Stream retries. A versioned sync: another request is writing one of its objects (`objects`), or the "
+    "store of versions is down: retry (`Retry-After`).",
     504: "Stream did not answer within STREAM_CHAT_TIMEOUT.",
 }
 # What a route that calls Stream may answer besides its own errors.
 STREAM_ERRORS = (400, 404, 409, 413, 429, 502, 504)
+# And a sync route, whose versioned writes wait for their objects' locks and versions.
+SYNC_ERRORS = (*STREAM_ERRORS, 503)
 
 # An example of each error as the service answers it: the route's own (by operationId) where
 # its error differs, else the status's, which the sync routes answer.

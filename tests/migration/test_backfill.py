@@ -947,3 +947,64 @@ def test_via_import_with_stream_failing_is_exit_status_2(app, stream, tmp_path, 
     assert status == 2
     assert "Backfill could not finish: Stream answered 503: unavailable; run again with --resume" in output
     assert len(sent(stream, "POST", "/import_urls")) == 8
+
+
+# --- Versions: the backfill never overwrites a newer live write -----------------------------
+
+
+def test_a_backfill_never_overwrites_a_newer_live_write(app, client, stream, tmp_path):
+    """The live primary wrote newer versions (timestamps) of a user, a message and a channel, and
+    deleted another message; the history's `updated_at`s are older: none of them is written."""
+    newer = "2022-06-01T00:00:00Z"
+    live = {
+        "channel": {"id": "general", "creator_id": "ana", "custom_data": {"title": "live"}, "version": newer},
+        "members": {"ana": {"name": "Ana (live)", "version": newer}, "bo": {"name": "Bo", "version": newer}},
+        "message": {"id": "m-1", "text": "edited live", "version": newer},
+        "user": {"id": "ana", "name": "Ana (live)", "version": newer},
+    }
+    assert client.post("/message", json=live).status_code == 200
+    assert client.delete(f"/message/m-2?hard=true&version={newer.replace('+', '%2B')}").status_code == 200
+    older = "2022-05-01T12:00:00Z"
+    path = write_history(
+        tmp_path / "history.jsonl",
+        [
+            user("ana", name="Ana (history)", updated_at=older),
+            user("cy", name="Cy", updated_at=older),
+            channel("general", title="history", updated_at=older),
+            member("general", "cy"),
+            message("m-1", text="the history's text", updated_at=older),
+            message("m-2", updated_at=older),
+            message("m-3", updated_at=older),
+        ],
+    )
+
+    summary = live_run(app, path)
+
+    state = stream.stand_in.state
+    assert state.users["ana"]["name"] == "Ana (live)" and state.users["cy"]["name"] == "Cy"
+    assert state.channels["messaging:general"]["title"] == "live"
+    assert state.messages["m-1"]["text"] == "edited live"
+    assert "m-2" not in state.messages
+    assert state.messages["m-3"]["text"] == "text of m-3"
+    assert (summary.refused, summary.failed) == (0, 0)
+    assert summary.already_there >= 2  # m-1 and m-2: a newer version of each
+
+
+def test_a_live_retry_older_than_the_backfill_does_not_undo_it(app, client, stream, tmp_path):
+    path = write_history(
+        tmp_path / "history.jsonl",
+        [
+            user("ana", name="Ana"),
+            channel("general"),
+            message("m-1", text="from history", updated_at="2022-05-02T00:00:00Z"),
+        ],
+    )
+    live_run(app, path)
+
+    late = client.put(
+        "/message/m-1",
+        json={"message": {"text": "a late retry", "version": "2022-05-01T00:00:00Z"}, "user": {"id": "ana"}},
+    )
+
+    assert late.get_json()["stale"] is True
+    assert stream.stand_in.state.messages["m-1"]["text"] == "from history"

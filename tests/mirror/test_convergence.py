@@ -9,20 +9,17 @@ members and data, message texts and deletions.
 """
 
 import json
-import tempfile
 import uuid
 from contextlib import ExitStack
-from pathlib import Path
 
 import pytest
-import redis
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
 from app import create_app
 
-from support.examples import API_KEY, API_SECRET, sign
+from support.examples import sign
+from support.machines import run_on_a_shared_store
 from support.stream import stream_in_memory as stream_stand_in
 
 USERS = [f"u{n}" for n in range(5)]
@@ -317,26 +314,4 @@ class Convergence(RuleBasedStateMachine):
 
 @pytest.mark.parametrize("store", ["sqlite", "redis"])
 def test_stream_converges_to_the_primary(store, request):
-    def machine():
-        environ = {
-            "STREAM_API_KEY": API_KEY,
-            "STREAM_API_SECRET": API_SECRET,
-            "TOKEN_AUTH": "open",
-            "WEBHOOK_DB": str(Path(tempfile.mkdtemp()) / "webhooks.sqlite3"),
-        }
-        if store == "redis":
-            redis_url = request.getfixturevalue("redis_url")
-            redis.Redis.from_url(redis_url).flushdb()
-            environ["REDIS_URL"] = redis_url
-        Convergence.environ = environ
-        return Convergence()
-
-    run_state_machine_as_test(
-        machine,
-        settings=settings(
-            max_examples=25,
-            stateful_step_count=30,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-        ),
-    )
+    run_on_a_shared_store(Convergence, store, request, steps=30)

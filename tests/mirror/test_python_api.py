@@ -3,14 +3,17 @@ everything from the app's keys, the parsers check bodies with the HTTP routes' r
 every failure is a StreamBackendError."""
 
 import math
+from datetime import UTC, datetime
 
 import pytest
 
 import stream_backend
+from app import create_app
 from stream_backend import (
     ChannelSync,
     InvalidRequest,
     MessageSync,
+    MessageUpdate,
     Mirror,
     SettingsError,
     StreamBackendError,
@@ -128,3 +131,28 @@ def test_streams_refusal_is_a_stream_error_with_its_status_code_and_message(stre
         Mirror.connect(API_KEY, API_SECRET).sync_channel(parse_channel(CHANNEL_BODY))
 
     assert (refused.value.status, refused.value.code, refused.value.message) == (403, 17, "not allowed")
+
+
+def test_versions_from_python_share_the_services_store_and_take_datetimes(stream, tmp_path, environ):
+    """A Python backend and the HTTP routes on one store never undo each other's newer writes."""
+    service = create_app(environ).test_client()
+    mirror = Mirror.connect(API_KEY, API_SECRET, state=f"sqlite:///{environ['WEBHOOK_DB']}")
+    sync = MessageSync(ChannelSync("ana", {"ana": {"name": "Ana"}}, id="general"), "m-1", "first", {"id": "ana"})
+    mirror.sync_message(sync)
+    update = MessageUpdate({"text": "newer"}, "ana", version=datetime(2026, 11, 28, 10, tzinfo=UTC))
+    mirror.update_message("m-1", update.fields, update.user_id, update.version)
+
+    late = service.put(
+        "/message/m-1", json={"message": {"text": "older", "version": "2026-11-28T09:59:59Z"}, "user": {"id": "ana"}}
+    )
+
+    assert late.get_json()["stale"] is True
+    assert stream.stand_in.state.messages["m-1"]["text"] == "newer"
+
+
+def test_a_versioned_write_without_a_store_is_refused(stream):
+    mirror = Mirror.connect(API_KEY, API_SECRET)
+
+    with pytest.raises(SettingsError, match="needs a store"):
+        mirror.update_message("m-1", {"text": "x"}, "ana", version=3)
+    assert stream.call_count == 0

@@ -9,6 +9,8 @@ beside the project); without it, the check is skipped with a note.
 import functools
 import os
 import re
+import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -60,13 +62,16 @@ def requests_off_spec(history) -> list[str]:
 
 
 @contextmanager
-def stream_in_memory():
+def stream_in_memory(delay: Callable[[], float] | None = None):
     """Stream's API, answered in memory by the stand-in through requests-mock: yields the
     mocker, whose `stand_in` is the stand-in and whose `request_history` is what was sent. A
-    test overrides a route by registering it again."""
+    test overrides a route by registering it again. `delay()`: seconds each answer waits
+    first, as Stream's round trips do (so that concurrent requests interleave)."""
     stand_in = StandIn(API_KEY, API_SECRET)
 
     def answer(request, context):
+        if delay is not None:
+            time.sleep(delay())
         query = {key: values[-1] for key, values in parse_qs(urlsplit(request.url).query).items()}
         context.status_code, body = stand_in.answer(
             request.method, request.path, query, request.body or b"", request.headers.get("Authorization")
