@@ -37,10 +37,10 @@ from support.history import (
     read_jsonl,
     run_command,
     small_history,
-    stand_in_over_http,
     user,
     write_history,
 )
+from support.stream import stand_in_over_http
 from support.stream import stream_in_memory as stream_stand_in
 
 
