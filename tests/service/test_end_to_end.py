@@ -197,13 +197,13 @@ def test_run_command_without_credentials_serves_through_the_stand_in(tmp_path):
         token = requests.post(f"{url}/generate-token", json={"user_id": "tommaso"}, timeout=5)
         channel = requests.post(
             f"{url}/channel",
-            json={"channel": {"creator_id": "tommaso"}, "members": {"tommaso": {"name": "Tommaso"}}},
+            json={"channel": {"creator_id": "tommaso", "id": "general"}, "members": {"tommaso": {"name": "Tommaso"}}},
             timeout=5,
         )
         message = requests.post(
             f"{url}/message",
             json={
-                "channel": {"creator_id": "tommaso"},
+                "channel": {"creator_id": "tommaso", "id": "general"},
                 "members": {"tommaso": {"name": "Tommaso"}},
                 "message": {"id": "first", "text": "hi"},
                 "user": {"id": "tommaso"},
