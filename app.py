@@ -441,17 +441,30 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     setting missing or wrong prints `Cannot start: ...` and exits with status 3 (gunicorn's
     "worker failed to boot": it stops instead of restarting the worker forever). With one (a
     test, a host that embeds the service): that mapping only, and a bad setting raises
-    SettingsError. As the flask tutorial's `create_app(test_config=None)`.
+    SettingsError. As the flask tutorial's `create_app(test_config=None)`. When Flask's CLI
+    calls it only to find a command (`flask --app app backfill ...`), it answers `command_app()`.
     """
     if environ is not None:
         return build_app(Settings.from_environ(environ))
     load_dotenv()
+    if commands.finding_a_command():
+        return command_app()
     try:
         app_settings = Settings.from_environ(os.environ)
     except SettingsError as error:
         print(f"Cannot start: {error}", file=sys.stderr)
         raise SystemExit(3) from None
     return build_app(app_settings)
+
+
+def command_app() -> Flask:
+    """The app Flask's CLI finds the commands on (`flask --app app backfill ...`): the commands
+    alone, none of the service. `--help` and `backfill --check` need no setting then, and no
+    open-mode warning is printed; a command that calls Stream reads the settings it uses when
+    it runs (stream_backend/web/commands.py)."""
+    app = Flask(__name__, static_folder=None)
+    commands.register(app)
+    return app
 
 
 def build_app(app_settings: Settings) -> Flask:
@@ -489,8 +502,7 @@ def build_app(app_settings: Settings) -> Flask:
     app.url_map.merge_slashes = False
     api.register(app)
     errors.register(app)
-    app.cli.add_command(commands.backfill)
-    app.cli.add_command(commands.verify)
+    commands.register(app)
     # Serialized once, in the document's own order ("openapi" first), not sorted as jsonify would.
     app.extensions["openapi"] = json.dumps(openapi_document(api.routes))
     hooks.install(app, api, app_settings.max_body_bytes)
