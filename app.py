@@ -290,7 +290,8 @@ def delete_channel(channel_type: str, channel_id: str):
     """Delete a channel: soft, or hard (its messages too) with `?hard=true`.
 
     Response: 200 with Stream's answer; 200 with `"already_deleted": true` when Stream no
-    longer has it. A channel created again after a delete starts empty.
+    longer has it. A channel created again after a hard delete starts empty; after a soft one,
+    Stream brings back its custom data and members, not its messages.
     """
     channel_type = validated(ChannelType, channel_type, "channel type")
     channel_id = validated(ChannelId, channel_id, "channel id")

@@ -68,8 +68,9 @@ def running(command, url: str, env: dict, shell: bool = False, quiet: bool = Fal
 
 
 @contextmanager
-def stand_in(api_key: str, api_secret: str, latency_ms: float = 0):
-    """The Stream stand-in on a free loopback port; yields its base URL."""
+def stand_in(api_key: str, api_secret: str, latency_ms: float = 0, options: tuple[str, ...] = ()):
+    """The Stream stand-in on a free loopback port, with `options` of its command line; yields
+    its base URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [
@@ -83,6 +84,7 @@ def stand_in(api_key: str, api_secret: str, latency_ms: float = 0):
         api_secret,
         "--latency-ms",
         str(latency_ms),
+        *options,
     ]
     with running(command, f"{url}/_stand_in/calls", env={}):
         yield url

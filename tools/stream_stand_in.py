@@ -140,14 +140,7 @@ class ChatState:
         return self.channel_state(channel)
 
     def _create_channel(self, channel_type: str, channel_id: str, member_ids: list, data: dict) -> dict:
-        missing = [user_id for user_id in member_ids if user_id not in self.users]
-        if missing:
-            raise StreamError(
-                400,
-                INPUT_ERROR,
-                "The following users are involved in channel create operation, but don't exist: "
-                f"[{', '.join(map(str, missing))}]. Please create the user objects before setting up the channel.",
-            )
+        self._members_exist(member_ids, "create")
         # A creator given as a user object need not exist: Stream creates the user.
         creator = data.pop("created_by", None) or {}
         creator_id = creator.get("id") or data.pop("created_by_id", None)
@@ -174,14 +167,7 @@ class ChatState:
         removed = set(body.get("remove_members") or [])
         if removed & set(added):
             raise StreamError(400, INPUT_ERROR, "cannot add and remove the same members in one request")
-        missing = [user_id for user_id in added if user_id not in self.users]
-        if missing:
-            raise StreamError(
-                400,
-                INPUT_ERROR,
-                "The following users are involved in channel update operation, but don't exist: "
-                f"[{', '.join(map(str, missing))}]. Please create the user objects before setting up the channel.",
-            )
+        self._members_exist(added, "update")
         outsiders = [user_id for user_id in added if user_id not in channel.get("distinct_members", added)]
         if outsiders:
             raise StreamError(
@@ -357,6 +343,17 @@ class ChatState:
                 raise StreamError(400, INPUT_ERROR, f"Message with id {message_id} doesn't exist")
             raise StreamError(404, NOT_FOUND, f"message with id {message_id} doesn't exist")
         return self.messages[message_id]
+
+    def _members_exist(self, user_ids: list, operation: str) -> None:
+        """Stream's refusal of members that are not users, in a channel's create or update."""
+        missing = [user_id for user_id in user_ids if user_id not in self.users]
+        if missing:
+            raise StreamError(
+                400,
+                INPUT_ERROR,
+                f"The following users are involved in channel {operation} operation, but don't exist: "
+                f"[{', '.join(map(str, missing))}]. Please create the user objects before setting up the channel.",
+            )
 
     def _forget_messages(self, cid: str) -> None:
         for message_id in self.channel_messages.pop(cid, []):

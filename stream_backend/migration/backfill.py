@@ -51,6 +51,9 @@ LIVE_PHASES = ("user", "channel", "member", "message", "reply", "reaction")
 MAX_PART_BYTES = 300 * 1000 * 1000
 # A run stops (resumable) after this many failures in a row: Stream is down, not one record bad.
 MAX_FAILURES_IN_A_ROW = 50
+# How often the checkpoint is saved: a run that is killed (not stopped) sends again what was
+# done since, and a save is a small file written whole (bench/backfill.py --resume-under-faults).
+CHECKPOINT_SECONDS = 0.25
 # Stream's message custom field where the original time is kept: the live API stamps a message
 # with its arrival.
 ORIGINAL_CREATED_AT = "original_created_at"
@@ -443,7 +446,7 @@ class LiveRun(Run):
             progress.close()
 
     def _write_all(self, units: Iterator[Unit], number: int, tracker: Tracker, progress: Progress) -> None:
-        """Write the units through the lanes, checkpointing every second."""
+        """Write the units through the lanes, checkpointing every CHECKPOINT_SECONDS."""
         lanes = Lanes(self.options.concurrency, 4 * self.options.concurrency)
         saved_at = time.monotonic()
         try:
@@ -451,7 +454,7 @@ class LiveRun(Run):
                 if self.options.stop.is_set():
                     break
                 lanes.submit(unit.channel, functools.partial(self._write_unit, number, unit, tracker, progress))
-                if time.monotonic() - saved_at > 1:
+                if time.monotonic() - saved_at > CHECKPOINT_SECONDS:
                     self._save(progress)
                     saved_at = time.monotonic()
         except KeyboardInterrupt:
