@@ -706,6 +706,8 @@ def answer_with_faults(
     faults = stand_in.faults
     headers, over_limit = faults.rate_headers(method, path)
     failure = "429" if over_limit else faults.pick_failure()
+    if failure in ("429", "500"):
+        stand_in.calls += 1  # answered here, without reaching `answer`, which counts the others
     if failure == "429":
         # Over the limit, Stream's own 429 says when its window resets (X-RateLimit-Reset);
         # an injected one stands for the 429s that carry a Retry-After (Stream's API budget, a
@@ -946,6 +948,7 @@ def main() -> None:
     parser.add_argument("--fail-kinds", default="500,timeout,429", help="failures to pick from")
     parser.add_argument("--timeout-ms", type=float, default=2000, help="how late an injected timeout answers")
     parser.add_argument("--seed", type=int, default=0, help="seed of the injected failures")
+    parser.add_argument("--retry-after-s", type=int, default=1, help="the Retry-After of an injected 429")
     parser.add_argument(
         "--message-not-found-code",
         type=int,
@@ -962,6 +965,7 @@ def main() -> None:
         tuple(args.fail_kinds.split(",")),
         args.timeout_ms / 1000,
         args.seed,
+        args.retry_after_s,
     )
     server = StandInServer((args.host, args.port), stand_in, args.verbose)
     print(
