@@ -201,7 +201,9 @@ class Verifier:
     def _compare_message(self, record: Record, message_id: str, cid: str, stored: dict | None) -> None:
         item = record.item
         if stored is None:
-            elsewhere = self._or_none(lambda: [retrying(lambda: self.client.get_message(message_id))["message"]])
+            elsewhere = self._or_none(
+                lambda: [retrying(lambda: self.client.get_message(message_id, show_deleted_message=True))["message"]]
+            )
             if elsewhere and elsewhere[0].get("cid") != cid:
                 self.differ(record, "in another channel", expected=cid, actual=elsewhere[0].get("cid"))
             else:

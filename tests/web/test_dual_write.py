@@ -37,6 +37,8 @@ def test_retried_message_answers_the_stored_message(client, stream):
         ("POST", f"/channels/{first['cid'].replace(':', '/')}/message"),
         ("GET", "/messages/123-456-789-01234"),
     ]
+    # A soft-deleted message is read only so (docs/stream-behaviour.md, B31).
+    assert calls(stream)[-1][2]["show_deleted_message"] == ["true"]
 
 
 def test_retry_with_other_text_updates_the_stored_text(client, stream):
