@@ -109,14 +109,7 @@ def run_measured(command: list[str], env: dict) -> tuple[float, float, int, str]
 
 
 def service_env(stand_in_url: str, directory: str) -> dict:
-    return {
-        "STREAM_API_KEY": API_KEY,
-        "STREAM_API_SECRET": API_SECRET,
-        "STREAM_CHAT_URL": stand_in_url,
-        "TOKEN_AUTH": "open",
-        "LOG_LEVEL": "WARNING",
-        "WEBHOOK_DB": f"{directory}/webhooks.sqlite3",
-    }
+    return live.service_env(API_KEY, API_SECRET, stand_in_url, directory)
 
 
 def flask(*args: str) -> list[str]:

@@ -51,17 +51,7 @@ def main() -> None:
     with (
         tempfile.TemporaryDirectory() as directory,
         live.stand_in(API_KEY, API_SECRET, options=faults) as stand_in_url,
-        live.service(
-            {
-                "STREAM_API_KEY": API_KEY,
-                "STREAM_API_SECRET": API_SECRET,
-                "STREAM_CHAT_URL": stand_in_url,
-                "TOKEN_AUTH": "open",
-                "LOG_LEVEL": "WARNING",
-                "WEBHOOK_DB": f"{directory}/webhooks.sqlite3",
-            },
-            quiet=True,
-        ) as url,
+        live.service(live.service_env(API_KEY, API_SECRET, stand_in_url, directory), quiet=True) as url,
     ):
         session = requests.Session()
         print("| route | answers | Retry-After | p50 | slowest | Stream calls/request |")

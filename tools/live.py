@@ -90,6 +90,19 @@ def stand_in(api_key: str, api_secret: str, latency_ms: float = 0, options: tupl
         yield url
 
 
+def service_env(api_key: str, api_secret: str, stream_url: str, directory: str) -> dict:
+    """The service's settings for a benchmark against the stand-in: tokens for anyone, warnings
+    only in its log, its SQLite file in `directory`."""
+    return {
+        "STREAM_API_KEY": api_key,
+        "STREAM_API_SECRET": api_secret,
+        "STREAM_CHAT_URL": stream_url,
+        "TOKEN_AUTH": "open",
+        "LOG_LEVEL": "WARNING",
+        "WEBHOOK_DB": f"{directory}/webhooks.sqlite3",
+    }
+
+
 @contextmanager
 def service(env: dict, command: str | None = None, quiet: bool = False):
     """The service as the Procfile starts it (or as `command` does), on a free port; yields
