@@ -347,7 +347,8 @@ def delete_channel(channel_type: str, channel_id: str):
     """Delete a channel: soft, or hard (its messages too) with `?hard=true`.
 
     Response: 200 with Stream's answer; 200 with `"already_deleted": true` when Stream no
-    longer has it. A channel created again after a delete starts empty. `?version=` as for a
+    longer has it. A channel created again after a hard delete starts empty; after a soft one,
+    Stream brings back its custom data and members, not its messages. `?version=` as for a
     message: a tombstone.
     """
     channel_type = validated(ChannelType, channel_type, "channel type")
@@ -513,17 +514,31 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     setting missing or wrong prints `Cannot start: ...` and exits with status 3 (gunicorn's
     "worker failed to boot": it stops instead of restarting the worker forever). With one (a
     test, a host that embeds the service): that mapping only, and a bad setting raises
-    SettingsError. As the flask tutorial's `create_app(test_config=None)`.
+    SettingsError. As the flask tutorial's `create_app(test_config=None)`. When Flask's CLI
+    calls it only to find a command (`flask --app app backfill ...`), it answers `command_app()`.
     """
     if environ is not None:
         return build_app(Settings.from_environ(environ))
     load_dotenv()
+    if commands.finding_a_command():
+        return command_app()
     try:
         app_settings = Settings.from_environ(os.environ)
     except SettingsError as error:
         cannot_start(str(error), os.environ)
         raise SystemExit(3) from None
     return build_app(app_settings)
+
+
+def command_app() -> Flask:
+    """The app Flask's CLI finds the commands on (`flask --app app backfill ...`): the commands
+    alone, none of the service. `--help` and `backfill --check` need no setting then, and no
+    open-mode warning is printed; a command that calls Stream reads the settings it uses when
+    it runs (stream_backend/web/commands.py)."""
+    app = Flask(__name__, static_folder=None)
+    commands.register(app)
+    deliveries.register(app)
+    return app
 
 
 def build_app(app_settings: Settings) -> Flask:
@@ -571,10 +586,8 @@ def build_app(app_settings: Settings) -> Flask:
     app.url_map.merge_slashes = False
     api.register(app)
     errors.register(app)
-    app.cli.add_command(commands.backfill)
-    app.cli.add_command(commands.verify)
-    app.cli.add_command(deliveries.deliver)
-    app.cli.add_command(deliveries.deliveries)
+    commands.register(app)
+    deliveries.register(app)
     # Built once; serialized in its own order ("openapi" first), not sorted as jsonify would.
     app.extensions["openapi"] = openapi_document(api.routes)
     hooks.install(app, api, app_settings.max_body_bytes)

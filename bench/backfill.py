@@ -1,8 +1,10 @@
-"""Backfill benchmark: throughput against the Stream stand-in at 25 ms a call, and peak memory.
+"""Backfill benchmark: throughput against the Stream stand-in at 25 ms a call, peak memory, and
+what a `--resume` sends again after a run under faults was interrupted.
 
     .venv/bin/python bench/backfill.py --memory-lines 0 --live-memory-lines      # throughput (docs/performance.md)
     .venv/bin/python bench/backfill.py --concurrency --memory-lines 1000000 --live-memory-lines 20000 100000
     .venv/bin/python bench/backfill.py --messages 400 --concurrency 8 32 --memory-lines 0 --live-memory-lines
+    .venv/bin/python bench/backfill.py --resume-under-faults                     # resends after --resume
 
 It runs, in one go so that their ratios hold on a noisy machine:
 
@@ -16,11 +18,20 @@ It runs, in one go so that their ratios hold on a noisy machine:
    `--live-memory-lines` lines against a stand-in without latency, to show what the index and the in-flight window take.
 
 Peak memory is each process's own (`ru_maxrss` from wait4), not the machine's.
+
+With `--resume-under-faults` it runs only this, in one go: against a stand-in at 25 ms a call
+where a tenth of the calls fail (a 500, a timeout, or a 429 with `Retry-After: 1`), the command
+is interrupted once `--stop-at` of the messages have arrived (Ctrl-C, or killed), then run with
+`--resume`; the stand-in counts the sends of each message (`GET /_stand_in/sends`), so the
+table shows how many of the messages that had arrived were sent again, each one spending one
+of Stream's sends a minute. The same is done with the checkpoint as the earlier version kept it
+(its mark alone: the lines done beyond it dropped), for the ratio in one run.
 """
 
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -98,14 +109,7 @@ def run_measured(command: list[str], env: dict) -> tuple[float, float, int, str]
 
 
 def service_env(stand_in_url: str, directory: str) -> dict:
-    return {
-        "STREAM_API_KEY": API_KEY,
-        "STREAM_API_SECRET": API_SECRET,
-        "STREAM_CHAT_URL": stand_in_url,
-        "TOKEN_AUTH": "open",
-        "LOG_LEVEL": "WARNING",
-        "WEBHOOK_DB": f"{directory}/webhooks.sqlite3",
-    }
+    return live.service_env(API_KEY, API_SECRET, stand_in_url, directory)
 
 
 def flask(*args: str) -> list[str]:
@@ -199,6 +203,71 @@ def memory_runs(directory: str, check_lines: int, live_lines: list[int]) -> list
     return results
 
 
+# A tenth of the calls fail, and the command's timeout is shorter than an injected timeout's.
+FAULTS = ("--fail-rate", "0.1", "--fail-kinds", "500,timeout,429", "--timeout-ms", "500")
+RESUME_TIMEOUT_SECONDS = "0.25"
+
+
+def sends(stand_in_url: str) -> tuple[dict[str, int], set[str]]:
+    """The stand-in's sends of each message id, and the messages it holds."""
+    answer = requests.get(f"{stand_in_url}/_stand_in/sends", timeout=30).json()
+    return answer["sends"], set(answer["held"])
+
+
+def interrupted_then_resumed(
+    directory: str, messages: int, stop_at: float, how: str, mark_alone: bool, seed: int
+) -> dict:
+    """One interruption and its `--resume`: how many of the messages held at the interruption
+    were sent again."""
+    path = Path(directory) / f"resume-{how}-{mark_alone}.jsonl"
+    write_history(path, messages, run=f"r{seed}")
+    with live.stand_in(API_KEY, API_SECRET, latency_ms=25, options=(*FAULTS, "--seed", str(seed))) as url:
+        env = {**os.environ, **service_env(url, directory), "STREAM_CHAT_TIMEOUT": RESUME_TIMEOUT_SECONDS}
+        command = flask("backfill", str(path), "--concurrency", "64", "--rate-share", "1")
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while len(sends(url)[1]) < stop_at * messages and process.poll() is None:
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT if how == "Ctrl-C" else signal.SIGKILL)
+        process.wait(timeout=300)
+        before, held = sends(url)
+        if mark_alone:
+            checkpoint = Path(f"{path}.checkpoint.json")
+            state = json.loads(checkpoint.read_text())
+            checkpoint.write_text(json.dumps({k: v for k, v in state.items() if k not in ("read_through", "open")}))
+        seconds, _, status, output = run_measured(command + ["--resume"], {**env})
+        after, held_after = sends(url)
+    resent = [message_id for message_id in held if after.get(message_id, 0) > before.get(message_id, 0)]
+    return {
+        "interruption": how,
+        "checkpoint": "its mark alone (as before)" if mark_alone else "its mark and the lines done beyond it",
+        "held": len(held),
+        "resent": len(resent),
+        "resent_calls": sum(after.get(message_id, 0) - before.get(message_id, 0) for message_id in held),
+        "status": status,
+        "complete": len(held_after) == messages,
+        "seconds": seconds,
+    }
+
+
+def resume_under_faults(directory: str, args) -> None:
+    print(
+        f"\n{args.messages:,} messages round 200 channels; interrupted at {args.stop_at:.0%} of them arrived, "
+        "then --resume; a tenth of the calls failing (500, timeout, 429)"
+    )
+    print("| interrupted by | checkpoint | messages held | sent again | share | resumed run |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    runs = [("Ctrl-C", False), ("Ctrl-C", True), ("kill -9", False), ("kill -9", True)]
+    for seed, (how, mark_alone) in enumerate(runs, start=1):
+        result = interrupted_then_resumed(directory, args.messages, args.stop_at, how, mark_alone, seed)
+        outcome = "all arrived" if result["complete"] and result["status"] == 0 else f"exit {result['status']}"
+        print(
+            f"| {how} | {result['checkpoint']} | {result['held']:,} | {result['resent']:,} "
+            f"({result['resent_calls']:,} sends) | {result['resent'] / max(result['held'], 1):.1%} | "
+            f"{outcome}, {result['seconds']:.0f} s |",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=10_000, help="messages per backfill run")
@@ -208,8 +277,13 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=25)
     parser.add_argument("--memory-lines", type=int, default=1_000_000, help="lines of the --check run (0: none)")
     parser.add_argument("--live-memory-lines", type=int, nargs="*", default=[20_000, 100_000])
+    parser.add_argument("--resume-under-faults", action="store_true", help="only: what a --resume sends again")
+    parser.add_argument("--stop-at", type=float, default=0.4, help="the share of messages arrived at the interruption")
     args = parser.parse_args()
 
+    if args.resume_under_faults:
+        with tempfile.TemporaryDirectory() as directory:
+            return resume_under_faults(directory, args)
     with tempfile.TemporaryDirectory() as directory:
         with live.stand_in(API_KEY, API_SECRET, latency_ms=args.latency_ms) as stand_in_url:
             if not args.concurrency:

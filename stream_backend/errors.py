@@ -93,8 +93,13 @@ class QueueFull(StoreUnavailable):
 INPUT_ERROR = 4
 NOT_FOUND = 16
 
-# Stream's words when a user or channel is not there: "The following users are ... but don't
-# exist", "user ... doesn't exist", "Can't find channel ...".
+# Stream's words when what a call names is not there. Its own tests show both codes for one
+# answer: stream-node's messages test expected code 4 `GetMessage failed with error: "Message
+# with id ... doesn't exist"` until 2026-03, and code 16 `"message with id ... doesn't exist"`
+# since; a delete of a missing message has answered 400 with the same words, and 2021's SDKs
+# said "... not found" (docs/stream-behaviour.md).
+_NOT_THERE = re.compile(r"doesn't exist|does not exist|not found|can't find", re.IGNORECASE)
+# ... and when users a call relies on are not there: "The following users are ... but don't exist".
 _MISSING = re.compile(r"(don't|doesn't|does not|do not) exist|not found|can't find", re.IGNORECASE)
 
 
@@ -104,7 +109,7 @@ class StreamError(StreamBackendError):
     `status` is the HTTP status; `code` and `message` are Stream's own, from its error body
     (`{"code", "message", "StatusCode", ...}`), or None and `HTTP <status>` when the answer
     had no such body (a proxy's page, a wrong URL). `retry_after`: for a 429, the whole
-    seconds until Stream's rate-limit window resets, when its headers say.
+    seconds Stream asked us to wait (its `Retry-After`, or until its `X-RateLimit-Reset`).
     """
 
     def __init__(self, status: int, code: int | None, message: str | None, retry_after: int | None = None) -> None:
@@ -119,12 +124,17 @@ class StreamError(StreamBackendError):
         return self.code is not None
 
     def is_not_found(self) -> bool:
-        """Stream's own not-found answer (404, code 16), not a proxy's 404 or a wrong URL's."""
-        return self.status == 404 and self.code == NOT_FOUND
+        """Stream's own answer that what the call names is not there: code 16, or code 4 saying
+        so ("doesn't exist", "not found"), whatever the HTTP status; never a proxy's 404."""
+        if self.code == NOT_FOUND:
+            return True
+        return self.code == INPUT_ERROR and bool(_NOT_THERE.search(self.message))
 
     def is_missing(self) -> bool:
         """Stream says a user or channel we relied on does not exist (deleted elsewhere)."""
-        return self.is_not_found() or (self.status == 400 and bool(_MISSING.search(self.message)))
+        return self.is_not_found() or (
+            self.is_streams_own() and self.status == 400 and bool(_MISSING.search(self.message))
+        )
 
     def is_duplicate_message(self) -> bool:
         """Stream already has a message with this id: 400 code 4 "a message with ID ... already

@@ -74,7 +74,10 @@ class Settings:
         return self.redis_url or f"sqlite:///{self.webhook_db}"
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> "Settings":
+    def from_environ(cls, environ: Mapping[str, str], serving: bool = True) -> "Settings":
+        """The settings in `environ`, checked together. `serving=False`: for a command
+        (`backfill`, `verify`), which serves no route: TOKEN_AUTH and the secrets that go with
+        it are not needed."""
         problems = []
         missing = [name for name in ("STREAM_API_KEY", "STREAM_API_SECRET") if not environ.get(name)]
         if missing:
@@ -115,14 +118,15 @@ class Settings:
             log_level=(environ.get("LOG_LEVEL") or "INFO").upper(),
             log_format=(environ.get("LOG_FORMAT") or "text").lower(),
         )
-        problems.extend(settings.problems())
+        problems.extend(settings.problems(serving))
         if problems:
             raise SettingsError("; ".join(problems) + ". See .env.example for every setting.")
         return settings
 
-    def problems(self) -> list[str]:
-        """What is wrong in how the settings go together."""
-        problems = self._auth_problems() + self._secret_problems() + self._timing_problems() + self._store_problems()
+    def problems(self, serving: bool = True) -> list[str]:
+        """What is wrong in how the settings go together (for serving, or for a command)."""
+        problems = self._auth_problems() + self._secret_problems() if serving else []
+        problems += self._timing_problems() + self._store_problems()
         if self.log_level not in LOG_LEVELS:
             problems.append(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {self.log_level!r}")
         if self.log_format not in ("text", "json"):

@@ -71,8 +71,9 @@ def running(command, url: str, env: dict, shell: bool = False, quiet: bool = Fal
 
 
 @contextmanager
-def stand_in(api_key: str, api_secret: str, latency_ms: float = 0):
-    """The Stream stand-in on a free loopback port; yields its base URL."""
+def stand_in(api_key: str, api_secret: str, latency_ms: float = 0, options: tuple[str, ...] = ()):
+    """The Stream stand-in on a free loopback port, with `options` of its command line; yields
+    its base URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [
@@ -86,9 +87,23 @@ def stand_in(api_key: str, api_secret: str, latency_ms: float = 0):
         api_secret,
         "--latency-ms",
         str(latency_ms),
+        *options,
     ]
     with running(command, f"{url}/_stand_in/calls", env={}):
         yield url
+
+
+def service_env(api_key: str, api_secret: str, stream_url: str, directory: str) -> dict:
+    """The service's settings for a benchmark against the stand-in: tokens for anyone, warnings
+    only in its log, its SQLite file in `directory`."""
+    return {
+        "STREAM_API_KEY": api_key,
+        "STREAM_API_SECRET": api_secret,
+        "STREAM_CHAT_URL": stream_url,
+        "TOKEN_AUTH": "open",
+        "LOG_LEVEL": "WARNING",
+        "WEBHOOK_DB": f"{directory}/webhooks.sqlite3",
+    }
 
 
 @contextmanager

@@ -15,12 +15,19 @@ messages in memory until it stops:
     PUT    /messages/{id}                  partial update (set / unset)
     DELETE /messages/{id}                  delete a message (?hard=true)
 
-Every call needs the `api_key` query parameter and an `Authorization` JWT signed with the
-API secret, as Stream does. Errors use Stream's body: `{"code", "message", "StatusCode", ...}`.
+It answers as Stream's own SDK test suites show Stream answering (docs/stream-behaviour.md,
+each behaviour checked by tests/tools/test_stream_behaviour.py): POSTs and PUTs 201, the rest
+200; errors in Stream's body, `{"code", "message", "StatusCode", ...}`, whose message names
+the operation (`SendMessage failed with error: "..."`). A message that does not exist is
+answered in today's form (code 16, "message with id ... doesn't exist") or, with
+`--message-not-found-code 4`, in the form Stream answered until 2026-03 (400, code 4).
+Every call needs the `api_key` query parameter and an `Authorization` JWT signed with the API
+secret, as Stream does.
 
 For tests: `GET /_stand_in/requests` lists what it received (method, path, query, body; the
 last 10,000) and `DELETE /_stand_in/requests` forgets it; `GET /_stand_in/calls` counts every
-API call since start. `--latency-ms` delays every API answer.
+API call since start; `GET /_stand_in/sends` counts the sends of each message id and lists
+the messages held. `--latency-ms` delays every API answer.
 
     python tools/stream_stand_in.py --port 8765 --api-key KEY --api-secret SECRET
 """
@@ -29,13 +36,14 @@ import argparse
 import contextlib
 import hashlib
 import json
+import math
 import random
 import re
 import socket
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -45,10 +53,20 @@ import jwt
 
 USER_ID = re.compile(r"[A-Za-z0-9@_-]{1,255}")
 STATE_MESSAGES = 25
+# Stream's error codes (its docs' table): 4 bad input, 16 not found, 17 not allowed, 22 payload
+# too big, 9 rate limited; 2 and 5 for a wrong key or token.
+INPUT_ERROR, NOT_FOUND, NOT_ALLOWED, TOO_BIG, RATE_LIMITED = 4, 16, 17, 22, 9
+# Custom data on a message: at most 5 KB (Stream's docs; 413 over it).
+MAX_CUSTOM_BYTES = 5 * 1024
+# A message's own fields: the rest of what is sent is custom data.
+MESSAGE_FIELDS = {"id", "text", "type", "user", "user_id", "attachments", "mentioned_users", "parent_id", "silent"}
+# What Stream's answer to a channel delete keeps of the channel: not its custom data.
+DELETED_CHANNEL_FIELDS = ("id", "type", "cid", "created_at", "updated_at", "deleted_at", "frozen", "disabled")
 
 
 class StreamError(Exception):
-    """An answer in Stream's error shape."""
+    """An answer in Stream's error shape: the HTTP status, Stream's code, and what went wrong
+    (`message`); the answer's message names the operation (StandIn.error_body)."""
 
     def __init__(self, status: int, code: int, message: str) -> None:
         super().__init__(message)
@@ -59,25 +77,41 @@ def now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
-class ChatState:
-    """Users, channels and messages, as Stream would keep them; one lock guards them all."""
+def member_id(member: dict) -> str | None:
+    """A member's user id: Stream's spec asks for `{"user_id"}`, and Stream also takes a user
+    object, as the workshop's reference backend sent (`{"user": {"id"}}`)."""
+    return member.get("user_id") or (member.get("user") or {}).get("id")
 
-    def __init__(self) -> None:
+
+def distinct_id(member_ids) -> str:
+    """A distinct channel's id, from its members in any order (Stream's own is a longer hash)."""
+    return "!members-" + hashlib.sha256(json.dumps(sorted(member_ids)).encode()).hexdigest()[:32]
+
+
+class ChatState:
+    """Users, channels and messages, as Stream would keep them; one lock guards them all.
+
+    `message_not_found_code`: 16 answers a missing message as Stream does today, 4 as it did
+    until 2026-03 (stream-node's messages test; docs/stream-behaviour.md)."""
+
+    def __init__(self, message_not_found_code: int = NOT_FOUND) -> None:
         self.lock = threading.Lock()
+        self.message_not_found_code = message_not_found_code
         self.users: dict[str, dict] = {}
         self.channels: dict[str, dict] = {}  # cid -> channel
         self.messages: dict[str, dict] = {}  # message id -> message
         self.channel_messages: dict[str, list[str]] = {}  # cid -> its message ids, oldest first
+        self.sends: Counter[str] = Counter()  # message id -> sends of it, refused ones too
 
     def upsert_users(self, body: dict) -> dict:
         users = body.get("users")
         if not isinstance(users, dict) or not users:
-            raise StreamError(400, 4, 'UpdateUsers failed with error: "users is a required field"')
+            raise StreamError(400, INPUT_ERROR, "users is a required field")
         if len(users) > 100:
-            raise StreamError(400, 4, 'UpdateUsers failed with error: "users is more than 100"')
+            raise StreamError(400, INPUT_ERROR, "users is more than 100")
         for key, user in users.items():
             if not isinstance(user, dict) or user.get("id") != key or not USER_ID.fullmatch(key):
-                raise StreamError(400, 4, f'UpdateUsers failed with error: "user {key!r} is not valid"')
+                raise StreamError(400, INPUT_ERROR, f"user {key!r} is not valid")
         stamp = now()
         for user_id, user in users.items():
             created = self.users.get(user_id, {}).get("created_at", stamp)
@@ -86,53 +120,62 @@ class ChatState:
 
     def get_or_create_channel(self, channel_type: str, channel_id: str | None, body: dict) -> dict:
         data = dict(body.get("data") or {})
-        member_ids = [member.get("user_id") for member in data.pop("members", None) or []]
-        if channel_id is None:
-            if not member_ids:
-                raise StreamError(
-                    400, 4, 'GetOrCreateChannel failed with error: "When using member based IDs specify the members"'
-                )
-            digest = hashlib.sha256(json.dumps(sorted(member_ids)).encode()).hexdigest()[:32]
-            channel_id = f"!members-{digest}"
+        member_ids = [member_id(member) for member in data.pop("members", None) or []]
+        distinct = channel_id is None
+        if distinct:
+            if len(set(member_ids)) < 2:
+                raise StreamError(400, INPUT_ERROR, "When using member based IDs specify at least 2 members")
+            channel_id = distinct_id(member_ids)
         cid = f"{channel_type}:{channel_id}"
         channel = self.channels.get(cid)
-        if channel is None or channel["deleted_at"]:
-            creator = (data.pop("created_by", None) or {}).get("id") or data.pop("created_by_id", None)
-            missing = [user_id for user_id in [*member_ids, creator] if user_id and user_id not in self.users]
-            if missing:
-                raise StreamError(
-                    400,
-                    4,
-                    'GetOrCreateChannel failed with error: "The following users '
-                    f"are involved in channel create operation, but don't exist: "
-                    f"[{', '.join(missing)}]. Please create the user objects before "
-                    'setting up the channel."',
-                )
-            stamp = now()
-            channel = {
-                **data,
-                "id": channel_id,
-                "type": channel_type,
-                "cid": cid,
-                "created_by": self.users.get(creator),
-                "created_at": stamp,
-                "updated_at": stamp,
-                "deleted_at": None,
-                "members": list(dict.fromkeys(member_ids)),
-            }
-            self.channels[cid] = channel
-            # A recreated channel starts empty, as Stream's does after a delete.
-            for message_id in self.channel_messages.pop(cid, []):
-                self.messages.pop(message_id, None)
+        if channel is not None and channel["deleted_at"]:
+            # Queried again, a soft-deleted channel comes back: its data and members too, its
+            # messages not.
+            self._forget_messages(cid)
+            channel.update(deleted_at=None, updated_at=now())
+        if channel is None:
+            channel = self._create_channel(channel_type, channel_id, member_ids, data)
+            if distinct:
+                channel["distinct_members"] = sorted(set(member_ids))
         return self.channel_state(channel)
+
+    def _create_channel(self, channel_type: str, channel_id: str, member_ids: list, data: dict) -> dict:
+        self._members_exist(member_ids, "create")
+        # A creator given as a user object need not exist: Stream creates the user.
+        creator = data.pop("created_by", None) or {}
+        creator_id = creator.get("id") or data.pop("created_by_id", None)
+        if creator_id and creator_id not in self.users:
+            self.users[creator_id] = {**creator, "id": creator_id, "role": "user", "created_at": now()}
+        stamp = now()
+        cid = f"{channel_type}:{channel_id}"
+        self.channels[cid] = {
+            **data,
+            "id": channel_id,
+            "type": channel_type,
+            "cid": cid,
+            "created_by": self.users.get(creator_id),
+            "created_at": stamp,
+            "updated_at": stamp,
+            "deleted_at": None,
+            "members": list(dict.fromkeys(member_ids)),
+        }
+        return self.channels[cid]
 
     def update_channel(self, cid: str, body: dict) -> dict:
         channel = self._channel(cid)
-        added = [member.get("user_id") for member in body.get("add_members") or []]
-        missing = [user_id for user_id in added if user_id not in self.users]
-        if missing:
-            raise StreamError(400, 4, f'UpdateChannel failed with error: "users don\'t exist: {missing}"')
+        added = [member_id(member) for member in body.get("add_members") or []]
         removed = set(body.get("remove_members") or [])
+        if removed & set(added):
+            raise StreamError(400, INPUT_ERROR, "cannot add and remove the same members in one request")
+        self._members_exist(added, "update")
+        outsiders = [user_id for user_id in added if user_id not in channel.get("distinct_members", added)]
+        if outsiders:
+            raise StreamError(
+                403,
+                NOT_ALLOWED,
+                "cannot add members to the distinct channel they don't belong to, "
+                "please create a new distinct channel with the desired members",
+            )
         channel["members"] = [
             user_id for user_id in dict.fromkeys([*channel["members"], *added]) if user_id not in removed
         ]
@@ -141,26 +184,35 @@ class ChatState:
 
     def delete_channel(self, cid: str, hard: bool) -> dict:
         channel = self._channel(cid)
+        stamp = now()
         if hard:
             del self.channels[cid]
+            self._forget_messages(cid)
         else:
-            channel["deleted_at"] = now()
-        return {"channel": self._channel_response(channel)}
+            channel["deleted_at"] = stamp
+        # The answer keeps none of the channel's custom data, and shows it truncated.
+        kept = {name: channel.get(name) for name in DELETED_CHANNEL_FIELDS if name in channel}
+        return {"channel": {**kept, "deleted_at": stamp, "truncated_at": stamp, "created_by": None}}
 
     def send_message(self, cid: str, body: dict) -> dict:
         channel = self._channel(cid)
         message = body.get("message")
         if not isinstance(message, dict):
-            raise StreamError(400, 4, 'SendMessage failed with error: "message is a required field"')
+            raise StreamError(400, INPUT_ERROR, "message is a required field")
         user_id = (message.get("user") or {}).get("id") or message.get("user_id")
         if user_id not in self.users:
-            raise StreamError(400, 4, f"SendMessage failed with error: \"user '{user_id}' doesn't exist\"")
+            raise StreamError(400, INPUT_ERROR, f"user '{user_id}' doesn't exist")
         message_id = message.get("id") or hashlib.sha256(f"{time.time_ns()}".encode()).hexdigest()[:36]
+        self.sends[message_id] += 1
         if message_id in self.messages:
-            raise StreamError(400, 4, f'SendMessage failed with error: "a message with ID {message_id} already exists"')
-        stamp = now()
+            raise StreamError(400, INPUT_ERROR, f"a message with ID {message_id} already exists")
         fields = {key: value for key, value in message.items() if key not in ("user", "user_id")}
+        custom = {key: value for key, value in fields.items() if key not in MESSAGE_FIELDS}
+        if len(json.dumps(custom).encode()) > MAX_CUSTOM_BYTES:
+            raise StreamError(413, TOO_BIG, f"message custom data is more than {MAX_CUSTOM_BYTES} bytes")
+        stamp = now()
         self.messages[message_id] = {
+            "silent": False,
             **fields,
             "id": message_id,
             "type": "regular",
@@ -276,63 +328,99 @@ class ChatState:
         }
 
     def _channel_response(self, channel: dict) -> dict:
-        fields = {key: value for key, value in channel.items() if key != "members"}
+        fields = {key: value for key, value in channel.items() if key not in ("members", "distinct_members")}
         return {**fields, "member_count": len(channel["members"])}
 
     def _channel(self, cid: str) -> dict:
         channel = self.channels.get(cid)
         if channel is None or channel["deleted_at"]:
-            raise StreamError(404, 16, f"Can't find channel with id {cid}")
+            raise StreamError(404, NOT_FOUND, f"Can't find channel with id {cid}")
         return channel
 
     def _message(self, message_id: str) -> dict:
         if message_id not in self.messages:
-            raise StreamError(404, 16, f"Message with id {message_id} not found")
+            if self.message_not_found_code == INPUT_ERROR:
+                raise StreamError(400, INPUT_ERROR, f"Message with id {message_id} doesn't exist")
+            raise StreamError(404, NOT_FOUND, f"message with id {message_id} doesn't exist")
         return self.messages[message_id]
 
+    def _members_exist(self, user_ids: list, operation: str) -> None:
+        """Stream's refusal of members that are not users, in a channel's create or update."""
+        missing = [user_id for user_id in user_ids if user_id not in self.users]
+        if missing:
+            raise StreamError(
+                400,
+                INPUT_ERROR,
+                f"The following users are involved in channel {operation} operation, but don't exist: "
+                f"[{', '.join(map(str, missing))}]. Please create the user objects before setting up the channel.",
+            )
 
+    def _forget_messages(self, cid: str) -> None:
+        for message_id in self.channel_messages.pop(cid, []):
+            self.messages.pop(message_id, None)
+
+
+# Each route: its method, path, Stream's name for the operation (what its error messages begin
+# with) and what it does.
 ROUTES = [
-    ("POST", re.compile(r"/users"), lambda s, m, q, b: s.upsert_users(b)),
+    ("POST", re.compile(r"/users"), "UpdateUsers", lambda s, m, q, b: s.upsert_users(b)),
     (
         "POST",
         re.compile(r"/channels/(?P<type>[^/]+)/query"),
+        "GetOrCreateChannel",
         lambda s, m, q, b: s.get_or_create_channel(m["type"], None, b),
     ),
     (
         "POST",
         re.compile(r"/channels/(?P<type>[^/]+)/(?P<id>[^/]+)/query"),
+        "GetOrCreateChannel",
         lambda s, m, q, b: s.get_or_create_channel(m["type"], m["id"], b),
     ),
     (
         "POST",
         re.compile(r"/channels/(?P<type>[^/]+)/(?P<id>[^/]+)"),
+        "UpdateChannel",
         lambda s, m, q, b: s.update_channel(f"{m['type']}:{m['id']}", b),
     ),
     (
         "DELETE",
         re.compile(r"/channels/(?P<type>[^/]+)/(?P<id>[^/]+)"),
+        "DeleteChannel",
         lambda s, m, q, b: s.delete_channel(f"{m['type']}:{m['id']}", q.get("hard_delete") == "true"),
     ),
     (
         "POST",
         re.compile(r"/channels/(?P<type>[^/]+)/(?P<id>[^/]+)/message"),
+        "SendMessage",
         lambda s, m, q, b: s.send_message(f"{m['type']}:{m['id']}", b),
     ),
-    ("GET", re.compile(r"/messages/(?P<id>[^/]+)"), lambda s, m, q, b: s.get_message(m["id"])),
-    ("PUT", re.compile(r"/messages/(?P<id>[^/]+)"), lambda s, m, q, b: s.update_message_partial(m["id"], b)),
+    ("GET", re.compile(r"/messages/(?P<id>[^/]+)"), "GetMessage", lambda s, m, q, b: s.get_message(m["id"])),
+    (
+        "PUT",
+        re.compile(r"/messages/(?P<id>[^/]+)"),
+        "UpdateMessagePartial",
+        lambda s, m, q, b: s.update_message_partial(m["id"], b),
+    ),
     (
         "DELETE",
         re.compile(r"/messages/(?P<id>[^/]+)"),
+        "DeleteMessage",
         lambda s, m, q, b: s.delete_message(m["id"], q.get("hard") == "true"),
     ),
     (
         "PATCH",
         re.compile(r"/channels/(?P<type>[^/]+)/(?P<id>[^/]+)"),
+        "UpdateChannelPartial",
         lambda s, m, q, b: s.update_channel_partial(f"{m['type']}:{m['id']}", b),
     ),
-    ("POST", re.compile(r"/users/delete"), lambda s, m, q, b: s.delete_users(b)),
+    ("POST", re.compile(r"/users/delete"), "DeleteUsers", lambda s, m, q, b: s.delete_users(b)),
     # The app's settings: the cheap authenticated call of the service's readiness check.
-    ("GET", re.compile(r"/app"), lambda s, m, q, b: {"app": {"name": "stand-in", "disable_auth_checks": False}}),
+    (
+        "GET",
+        re.compile(r"/app"),
+        "GetApp",
+        lambda s, m, q, b: {"app": {"name": "stand-in", "disable_auth_checks": False}},
+    ),
 ]
 
 
@@ -351,8 +439,9 @@ ROUTES = [
 #                                           analyze_failed
 #
 # With `Faults`, every API answer carries X-RateLimit-Limit/-Remaining/-Reset per endpoint and
-# a call over the limit gets a 429; a fraction of calls fail on purpose: a 500 (nothing done), a
-# timeout (done, but answered after `timeout_seconds`) or a 429 with Retry-After.
+# a call over the limit gets a 429 (code 9, Remaining 0); a fraction of calls fail on purpose: a
+# 500 (nothing done), a timeout (done, but answered after `timeout_seconds`) or a 429 with a
+# Retry-After of `retry_after_seconds`.
 
 IMPORT_STATES = ("uploaded", "analyzing", "importing", "completed")
 
@@ -372,7 +461,7 @@ def _payload(query: dict) -> dict:
     try:
         payload = json.loads(query.get("payload") or "{}")
     except ValueError:
-        raise StreamError(400, 4, "payload is not valid JSON") from None
+        raise StreamError(400, INPUT_ERROR, "payload is not valid JSON") from None
     return payload if isinstance(payload, dict) else {}
 
 
@@ -412,7 +501,9 @@ def query_members(state: ChatState, query: dict) -> dict:
 
 def get_many_messages(state: ChatState, cid: str, query: dict) -> dict:
     state._channel(cid)
-    ids = [message_id for message_id in (query.get("ids") or "").split(",") if message_id]
+    ids = dict.fromkeys(message_id for message_id in (query.get("ids") or "").split(",") if message_id)
+    if not ids:
+        raise StreamError(400, INPUT_ERROR, "ids is a required field")
     return {
         "messages": [
             state.messages[message_id]
@@ -427,7 +518,7 @@ def send_reaction(state: ChatState, message_id: str, body: dict) -> dict:
     reaction = dict(body.get("reaction") or {})
     user_id = reaction.pop("user_id", None) or (reaction.pop("user", None) or {}).get("id")
     if user_id not in state.users:
-        raise StreamError(400, 4, f"SendReaction failed with error: \"user '{user_id}' doesn't exist\"")
+        raise StreamError(400, INPUT_ERROR, f"user '{user_id}' doesn't exist")
     reactions = message.setdefault("latest_reactions", [])
     reactions[:] = [r for r in reactions if (r["type"], r["user_id"]) != (reaction.get("type"), user_id)]
     stored = {
@@ -467,7 +558,7 @@ class Importer:
     def create_task(self, body: dict) -> dict:
         path, mode = body.get("path"), body.get("mode")
         if path not in self.uploads or mode not in ("insert", "upsert"):
-            raise StreamError(400, 4, 'CreateImport failed with error: "path or mode is not valid"')
+            raise StreamError(400, INPUT_ERROR, "path or mode is not valid")
         stamp = now()
         task_id = hashlib.sha256(f"{path}{time.time_ns()}".encode()).hexdigest()[:36]
         self.tasks[task_id] = {
@@ -485,7 +576,7 @@ class Importer:
     def get_task(self, state: ChatState, task_id: str) -> dict:
         task = self.tasks.get(task_id)
         if task is None:
-            raise StreamError(404, 16, f"import task {task_id} not found")
+            raise StreamError(404, NOT_FOUND, f"import task {task_id} not found")
         if task["state"] in IMPORT_STATES[:-1]:
             next_state = IMPORT_STATES[IMPORT_STATES.index(task["state"]) + 1]
             if task["state"] == "analyzing":
@@ -514,7 +605,7 @@ class Importer:
             channel_id = item.get("id") if record_type == "channel" else item.get("channel_id")
             members = item.get("member_ids") if record_type == "channel" else item.get("channel_member_ids")
             if not channel_id:
-                channel_id = "!members-" + hashlib.sha256(json.dumps(sorted(members)).encode()).hexdigest()[:32]
+                channel_id = distinct_id(members)
             return channel_type, channel_id
 
         for line in data.splitlines():
@@ -581,6 +672,7 @@ class Faults:
     fail_kinds: tuple[str, ...] = ("500", "timeout", "429")
     timeout_seconds: float = 2.0  # how late a "timeout" answers
     seed: int = 0
+    retry_after_seconds: int = 1  # the Retry-After of an injected 429
 
     def __post_init__(self) -> None:
         self.random = random.Random(self.seed)
@@ -588,7 +680,8 @@ class Faults:
         self.windows: dict[str, list] = {}  # endpoint -> [window start, calls in it]
 
     def rate_headers(self, method: str, path: str) -> tuple[dict, bool]:
-        """The rate-limit headers for one more call to this endpoint, and whether it is over."""
+        """The rate-limit headers for one more call to this endpoint, and whether it is over.
+        The reset is in whole epoch seconds, as Stream's is (its SDKs parse it as an integer)."""
         if not self.rate_limit:
             return {}, False
         endpoint = f"{method} {re.sub(r'/(channels/[^/]+/[^/]+|messages/[^/]+|imports/[^/]+)', '/*', path)}"
@@ -598,12 +691,12 @@ class Faults:
             if clock >= window[0] + self.rate_window_seconds:
                 window[:] = [clock, 0]
             window[1] += 1
-            reset = window[0] + self.rate_window_seconds
+            reset = math.ceil(window[0] + self.rate_window_seconds)
             remaining = self.rate_limit - window[1]
         return {
             "X-RateLimit-Limit": str(self.rate_limit),
             "X-RateLimit-Remaining": str(max(remaining, 0)),
-            "X-RateLimit-Reset": f"{reset:.3f}",
+            "X-RateLimit-Reset": str(reset),
         }, remaining < 0
 
     def pick_failure(self) -> str | None:
@@ -620,15 +713,18 @@ def answer_with_faults(
     faults = stand_in.faults
     headers, over_limit = faults.rate_headers(method, path)
     failure = "429" if over_limit else faults.pick_failure()
+    if failure in ("429", "500"):
+        stand_in.calls += 1  # answered here, without reaching `answer`, which counts the others
     if failure == "429":
-        retry_after = max(float(headers.get("X-RateLimit-Reset", 0)) - time.time(), 0) if over_limit else 0.05
-        return (
-            429,
-            StandIn._error(StreamError(429, 9, "Too many requests, check response headers for more information.")),
-            {**headers, "Retry-After": f"{retry_after:.3f}"},
-        )
+        # Over the limit, Stream's own 429 says when its window resets (X-RateLimit-Reset);
+        # an injected one stands for the 429s that carry a Retry-After (Stream's API budget, a
+        # proxy): in whole seconds, as RFC 9110 (section 10.2.3) defines it.
+        extra = {} if over_limit else {"Retry-After": str(faults.retry_after_seconds)}
+        error = StreamError(429, RATE_LIMITED, "Too many requests, check response headers for more information.")
+        return 429, stand_in.error_body(error, stand_in.operation(method, path)), {**headers, **extra}
     if failure == "500":
-        return 500, StandIn._error(StreamError(500, -1, "internal error (injected)")), headers
+        error = StreamError(500, -1, "internal error (injected)")
+        return 500, stand_in.error_body(error, stand_in.operation(method, path)), headers
     status, body = stand_in.answer(method, path, query, raw_body, authorization)
     if failure == "timeout":
         time.sleep(faults.timeout_seconds)
@@ -637,19 +733,35 @@ def answer_with_faults(
 
 ROUTES.extend(
     [
-        ("GET", re.compile(r"/users"), lambda s, m, q, b: query_users(s, q)),
-        ("POST", re.compile(r"/channels"), lambda s, m, q, b: query_channels(s, b)),
-        ("GET", re.compile(r"/members"), lambda s, m, q, b: query_members(s, q)),
+        ("GET", re.compile(r"/users"), "QueryUsers", lambda s, m, q, b: query_users(s, q)),
+        ("POST", re.compile(r"/channels"), "QueryChannels", lambda s, m, q, b: query_channels(s, b)),
+        ("GET", re.compile(r"/members"), "QueryMembers", lambda s, m, q, b: query_members(s, q)),
         (
             "GET",
             re.compile(r"/channels/(?P<type>[^/]+)/(?P<id>[^/]+)/messages"),
+            "GetManyMessages",
             lambda s, m, q, b: get_many_messages(s, f"{m['type']}:{m['id']}", q),
         ),
-        ("POST", re.compile(r"/messages/(?P<id>[^/]+)/reaction"), lambda s, m, q, b: send_reaction(s, m["id"], b)),
-        ("POST", re.compile(r"/import_urls"), lambda s, m, q, b: s.importer.create_url(s.base_url, b)),
-        ("POST", re.compile(r"/imports"), lambda s, m, q, b: s.importer.create_task(b)),
-        ("GET", re.compile(r"/imports"), lambda s, m, q, b: s.importer.list_tasks()),
-        ("GET", re.compile(r"/imports/(?P<id>[^/]+)"), lambda s, m, q, b: s.importer.get_task(s, m["id"])),
+        (
+            "POST",
+            re.compile(r"/messages/(?P<id>[^/]+)/reaction"),
+            "SendReaction",
+            lambda s, m, q, b: send_reaction(s, m["id"], b),
+        ),
+        (
+            "POST",
+            re.compile(r"/import_urls"),
+            "CreateImportURL",
+            lambda s, m, q, b: s.importer.create_url(s.base_url, b),
+        ),
+        ("POST", re.compile(r"/imports"), "CreateImport", lambda s, m, q, b: s.importer.create_task(b)),
+        ("GET", re.compile(r"/imports"), "ListImports", lambda s, m, q, b: s.importer.list_tasks()),
+        (
+            "GET",
+            re.compile(r"/imports/(?P<id>[^/]+)"),
+            "GetImport",
+            lambda s, m, q, b: s.importer.get_task(s, m["id"]),
+        ),
     ]
 )
 
@@ -658,10 +770,12 @@ class StandIn:
     """The stand-in's API, apart from any transport: the HTTP server below serves it, and the
     unit tests plug it into requests-mock."""
 
-    def __init__(self, api_key: str, api_secret: str, latency_ms: float = 0) -> None:
+    def __init__(
+        self, api_key: str, api_secret: str, latency_ms: float = 0, message_not_found_code: int = NOT_FOUND
+    ) -> None:
         self.api_key, self.api_secret = api_key, api_secret
         self.latency = latency_ms / 1000
-        self.state = ChatState()
+        self.state = ChatState(message_not_found_code)
         self.received: deque[dict] = deque(maxlen=10_000)
         self.calls = 0  # every API call since start, for the benchmark's calls per request
         self.verified_tokens: set[str] = set()
@@ -674,10 +788,12 @@ class StandIn:
         self, method: str, path: str, query: dict, raw_body: bytes, authorization: str | None
     ) -> tuple[int, dict]:
         """Stream's status and JSON body for one API call."""
+        route = self._route(method, path)
+        operation = route[2] if route else "Unknown"
         try:
             body = json.loads(raw_body) if raw_body else {}
         except ValueError:
-            return 400, self._error(StreamError(400, 4, "invalid JSON body"))
+            return 400, self.error_body(StreamError(400, INPUT_ERROR, "invalid JSON body"), operation)
         self.calls += 1
         # Kept without the api_key: what a test needs is the call, not the credentials.
         self.received.append(
@@ -692,9 +808,19 @@ class StandIn:
             time.sleep(self.latency)
         try:
             self._authenticate(query, authorization)
-            return 201, {**self._route(method, path, query, body), "duration": "0.10ms"}
+            if route is None:
+                raise StreamError(404, NOT_FOUND, f"{method} {path} is not served by the stand-in")
+            with self.state.lock:
+                answer = route[3](self.state, route[1].fullmatch(path), query, body)
         except StreamError as error:
-            return error.status, self._error(error)
+            return error.status, self.error_body(error, operation)
+        # Stream's spec: a POST or PUT that succeeds answers 201, the rest 200.
+        return 201 if method in ("POST", "PUT") else 200, {**answer, "duration": "0.10ms"}
+
+    def operation(self, method: str, path: str) -> str:
+        """Stream's name for the operation a call is."""
+        route = self._route(method, path)
+        return route[2] if route else "Unknown"
 
     def _authenticate(self, query: dict, authorization: str | None) -> None:
         if query.get("api_key") != self.api_key:
@@ -710,19 +836,16 @@ class StandIn:
         if len(self.verified_tokens) < 100:
             self.verified_tokens.add(authorization)
 
-    def _route(self, method: str, path: str, query: dict, body: dict) -> dict:
-        for route_method, pattern, action in ROUTES:
-            match = pattern.fullmatch(path)
-            if match and method == route_method:
-                with self.state.lock:
-                    return action(self.state, match, query, body)
-        raise StreamError(404, 16, f"{method} {path} is not served by the stand-in")
+    @staticmethod
+    def _route(method: str, path: str) -> tuple | None:
+        return next((route for route in ROUTES if route[0] == method and route[1].fullmatch(path)), None)
 
     @staticmethod
-    def _error(error: StreamError) -> dict:
+    def error_body(error: StreamError, operation: str) -> dict:
+        """Stream's error body, its message naming the operation as Stream's do."""
         return {
             "code": error.code,
-            "message": error.message,
+            "message": f'{operation} failed with error: "{error.message}"',
             "StatusCode": error.status,
             "duration": "0.00ms",
             "more_info": "https://getstream.io/chat/docs/api_errors_response",
@@ -766,6 +889,11 @@ class StandInHandler(BaseHTTPRequestHandler):
             return
         if url.path == "/_stand_in/calls":
             self._send(200, {"calls": stand_in.calls})
+            return
+        if url.path == "/_stand_in/sends":  # for the benchmark's resends after a resume
+            with stand_in.state.lock:
+                sends = {"sends": dict(stand_in.state.sends), "held": list(stand_in.state.messages)}
+            self._send(200, sends)
             return
         if url.path.startswith("/_stand_in/uploads/") and self.command == "PUT":  # an import file's upload URL
             with stand_in.state.lock:
@@ -827,8 +955,16 @@ def main() -> None:
     parser.add_argument("--fail-kinds", default="500,timeout,429", help="failures to pick from")
     parser.add_argument("--timeout-ms", type=float, default=2000, help="how late an injected timeout answers")
     parser.add_argument("--seed", type=int, default=0, help="seed of the injected failures")
+    parser.add_argument("--retry-after-s", type=int, default=1, help="the Retry-After of an injected 429")
+    parser.add_argument(
+        "--message-not-found-code",
+        type=int,
+        choices=(16, 4),
+        default=16,
+        help="Stream's answer for a message that does not exist: 16 (404, as today) or 4 (400, until 2026-03)",
+    )
     args = parser.parse_args()
-    stand_in = StandIn(args.api_key, args.api_secret, args.latency_ms)
+    stand_in = StandIn(args.api_key, args.api_secret, args.latency_ms, args.message_not_found_code)
     stand_in.faults = Faults(
         args.rate_limit,
         args.rate_window_s,
@@ -836,6 +972,7 @@ def main() -> None:
         tuple(args.fail_kinds.split(",")),
         args.timeout_ms / 1000,
         args.seed,
+        args.retry_after_s,
     )
     server = StandInServer((args.host, args.port), stand_in, args.verbose)
     print(

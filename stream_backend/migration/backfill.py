@@ -27,7 +27,7 @@ import os
 import tempfile
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,12 +35,12 @@ from typing import Any
 
 import requests
 from stream_chat import StreamChat
-from tqdm import tqdm
 
 from stream_backend.errors import InvalidRequest, StreamError
 from stream_backend.migration import import_file
 from stream_backend.migration.import_file import Record, Refusal, Refused
 from stream_backend.migration.pacing import GaveUp, Pacer, describe, retrying
+from stream_backend.migration.progress import Progress, plural
 from stream_backend.mirror.mirror import Mirror
 from stream_backend.mirror.versions import parse_version
 from stream_backend.stream.rules import STREAM_BATCH_SIZE
@@ -57,6 +57,9 @@ LIVE_PHASES = ("user", "channel", "member", "message", "reply", "reaction")
 MAX_PART_BYTES = 300 * 1000 * 1000
 # A run stops (resumable) after this many failures in a row: Stream is down, not one record bad.
 MAX_FAILURES_IN_A_ROW = 50
+# How often the checkpoint is saved: a run that is killed (not stopped) sends again what was
+# done since, and a save is a small file written whole (bench/backfill.py --resume-under-faults).
+CHECKPOINT_SECONDS = 0.25
 # Stream's message custom field where the original time is kept: the live API stamps a message
 # with its arrival.
 ORIGINAL_CREATED_AT = "original_created_at"
@@ -127,7 +130,7 @@ def report_path(path: str) -> str:
 class Options:
     concurrency: int = DEFAULT_CONCURRENCY
     resume: bool = False
-    progress: bool | None = None  # None: a progress bar when stderr is a terminal
+    progress: bool | None = None  # None: a bar on a terminal, else a line every few seconds; False: none
     stop: threading.Event = field(default_factory=threading.Event)  # set: stop, resumably
     part_bytes: int = MAX_PART_BYTES
     poll_seconds: float = 5.0  # the longest wait between two reads of an import task
@@ -202,22 +205,25 @@ class Report:
 class Checkpoint:
     """How far a run got, written beside the file so that `resume` can skip what is done.
 
-    A live run's mark is its phase and the line through which every record of that phase is
-    done (records finish out of order, `concurrency` at a time), plus the lines that failed.
+    A live run's mark is its phase, which lines of that phase are done (its `Tracker`), and the
+    lines that failed (of any phase: --resume retries them). An import's: the parts done, and
+    the task under way.
     """
 
     def __init__(self, path: str, via: str) -> None:
         self.path, self.via = checkpoint_path(path), via
         stat = os.stat(path)
         self.file = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-        self.phase, self.done_through = 0, 0
+        self.phase = 0
+        self.tracker = Tracker()  # the lines of `phase` done
         self.failed: set[tuple[int, int]] = set()
         self.parts_done = 0  # an import's parts done, and its task under way
         self.task: dict[str, Any] | None = None
         self._lock = threading.Lock()  # workers add failed lines while the run saves
 
     def load(self) -> bool:
-        """Read the checkpoint of an earlier run of this file; False when there is none."""
+        """Read the checkpoint of an earlier run of this file; False when there is none. One
+        written before the tracker kept the lines done beyond its mark has only the mark."""
         try:
             with open(self.path) as file:
                 saved = json.load(file)
@@ -228,7 +234,8 @@ class Checkpoint:
                 f"{self.path} is from another file, another version of it, or the other --via; "
                 "remove it or run without --resume"
             )
-        self.phase, self.done_through = saved["phase"], saved["done_through"]
+        self.phase = saved["phase"]
+        self.tracker = Tracker(saved["done_through"], saved.get("read_through"), lines_of(saved.get("open", [])))
         self.failed = {tuple(entry) for entry in saved["failed"]}
         self.parts_done, self.task = saved["parts_done"], saved["task"]
         return True
@@ -240,7 +247,7 @@ class Checkpoint:
             "file": self.file,
             "via": self.via,
             "phase": self.phase,
-            "done_through": self.done_through,
+            **self.tracker.state(),
             "failed": failed,
             "parts_done": self.parts_done,
             "task": self.task,
@@ -250,10 +257,14 @@ class Checkpoint:
             json.dump(state, file)
         os.replace(temporary, self.path)  # atomic: a crash leaves the old checkpoint or the new
 
+    def start_phase(self, phase: int) -> None:
+        """Mark `phase` as the one under way, none of its lines done yet."""
+        self.phase, self.tracker = phase, Tracker()
+
     def is_done(self, phase: int, line: int) -> bool:
         if (phase, line) in self.failed:
             return False
-        return phase < self.phase or (phase == self.phase and line <= self.done_through)
+        return phase < self.phase or (phase == self.phase and self.tracker.is_done(line))
 
     def set_failed(self, phase: int, line: int, failed: bool) -> None:
         with self._lock:
@@ -264,23 +275,61 @@ class Checkpoint:
 
 
 class Tracker:
-    """The line through which every record read in a phase is done."""
+    """Which lines of a phase are done. Records are read in file order and finish out of order,
+    `concurrency` at a time: one slow record (a retry, a 429) holds the line through which all
+    are done, `done_through`, while hundreds after it finish. So the tracker keeps, beyond that
+    line, the lines read (through `read_through`) that are still `open` (under way, or read
+    ahead and not started when the run stopped): every other line read is done, and a resumed
+    run skips it. `open` holds only what is in flight, a few hundred lines, so the checkpoint
+    stays small.
+    """
 
-    def __init__(self, done_through: int) -> None:
-        self.done_through = done_through
-        self._open: OrderedDict[int, bool] = OrderedDict()  # line -> done, in file order
+    def __init__(self, done_through: int = 0, read_through: int | None = None, open_lines=()) -> None:
+        self.read_through = max(done_through, read_through or 0)
+        self.open: set[int] = set(open_lines)
         self._lock = threading.Lock()
+
+    @property
+    def done_through(self) -> int:
+        """The line through which every line read is done."""
+        with self._lock:
+            return min(self.open) - 1 if self.open else self.read_through
 
     def read(self, line: int) -> None:
         with self._lock:
-            self._open[line] = False
+            self.open.add(line)
+            self.read_through = max(self.read_through, line)
 
     def done(self, lines: list[int]) -> None:
         with self._lock:
-            for line in lines:
-                self._open[line] = True
-            while self._open and self._open[next(iter(self._open))]:
-                self.done_through, _ = self._open.popitem(last=False)
+            self.open.difference_update(lines)
+
+    def is_done(self, line: int) -> bool:
+        with self._lock:
+            return line <= self.read_through and line not in self.open
+
+    def state(self) -> dict[str, Any]:
+        """The tracker as the checkpoint keeps it: `open` as ranges of consecutive lines."""
+        done_through = self.done_through
+        with self._lock:
+            return {"done_through": done_through, "read_through": self.read_through, "open": ranges(self.open)}
+
+
+def ranges(lines) -> list[list[int]]:
+    """Line numbers as `[first, last]` runs of consecutive numbers: a batch of users read
+    together is one run."""
+    runs: list[list[int]] = []
+    for line in sorted(lines):
+        if runs and runs[-1][1] == line - 1:
+            runs[-1][1] = line
+        else:
+            runs.append([line, line])
+    return runs
+
+
+def lines_of(runs) -> Iterator[int]:
+    for first, last in runs:
+        yield from range(first, last + 1)
 
 
 @dataclass
@@ -367,9 +416,6 @@ class Run:
     def _run(self, index: import_file.Index) -> None:
         raise NotImplementedError
 
-    def _quiet(self) -> bool | None:
-        return None if self.options.progress is None else not self.options.progress
-
 
 class LiveRun(Run):
     via = "live"
@@ -382,44 +428,40 @@ class LiveRun(Run):
 
     def _run(self, index: import_file.Index) -> None:
         for number, phase in enumerate(LIVE_PHASES, start=1):
-            self._phase(index, number, phase)
+            if self.checkpoint.phase < number:
+                self.checkpoint.start_phase(number)
+            if phase_size(index, phase):
+                self._phase(index, number, phase)
             if self.options.stop.is_set():
                 return
-            if self.checkpoint.phase == number:
-                self.checkpoint.phase, self.checkpoint.done_through = number + 1, 0
+        self.checkpoint.start_phase(len(LIVE_PHASES) + 1)
         for record in import_file.records(self.path, index, "device", self.report.refused):
             self.report.refused(Refusal(record.line, "device", "devices are imported by --via import only"))
 
     def _phase(self, index: import_file.Index, number: int, phase: str) -> None:
-        """One phase: its records not done yet, written; its mark in the checkpoint moved."""
-        checkpoint = self.checkpoint
-        if checkpoint.phase < number:
-            checkpoint.phase, checkpoint.done_through = number, 0
-        # A phase before the checkpoint's was done, but for its failed lines: no mark to move.
-        current = checkpoint.phase == number
-        tracker = Tracker(checkpoint.done_through if current else 0)
-        bar = tqdm(
-            total=phase_size(index, phase), desc=f"{phase}s", unit=" records", disable=self._quiet(), dynamic_ncols=True
-        )
+        """One phase: its records not done yet, written. The checkpoint's tracker follows the
+        phase under way; a phase before it was done, but for its failed lines, which are
+        written again with a tracker of their own."""
+        current = self.checkpoint.phase == number
+        tracker = self.checkpoint.tracker if current else Tracker()
+        progress = Progress(plural(phase), phase_size(index, phase), self.options.progress)
         try:
-            self._write_all(self._units(index, phase, number, tracker, bar), number, tracker if current else None, bar)
+            units = self._units(index, phase, number, tracker, progress)
+            self._write_all(units, number, tracker, progress)
         finally:  # on Ctrl-C too
-            if current:
-                checkpoint.done_through = tracker.done_through
-            bar.close()
+            progress.close()
 
-    def _write_all(self, units: Iterator[Unit], number: int, tracker: Tracker | None, bar) -> None:
-        """Write the units through the lanes, checkpointing every second. `tracker`: the mark
-        of the checkpoint's phase (None for an earlier phase, whose failed lines are retried)."""
+    def _write_all(self, units: Iterator[Unit], number: int, tracker: Tracker, progress: Progress) -> None:
+        """Write the units through the lanes, checkpointing every CHECKPOINT_SECONDS."""
         lanes = Lanes(self.options.concurrency, 4 * self.options.concurrency)
         saved_at = time.monotonic()
         try:
             for unit in units:
                 if self.options.stop.is_set():
                     break
-                lanes.submit(unit.channel, functools.partial(self._write_unit, number, unit, tracker, bar))
-                if time.monotonic() - saved_at > 1:
-                    self._save(tracker, bar)
+                lanes.submit(unit.channel, functools.partial(self._write_unit, number, unit, tracker, progress))
+                if time.monotonic() - saved_at > CHECKPOINT_SECONDS:
+                    self._save(progress)
                     saved_at = time.monotonic()
         except KeyboardInterrupt:
             self.options.stop.set()  # before the close: the units waiting are not started
@@ -427,25 +469,21 @@ class LiveRun(Run):
         finally:
             lanes.close()  # those under way finish
 
-    def _write_unit(self, number: int, unit: Unit, tracker: Tracker | None, bar) -> None:
-        """A unit not started when the run was stopped is left for --resume (not done)."""
+    def _write_unit(self, number: int, unit: Unit, tracker: Tracker, progress: Progress) -> None:
+        """A unit not started when the run was stopped is left open in the tracker: not done."""
         if self.options.stop.is_set():
             return
         self._write(number, unit)
-        if tracker is not None:
-            tracker.done([record.line for record in unit.records])
-        bar.update(len(unit.records))
+        tracker.done([record.line for record in unit.records])
+        progress.worked(len(unit.records))
 
-    def _save(self, tracker: Tracker | None, bar) -> None:
-        """Checkpoint what is done (`tracker`: the current phase's mark), and show the rate the
-        pacer allows."""
-        if tracker is not None:
-            self.checkpoint.done_through = tracker.done_through
+    def _save(self, progress: Progress) -> None:
+        """Checkpoint what is done, and show the rate the pacer allows."""
         self.checkpoint.save()
         rate = self.pacer.allowed_rate()
-        bar.set_postfix_str(f"allowed {rate:.0f}/s" if rate else "", refresh=False)
+        progress.note(f"allowed {rate:.0f}/s" if rate else "")
 
-    def _units(self, index, phase: str, number: int, tracker: Tracker, bar) -> Iterator[Unit]:
+    def _units(self, index, phase: str, number: int, tracker: Tracker, progress: Progress) -> Iterator[Unit]:
         """The phase's records, grouped in Stream's batch sizes; those done before skipped."""
         record_type = "message" if phase == "reply" else phase
         where = (lambda record: is_reply(record.item) == (phase == "reply")) if record_type == "message" else None
@@ -456,7 +494,7 @@ class LiveRun(Run):
                     return
                 if self.checkpoint.is_done(number, record.line):
                     self.summary.done_before += 1
-                    bar.update(1)
+                    progress.skipped()
                     continue
                 tracker.read(record.line)
                 yield record
@@ -725,31 +763,32 @@ class ImportRun(Run):
         self.uploads = requests.Session()
 
     def _run(self, index: import_file.Index) -> None:
-        bar = tqdm(total=sum(index.counts.values()), desc="import", unit=" records", disable=self._quiet())
+        progress = Progress("import", sum(index.counts.values()), self.options.progress)
         try:
             with tempfile.TemporaryDirectory(prefix="stream-import-") as directory:
                 parts = write_parts(self.path, index, self.report, directory, self.options.part_bytes)
                 for number, (part, count) in enumerate(parts, start=1):
                     if number <= self.checkpoint.parts_done:
                         self.summary.done_before += count
+                        progress.skipped(count)
                     elif self.options.stop.is_set():
                         return
                     else:
-                        self._import_part(number, part, count, bar)
-                    bar.update(count)
+                        self._import_part(number, part, count, progress)
+                        progress.worked(count)
                     os.remove(part)
                     if self.summary.failed:
                         return
         finally:
-            bar.close()
+            progress.close()
 
-    def _import_part(self, number: int, part: str, count: int, bar) -> None:
+    def _import_part(self, number: int, part: str, count: int, progress: Progress) -> None:
         task = self.checkpoint.task
         if not task or task.get("part") != number:
             task = {"part": number, "id": self._upload(part)}
             self.checkpoint.task = task
             self.checkpoint.save()
-        state = self._follow(task["id"], bar)
+        state = self._follow(task["id"], progress)
         if state == IMPORT_DONE:
             self.summary.mirrored += count
             self.checkpoint.parts_done, self.checkpoint.task = number, None
@@ -777,12 +816,12 @@ class ImportRun(Run):
         task = retrying(lambda: self.client.create_import(target["path"], "upsert"))
         return task["import_task"]["id"]
 
-    def _follow(self, task_id: str, bar) -> str | None:
+    def _follow(self, task_id: str, progress: Progress) -> str | None:
         """Poll the import task until it ends: its last state, or None when stopped."""
         delay = 0.25
         while not self.options.stop.is_set():
             state = retrying(lambda: self.client.get_import(task_id))["import_task"]["state"]
-            bar.set_postfix_str(state)
+            progress.note(state)
             if state == IMPORT_DONE or import_failed(state):
                 return state
             # Stream's CLI polls every 5 s; a small part is done sooner, so start sooner.

@@ -7,13 +7,13 @@ seconds when the window ends); over the limit it answers 429 (code 9)
 (https://getstream.io/chat/docs/python/rate_limits/). The `Pacer` reads those headers from
 each answer and spaces the run's calls to each endpoint so that the run uses at most
 `share` of the endpoint's limit, leaving the rest to live traffic. A 429 pauses every call
-of the run until the window resets (`Retry-After` or `X-RateLimit-Reset`), then the headers
-pace it again. `retrying` retries 429s, 5xx and timeouts with backoff, and an object a live write holds
-(or a store of versions that did not answer): every write the backfill makes is idempotent,
-so a retry never duplicates.
+of the run until the window resets (`Retry-After` or `X-RateLimit-Reset`, read as the service
+reads them: stream/client.py's `wait_seconds`), then the headers pace it again. `retrying`
+retries 429s, 5xx and timeouts with backoff, and an object a live write holds (or a store of
+versions that did not answer): every write the backfill makes is idempotent, so a retry never
+duplicates.
 """
 
-import math
 import random
 import re
 import threading
@@ -32,7 +32,7 @@ from stream_backend.errors import (
     StreamUnreachable,
     VersionsUnavailable,
 )
-from stream_backend.stream.client import StreamClient, build_client, http_session
+from stream_backend.stream.client import StreamClient, build_client, header_number, http_session, wait_seconds
 
 T = TypeVar("T")
 
@@ -66,7 +66,8 @@ class Pacer:
         self._next_call: dict[str, float] = {}  # endpoint -> earliest time of its next call
         self._interval: dict[str, float] = {}  # endpoint -> seconds between our calls
         self._paused_until = 0.0
-        self.waited = 0.0  # seconds spent waiting, for the summary
+        self.waited = 0.0  # wall-clock seconds while some call waited, for the summary
+        self._waited_through = 0.0  # the end of the waits counted in `waited`
         self.rate_limited = 0  # 429s seen
 
     def before(self, key: str) -> None:
@@ -75,25 +76,26 @@ class Pacer:
             now = self.clock()
             slot = max(now, self._paused_until, self._next_call.get(key, 0.0))
             self._next_call[key] = slot + self._interval.get(key, 0.0)
+            # The time some call waits, once: concurrent calls waiting for one pause wait it
+            # together, and a sum over them would report more waiting than the run lasted.
+            self.waited += max(0.0, slot - max(now, self._waited_through))
+            self._waited_through = max(self._waited_through, slot)
         if slot > now:
-            self.waited += slot - now
             self.sleep(slot - now)
 
     def after(self, key: str, status: int, headers) -> None:
         """Learn from an answer's rate-limit headers (and from a 429)."""
         now = self.clock()
-        reset = _number(headers.get("X-RateLimit-Reset"))
+        reset = header_number(headers.get("X-RateLimit-Reset"))
         with self._lock:
             if status == 429:
                 self.rate_limited += 1
-                retry_after = _number(headers.get("Retry-After"))
-                until = now + retry_after if retry_after is not None else reset
                 # At least a second: without either header, or with a reset already past
                 # (clocks differ), a 429 must still slow the run.
-                self._paused_until = max(self._paused_until, until or 0.0, now + 1)
+                self._paused_until = max(self._paused_until, now + max(wait_seconds(headers, now) or 0.0, 1.0))
                 return
-            limit = _number(headers.get("X-RateLimit-Limit"))
-            remaining = _number(headers.get("X-RateLimit-Remaining"))
+            limit = header_number(headers.get("X-RateLimit-Limit"))
+            remaining = header_number(headers.get("X-RateLimit-Remaining"))
             if limit is None or remaining is None or reset is None:
                 return
             # What is left for us this window: the remaining calls minus the part of the
@@ -110,14 +112,6 @@ class Pacer:
         """Calls a second allowed to the slowest paced endpoint, if any is paced."""
         intervals = [interval for interval in self._interval.values() if interval > 0]
         return 1 / max(intervals) if intervals else None
-
-
-def _number(value) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 class PacedSession(requests.Session):

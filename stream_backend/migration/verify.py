@@ -11,6 +11,7 @@ Stream's query calls take many ids at once, within their page limits (Stream's s
 differences are written as JSON Lines; nothing here knows of Flask.
 """
 
+import functools
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -24,6 +25,7 @@ from stream_backend.errors import StreamError
 from stream_backend.migration import import_file
 from stream_backend.migration.import_file import Record
 from stream_backend.migration.pacing import retrying
+from stream_backend.migration.progress import Progress, plural
 
 USERS_PER_QUERY = 100
 CHANNELS_PER_QUERY = 30
@@ -52,8 +54,11 @@ class VerifySummary:
 
 
 class Verifier:
-    def __init__(self, path: str, client: StreamChat, out_path: str, concurrency: int = 8) -> None:
+    def __init__(
+        self, path: str, client: StreamChat, out_path: str, concurrency: int = 8, progress: bool | None = None
+    ) -> None:
         self.path, self.client, self.out_path, self.concurrency = path, client, out_path, concurrency
+        self.progress = progress  # as backfill.Options.progress
         self.summary = VerifySummary()
         self._lock = threading.Lock()
 
@@ -67,34 +72,44 @@ class Verifier:
                 ("message", self._messages),
             ]
             for record_type, batches in checks:
-                self._run_batches(batches(self._checkable(index, record_type)))
+                if not index.counts[record_type]:
+                    continue
+                progress = Progress(f"checking {plural(record_type)}", index.counts[record_type], self.progress)
+                try:
+                    self._run_batches(batches(self._checkable(index, record_type, progress)), progress)
+                finally:
+                    progress.close()
         return self.summary
 
-    def _checkable(self, index, record_type: str) -> Iterator[Record]:
+    def _checkable(self, index, record_type: str, progress: Progress) -> Iterator[Record]:
         for record in import_file.records(self.path, index, record_type):
             if record_type != "user" and import_file.is_distinct(record.item, record_type):
                 self.summary.not_checked += 1
+                progress.skipped()
                 continue
             self.summary.checked[record_type] += 1
             yield record
 
-    def _run_batches(self, batches: Iterable[Callable[[], None]]) -> None:
-        """Run the checks `concurrency` at a time; the first that fails (Stream still failing
-        after every retry) stops the run, which then raises it: no check is silently lost."""
+    def _run_batches(self, batches: Iterable[tuple[int, Callable[[], None]]], progress: Progress) -> None:
+        """Run the checks (`(records, check)`) `concurrency` at a time; the first that fails
+        (Stream still failing after every retry) stops the run, which then raises it: no check
+        is silently lost."""
         slots = threading.BoundedSemaphore(self.concurrency * 2)
         errors: list[BaseException] = []
 
-        def finished(done) -> None:
+        def finished(done, records: int) -> None:
             if done.exception() is not None:
                 errors.append(done.exception())
+            else:
+                progress.worked(records)
             slots.release()
 
         with ThreadPoolExecutor(self.concurrency) as pool:
-            for batch in batches:
+            for records, batch in batches:
                 slots.acquire()
                 if errors:
                     break
-                pool.submit(batch).add_done_callback(finished)
+                pool.submit(batch).add_done_callback(functools.partial(finished, records=records))
         if errors:
             raise errors[0]
 
@@ -116,7 +131,9 @@ class Verifier:
 
     # --- One check each ------------------------------------------------------------------
 
-    def _users(self, records: Iterator[Record]) -> Iterator[Callable[[], None]]:
+    # Each yields `(records, check)` for a batch: how many records the check covers, and the check.
+
+    def _users(self, records: Iterator[Record]) -> Iterator[tuple[int, Callable[[], None]]]:
         for batch in import_file.chunks(records, USERS_PER_QUERY):
 
             def check(batch=batch):
@@ -131,9 +148,9 @@ class Verifier:
                     if record.item["id"] not in present:
                         self.differ(record, "missing")
 
-            yield check
+            yield len(batch), check
 
-    def _channels(self, records: Iterator[Record]) -> Iterator[Callable[[], None]]:
+    def _channels(self, records: Iterator[Record]) -> Iterator[tuple[int, Callable[[], None]]]:
         for batch in import_file.chunks(records, CHANNELS_PER_QUERY):
 
             def check(batch=batch):
@@ -148,9 +165,9 @@ class Verifier:
                     if cid not in present:
                         self.differ(record, "missing")
 
-            yield check
+            yield len(batch), check
 
-    def _members(self, records: Iterator[Record]) -> Iterator[Callable[[], None]]:
+    def _members(self, records: Iterator[Record]) -> Iterator[tuple[int, Callable[[], None]]]:
         for cid, batch in import_file.by_channel(records, MEMBERS_PER_QUERY, MAX_HELD):
 
             def check(cid=cid, batch=batch):
@@ -166,9 +183,9 @@ class Verifier:
                     if record.item["user_id"] not in present:
                         self.differ(record, "not a member", channel=cid)
 
-            yield check
+            yield len(batch), check
 
-    def _messages(self, records: Iterator[Record]) -> Iterator[Callable[[], None]]:
+    def _messages(self, records: Iterator[Record]) -> Iterator[tuple[int, Callable[[], None]]]:
         for cid, batch in import_file.by_channel(records, MESSAGES_PER_QUERY, MAX_HELD):
 
             def check(cid=cid, batch=batch):
@@ -179,12 +196,14 @@ class Verifier:
                 for record, message_id in zip(batch, ids, strict=True):
                     self._compare_message(record, message_id, cid, stored.get(message_id))
 
-            yield check
+            yield len(batch), check
 
     def _compare_message(self, record: Record, message_id: str, cid: str, stored: dict | None) -> None:
         item = record.item
         if stored is None:
-            elsewhere = self._or_none(lambda: [retrying(lambda: self.client.get_message(message_id))["message"]])
+            elsewhere = self._or_none(
+                lambda: [retrying(lambda: self.client.get_message(message_id, show_deleted_message=True))["message"]]
+            )
             if elsewhere and elsewhere[0].get("cid") != cid:
                 self.differ(record, "in another channel", expected=cid, actual=elsewhere[0].get("cid"))
             else:
@@ -209,5 +228,7 @@ class Verifier:
         return []
 
 
-def verify(path: str, client: StreamChat, out_path: str | None = None, concurrency: int = 8) -> VerifySummary:
-    return Verifier(path, client, out_path or differences_path(path), concurrency).run()
+def verify(
+    path: str, client: StreamChat, out_path: str | None = None, concurrency: int = 8, progress: bool | None = None
+) -> VerifySummary:
+    return Verifier(path, client, out_path or differences_path(path), concurrency, progress).run()

@@ -26,6 +26,7 @@ from stream_backend.stream.rules import (
     MAX_CUSTOM_DATA_BYTES,
     MAX_DISTINCT_MEMBERS,
     MAX_MEMBERS,
+    MIN_DISTINCT_MEMBERS,
     RESERVED_CHANNEL_FIELDS,
     RESERVED_MESSAGE_FIELDS,
 )
@@ -128,7 +129,7 @@ Members = Annotated[
         min_length=1,
         max_length=MAX_MEMBERS,
         json_schema_extra=_keys,
-        description=f"User id -> user object; 1 to {MAX_MEMBERS} users, at most "
+        description=f"User id -> user object; 1 to {MAX_MEMBERS} users, {MIN_DISTINCT_MEMBERS} to "
         f"{MAX_DISTINCT_MEMBERS} for a channel without an id.",
     ),
 ]
@@ -192,11 +193,11 @@ class ChannelRequest(BaseModel):
         members = {
             user_id: _user(fields, user_id, f"members.{shorten(user_id)}") for user_id, fields in self.members.items()
         }
-        if channel.id is None and len(self.members) > MAX_DISTINCT_MEMBERS:
+        if channel.id is None and not MIN_DISTINCT_MEMBERS <= len(self.members) <= MAX_DISTINCT_MEMBERS:
             raise InvalidRequest(
                 "members",
-                f"may name at most {MAX_DISTINCT_MEMBERS} users for a channel "
-                "without an id, Stream's limit; give the channel an id",
+                f"must name from {MIN_DISTINCT_MEMBERS} to {MAX_DISTINCT_MEMBERS} users for a channel "
+                "without an id (the distinct channel of its members), Stream's limits; give the channel an id",
             )
         if channel.creator_id not in creators:
             raise InvalidRequest("channel.creator_id", "must be one of the members (or the message's sender)")

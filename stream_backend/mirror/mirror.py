@@ -277,7 +277,9 @@ class Mirror:
         except StreamError as error:
             if not error.is_duplicate_message():
                 raise
-        stored = self.client.get_message(sync.message_id)
+        # With show_deleted_message: Stream reads a soft-deleted message only so
+        # (docs/stream-behaviour.md, B31), and an earlier attempt may have been deleted since.
+        stored = self.client.get_message(sync.message_id, show_deleted_message=True)
         if not self._is_earlier_attempt(stored["message"], channel.cid, sender_id):
             raise MessageIdTaken(sync.message_id, channel.cid)
         if stored["message"].get("text") != sync.text:
@@ -565,7 +567,7 @@ class Mirror:
         except StreamError as error:
             if not error.is_duplicate_message():
                 raise
-            stored = self.client.get_message(message["id"])["message"]
+            stored = self.client.get_message(message["id"], show_deleted_message=True)["message"]
             arrived, stored_deleted = False, stored.get("type") == "deleted"
         if deleted and not stored_deleted:
             self.delete_message(message["id"], hard=False)

@@ -5,20 +5,27 @@ and our own HTTP session, raising this package's errors instead of the SDK's.
 errors a caller sees are ours (errors.StreamError, StreamTimeout, StreamUnreachable), so a
 later move to another SDK changes this module, not its callers.
 
+Stream's errors are read here and in errors.StreamError: `stream_error` turns the SDK's
+exception into ours, with the wait a 429 asks for (`wait_seconds`), and `http_session` is the
+session every call to Stream goes through, which never sends a request twice nor sleeps on
+Stream's behalf.
+
 Every call is told to the client's `observer`, when it has one: Stream's name for the call
 (operations.py), its outcome and its duration. The web layer's metrics listen there; the
 package itself knows nothing of them.
 """
 
+import email.utils
 import math
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
 from stream_chat import StreamChat
 from stream_chat.base.exceptions import StreamAPIException
+from urllib3.util.retry import Retry
 
 from stream_backend.errors import StreamError, StreamTimeout, StreamUnreachable
 from stream_backend.stream.operations import operation
@@ -29,6 +36,26 @@ Observer = Callable[[str, str, float], None]
 
 STREAM_API_URL = "https://chat.stream-io-api.com"
 DEFAULT_TIMEOUT_SECONDS = 6.0  # the SDK's own default
+# The longest wait a 429 of ours passes on: Stream's rate-limit windows reset within a day
+# (stream-node's rate-limit test), and a proxy's header could say anything.
+MAX_RETRY_AFTER_SECONDS = 24 * 3600
+
+# The session's retries: a connection that failed before anything was sent is tried once more;
+# a request that was sent is never sent again, and an answer is never waited out. urllib3's
+# own default (the SDK's `max_retries=1`) sends a GET, PUT or DELETE again after a read error,
+# and sleeps through a 413, 429 or 503's `Retry-After` first: that held a request thread for as
+# long as Stream (or a proxy) asked, past STREAM_CHAT_TIMEOUT, and a fractional `Retry-After`
+# failed the call (InvalidHeader). Our 429 passes Stream's wait on to the caller instead.
+NO_RESEND = Retry(
+    total=1,
+    connect=1,
+    read=False,
+    redirect=False,
+    status=0,
+    other=0,
+    respect_retry_after_header=False,
+    raise_on_status=False,
+)
 
 
 class StreamClient(StreamChat):
@@ -74,33 +101,55 @@ def stream_error(error: StreamAPIException, response: requests.Response) -> Stre
     as a proxy's JSON page would be: that is no code of Stream's."""
     code = getattr(error, "error_code", None)
     message = getattr(error, "error_message", None)
-    retry_after = _seconds_until(response.headers.get("X-RateLimit-Reset")) if response.status_code == 429 else None
     return StreamError(
         response.status_code,
         code if isinstance(code, int) and not isinstance(code, bool) else None,
         message if isinstance(message, str) and message != "unknown" else None,
-        retry_after,
+        retry_after(response.headers) if response.status_code == 429 else None,
     )
 
 
-def _seconds_until(epoch_seconds: str | None) -> int | None:
-    """Whole seconds from now until an `X-RateLimit-Reset` epoch, or None if unreadable."""
+def retry_after(headers: Mapping[str, str]) -> int | None:
+    """The whole seconds (at least 1) a 429's headers ask to wait, as our own `Retry-After`."""
+    seconds = wait_seconds(headers, time.time())
+    return None if seconds is None else min(max(1, math.ceil(seconds)), MAX_RETRY_AFTER_SECONDS)
+
+
+def wait_seconds(headers: Mapping[str, str], now: float) -> float | None:
+    """How long an answer asks to wait, from `now` (epoch seconds): its `Retry-After` (whole
+    or fractional seconds, or an HTTP date: RFC 9110, section 10.2.3) or, without a readable
+    one, until its `X-RateLimit-Reset` (epoch seconds: Stream's own, which its SDKs read).
+    None when neither says."""
+    raw = headers.get("Retry-After")
+    seconds = header_number(raw)
+    if seconds is None and raw:
+        date = email.utils.parsedate_tz(raw)
+        seconds = None if date is None else email.utils.mktime_tz(date) - now
+    if seconds is None:
+        reset = header_number(headers.get("X-RateLimit-Reset"))
+        seconds = None if reset is None else reset - now
+    return None if seconds is None else max(0.0, seconds)
+
+
+def header_number(value: str | None) -> float | None:
+    """A header's number, or None when it is absent, not a number, or not finite."""
     try:
-        return max(0, math.ceil(float(epoch_seconds) - time.time()))  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
         return None
+    return number if math.isfinite(number) else None
 
 
 def http_session(pool_size: int, session: requests.Session | None = None) -> requests.Session:
     """A session for calls to Stream (or the primary): proxies read from the environment
     once, here, rather than with ~/.netrc on every request (under load that per-request lookup
-    cost more than the JSON work); a failed connection retried once, never a sent request, as
-    the SDK's own session; and a connection per thread (the default pool of 10 would
-    reconnect under load)."""
+    cost more than the JSON work); a failed connection tried once more, but never a request
+    sent again nor a `Retry-After` slept through (NO_RESEND); and a connection per thread
+    (the default pool of 10 would reconnect under load)."""
     session = session or requests.Session()
     session.proxies = urllib.request.getproxies()
     session.trust_env = False
-    adapter = requests.adapters.HTTPAdapter(max_retries=1, pool_maxsize=pool_size)
+    adapter = requests.adapters.HTTPAdapter(max_retries=NO_RESEND, pool_maxsize=pool_size)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session

@@ -24,6 +24,9 @@ MAX_CUSTOM_DATA_BYTES = 5 * 1024
 # id Stream derives from its members, has at most 100.
 STREAM_BATCH_SIZE = 100
 MAX_DISTINCT_MEMBERS = 100
+# ... and at least 2: Stream answers fewer with 400 code 4 "When using member based IDs specify
+# at least 2 members" (its SDKs' own tests; docs/stream-behaviour.md).
+MIN_DISTINCT_MEMBERS = 2
 # Ours: a channel with an id takes the rest in later calls; the cap bounds the calls a request makes.
 MAX_MEMBERS = 1000
 

@@ -5,33 +5,79 @@
 
 FILE is in Stream's import format (JSON Lines). The work is done by migration/backfill.py and migration/verify.py;
 this module only reads the options, builds a paced Stream client and prints the summary.
+
+Flask's CLI builds the app before it finds a command (`create_app()`): when it builds it only
+to find one (`finding_a_command`), app.py gives it an app of the commands alone, which needs no
+setting, so that `--help` and `backfill --check` work anywhere; the commands that call Stream
+read the settings they use when they run (`settings`), without TOKEN_AUTH.
+
 Exit status: 0 when all is well; 1 when a line was refused or failed, or Stream differs;
 2 when the run could not finish (a checkpoint of another file, or Stream unreachable or
-failing after every retry: for a backfill, run again with --resume); 130 when stopped before
-the end (Ctrl-C, or too many failures in a row: run again with --resume).
+failing after every retry: for a backfill, run again with --resume); 3 when a setting it needs
+is missing or wrong; 130 when stopped before the end (Ctrl-C, or too many failures in a row:
+run again with --resume).
 """
+
+import os
 
 import click
 import requests
-from flask import current_app
-from flask.cli import with_appcontext
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
 
-from stream_backend.errors import StreamError, StreamUnavailable
+from stream_backend.errors import SettingsError, StreamError, StreamUnavailable
 from stream_backend.migration import backfill as backfill_module
 from stream_backend.migration import verify as verify_module
 from stream_backend.migration.pacing import GaveUp, Pacer, describe, paced_client
+from stream_backend.mirror.mirror import Mirror
+from stream_backend.mirror.origin import derive_origin_key
+from stream_backend.mirror.state import open_sync_state
+from stream_backend.settings import Settings
+from stream_backend.web.logs import configure_logging
+
+
+def register(app: Flask) -> None:
+    app.cli.add_command(backfill)
+    app.cli.add_command(verify)
+
+
+def finding_a_command() -> bool:
+    """Whether Flask's CLI is building the app only to find one of its commands (`flask --app
+    app backfill ...`, `flask --app app --help`), not to serve it: it asks from its own group's
+    context then, while `flask run` (and `shell`, `routes`) build it inside their command."""
+    context = click.get_current_context(silent=True)
+    return context is not None and isinstance(context.command, FlaskGroup)
+
+
+def settings() -> Settings:
+    """The settings of a command that calls Stream: the app's when it was built with them (a
+    test's, a host's), else read now from the environment and `.env` as a command needs them
+    (Settings.from_environ(serving=False)); a problem stops the command with status 3."""
+    if "SETTINGS" in current_app.config:
+        return current_app.config["SETTINGS"]
+    try:
+        read = Settings.from_environ(os.environ, serving=False)
+    except SettingsError as error:
+        click.echo(f"Cannot run: {error}", err=True)
+        raise SystemExit(3) from None
+    configure_logging(read.log_level)
+    current_app.config["SETTINGS"] = read
+    return read
 
 
 def _client(pacer: Pacer, pool_size: int):
-    settings = current_app.config["SETTINGS"]
+    config = settings()
     return paced_client(
-        settings.stream_api_key,
-        settings.stream_api_secret,
-        settings.stream_chat_url,
-        settings.stream_timeout,
-        pacer,
-        pool_size,
+        config.stream_api_key, config.stream_api_secret, config.stream_chat_url, config.stream_timeout, pacer, pool_size
     )
+
+
+def _mirror(client) -> Mirror:
+    """The mirror the routes use, writing through the command's paced client: the same
+    shared state (so that a live sync after the backfill skips what it wrote) and origin mark."""
+    config = settings()
+    state = open_sync_state(config.store_location, config.sync_state_ttl_seconds)
+    return Mirror(client, state, derive_origin_key(config.stream_api_secret))
 
 
 def _finish(lines: list[str], status: int) -> None:
@@ -83,8 +129,7 @@ def backfill(file: str, check: bool, resume: bool, concurrency: int, rate_share:
         if via == "import":
             summary = backfill_module.run_import(file, client, options)
         else:
-            mirror = current_app.extensions["mirror"].with_client(client)
-            summary = backfill_module.run_live(file, mirror, pacer, options)
+            summary = backfill_module.run_live(file, _mirror(client), pacer, options)
     except ValueError as error:  # a checkpoint that does not fit the file
         _finish([f"Cannot resume: {error}"], 2)
     except (GaveUp, StreamError, StreamUnavailable, requests.RequestException) as error:  # Stream still failing

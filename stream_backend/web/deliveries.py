@@ -20,20 +20,26 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
 import click
-from flask import current_app
+from flask import Flask
 from flask.cli import with_appcontext
 
 from stream_backend.errors import StoreUnavailable
 from stream_backend.handover.delivery import DeliveryWorker
 from stream_backend.handover.handover import build_deliverer, housekeeping, open_queue
 from stream_backend.handover.queue import Event, Queue
+from stream_backend.web.commands import settings
 
 DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+def register(app: Flask) -> None:
+    app.cli.add_command(deliver)
+    app.cli.add_command(deliveries)
+
+
 def _queue() -> Queue:
-    return open_queue(current_app.config["SETTINGS"])
+    return open_queue(settings())
 
 
 def _when(moment: float | None) -> str:
@@ -73,17 +79,17 @@ def _unavailable(error: StoreUnavailable) -> None:
 def deliver(threads: int) -> None:
     """Deliver the queue's events to PRIMARY_SYNC_URL in this process, until stopped (Ctrl-C
     or SIGTERM). The web processes may deliver too: the queue keeps each channel in one place."""
-    settings = current_app.config["SETTINGS"]
-    if settings.primary_sync_url is None:
+    config = settings()
+    if config.primary_sync_url is None:
         click.echo("PRIMARY_SYNC_URL is not set: there is nowhere to deliver to.", err=True)
         raise SystemExit(2)
-    queue = open_queue(settings)
+    queue = open_queue(config)
     worker = DeliveryWorker(
-        build_deliverer(settings, queue, settings.primary_sync_url, threads), threads, housekeeping(settings, queue)
+        build_deliverer(config, queue, config.primary_sync_url, threads), threads, housekeeping(config, queue)
     ).start()
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    click.echo(f"Delivering to {settings.primary_sync_url} with {threads} threads; Ctrl-C stops.")
+    click.echo(f"Delivering to {config.primary_sync_url} with {threads} threads; Ctrl-C stops.")
     with contextlib.suppress(KeyboardInterrupt):
         stopped.wait()
     worker.stop()

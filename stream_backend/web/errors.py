@@ -40,6 +40,8 @@ def error_response(status: int, message: str, **extra: Any):
 # Stream's answers that are about the caller's request: passed through as they are, when
 # they carry Stream's error body (a proxy's or a wrong URL's 404 is not Stream's). 401 and
 # 403 are about our credentials or permissions, so they become a 502 like any other failure.
+# Stream's not-found is a 404 whichever form Stream sent (code 16, or a 400 with code 4 that
+# says "doesn't exist": errors.StreamError.is_not_found).
 PASSED_THROUGH_STREAM_STATUSES = {400, 404, 409, 413, 429}
 
 
@@ -95,8 +97,11 @@ def versions_unavailable(error: VersionsUnavailable):
 def stream_error(error: StreamError):
     details = {"api_error": error.message, "stream_code": error.code}
     if error.status in PASSED_THROUGH_STREAM_STATUSES and error.is_streams_own():
-        response = error_response(error.status, f"Stream refused the request: {error.message}", **details)
+        status = 404 if error.is_not_found() else error.status
+        response = error_response(status, f"Stream refused the request: {error.message}", **details)
         if error.status == 429 and error.retry_after is not None:
+            # At once: the session never sleeps on Stream's behalf (stream/client.py), the
+            # caller waits as long as Stream asked.
             response.headers["Retry-After"] = str(error.retry_after)
         return response
     if error.status in (401, 403):

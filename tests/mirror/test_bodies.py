@@ -32,6 +32,7 @@ CHANNEL_CASES = [
     ("members", {}, "members"),
     ("members", "tommaso", "members"),
     ("members", {f"user-{n}": {} for n in range(101)}, "members"),
+    ("members", {"tommaso": {"name": "Tommaso"}}, "members"),  # a distinct channel of one: Stream refuses it
     ("members.thierry", "Thierry", "members.thierry"),
     ("members.thierry", None, "members.thierry"),
     ("members.thierry.name", 7, "members.thierry.name"),

@@ -42,7 +42,7 @@ class FakeStream:
         cid = ":".join(url.split("/")[1:3])
         return self.answer("update_channel", self.chat.update_channel, cid, data)
 
-    def get_message(self, message_id):
+    def get_message(self, message_id, show_deleted_message=False):
         return self.answer("get_message", self.chat.get_message, message_id)
 
     def update_message_partial(self, message_id, body, user_id):

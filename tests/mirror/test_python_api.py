@@ -67,7 +67,7 @@ def test_the_parsers_take_json_text_and_bytes_too():
     assert parse_channel(CHANNEL_BODY) == parse_channel(str(CHANNEL_BODY).replace("'", '"'))
     assert (
         parse_message(
-            b'{"channel": {"creator_id": "a"}, "members": {"a": {}}, '
+            b'{"channel": {"creator_id": "a", "id": "c"}, "members": {"a": {}}, '
             b'"message": {"id": "m", "text": "t"}, "user": {"id": "a"}}'
         ).message_id
         == "m"

@@ -119,6 +119,27 @@ def env_vars(variables: dict[str, str]) -> list[str]:
     return [option for name, value in variables.items() for option in ("--env-var", f"{name}={value}")]
 
 
+def test_the_sync_requests_pass_against_streams_earlier_not_found(tmp_path):
+    """Until 2026-03 Stream answered a missing message 400 with code 4 (docs/stream-behaviour.md,
+    B30, B35): the repeated delete and the unknown update pass on that form too."""
+    with (
+        live.stand_in(API_KEY, API_SECRET, options=("--message-not-found-code", "4")) as stand_in_url,
+        live.service(
+            {
+                "STREAM_API_KEY": API_KEY,
+                "STREAM_API_SECRET": API_SECRET,
+                "STREAM_CHAT_URL": stand_in_url,
+                "TOKEN_AUTH": "open",
+                "WEBHOOK_DB": str(tmp_path / "webhooks.sqlite3"),
+            }
+        ) as url,
+    ):
+        result = newman(live.ROOT / "postman_collection.json", url, "--folder", "Sync")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Delete Message: repeated" in result.stdout and "Update Message: unknown id (404)" in result.stdout
+
+
 def test_token_over_http_is_one_line_of_json(service):
     response = requests.post(f"{service}/generate-token", data='{"user_id": "tommaso"}', timeout=5)
 
@@ -228,13 +249,13 @@ def test_run_command_without_credentials_serves_through_the_stand_in(tmp_path):
         token = requests.post(f"{url}/generate-token", json={"user_id": "tommaso"}, timeout=5)
         channel = requests.post(
             f"{url}/channel",
-            json={"channel": {"creator_id": "tommaso"}, "members": {"tommaso": {"name": "Tommaso"}}},
+            json={"channel": {"creator_id": "tommaso", "id": "general"}, "members": {"tommaso": {"name": "Tommaso"}}},
             timeout=5,
         )
         message = requests.post(
             f"{url}/message",
             json={
-                "channel": {"creator_id": "tommaso"},
+                "channel": {"creator_id": "tommaso", "id": "general"},
                 "members": {"tommaso": {"name": "Tommaso"}},
                 "message": {"id": "first", "text": "hi"},
                 "user": {"id": "tommaso"},

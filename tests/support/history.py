@@ -1,14 +1,10 @@
-"""Helpers for the backfill and verify tests: import-format files, the stand-in served over
-HTTP in this process, and the Flask commands run as a user runs them."""
+"""Helpers for the backfill and verify tests: import-format files, and the Flask commands run
+as a user runs them."""
 
 import json
-import threading
-from contextlib import contextmanager
 from pathlib import Path
 
-from live import ROOT, free_port
-from stream_stand_in import Faults, StandIn, StandInServer
-from support.examples import API_KEY, API_SECRET
+from live import ROOT
 
 EXAMPLE = ROOT / "examples" / "history.jsonl"
 
@@ -58,22 +54,6 @@ def small_history(messages=20):
     records += [message(f"m-{number:04d}", sender="ana" if number % 2 else "bo") for number in range(messages - 1)]
     records.append(message(f"m-{messages - 1:04d}", type="deleted", deleted_at="2022-05-01T11:00:00Z"))
     return records
-
-
-@contextmanager
-def stand_in_over_http(faults: Faults | None = None, latency_ms: float = 0):
-    """The stand-in served on a loopback port by a thread of this process: `(url, stand_in)`."""
-    stand_in = StandIn(API_KEY, API_SECRET, latency_ms)
-    if faults is not None:
-        stand_in.faults = faults
-    server = StandInServer(("127.0.0.1", free_port()), stand_in)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", stand_in
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def run_command(app, *args):

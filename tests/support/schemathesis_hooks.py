@@ -1,6 +1,7 @@
 """What JSON Schema cannot say about this API, told to schemathesis (SCHEMATHESIS_HOOKS).
 
-- A channel's creator must be one of its members (or, for `/message`, the sender).
+- A channel's creator must be one of its members (or, for `/message`, the sender), and a
+  channel without an id (the distinct channel of its members) has at least two.
 - A webhook delivery is signed with the API secret and names this app's key, as Stream's are
   (gzipped when the case says so).
 - With TOKEN_AUTH=jwt, a caller sends a bearer: SYNC_API_TOKEN, or a session JWT for a token.
@@ -22,12 +23,16 @@ import schemathesis
 
 @schemathesis.hook
 def map_body(context, body):
-    """Make the generated creator one of the members, where the body has both."""
+    """Make the generated creator one of the members, where the body has both, and give a
+    channel without an id a second member."""
     path = context.operation.path if context.operation else None
     if path in ("/channel", "/message") and isinstance(body, dict):
         channel, members = body.get("channel"), body.get("members")
-        if isinstance(channel, dict) and isinstance(members, dict) and members and "creator_id" in channel:
-            channel["creator_id"] = next(iter(members))
+        if isinstance(channel, dict) and isinstance(members, dict) and members:
+            if "creator_id" in channel:
+                channel["creator_id"] = next(iter(members))
+            if channel.get("id") is None and len(members) < 2:
+                members["a-second-member"] = {}
     return body
 
 

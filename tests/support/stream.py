@@ -1,24 +1,29 @@
 """Stream's API for the tests: the stand-in's own logic (tools/stream_stand_in.py) answering in
-memory through requests-mock, and the check of every request sent to it against Stream's
-published OpenAPI spec.
+memory through requests-mock, or served over HTTP by a thread of this process; a Stream that
+answers every call 429; and the check of every request sent to Stream against its published
+OpenAPI spec.
 
 The spec is read from STREAM_OPENAPI_SPEC (default: ../shared/stream-openapi/chat-openapi.json
 beside the project); without it, the check is skipped with a note.
 """
 
 import functools
+import json
 import os
 import re
+import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import requests
 import requests_mock
 
-from stream_stand_in import StandIn
+from live import free_port
+from stream_stand_in import Faults, StandIn, StandInServer
 from support.examples import API_KEY, API_SECRET
 
 # Stream's own base URL, so requests match the spec's server; requests-mock keeps them local.
@@ -82,3 +87,56 @@ def stream_in_memory(delay: Callable[[], float] | None = None):
         mock.register_uri(requests_mock.ANY, re.compile(re.escape(STREAM_URL) + "/"), json=answer)
         mock.stand_in = stand_in
         yield mock
+
+
+@contextmanager
+def stand_in_over_http(faults: Faults | None = None, latency_ms: float = 0, message_not_found_code: int = 16):
+    """The stand-in served on a loopback port by a thread of this process: `(url, stand_in)`."""
+    stand_in = StandIn(API_KEY, API_SECRET, latency_ms, message_not_found_code)
+    if faults is not None:
+        stand_in.faults = faults
+    with serving(StandInServer(("127.0.0.1", free_port()), stand_in)) as url:
+        yield url, stand_in
+
+
+@contextmanager
+def rate_limited(headers: dict[str, str]):
+    """Stream, or a proxy before it, answering every call 429 with Stream's error body and
+    `headers`: yields its base URL and the list of calls it received (`"METHOD /path"`)."""
+    received: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def answer(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            received.append(f"{self.command} {urlsplit(self.path).path}")
+            body = json.dumps({"code": 9, "message": "Too many requests", "StatusCode": 429}).encode()
+            self.send_response(429)
+            for name, value in {**headers, "Content-Type": "application/json"}.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = answer
+
+        def log_message(self, format, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    with serving(server) as url:
+        yield url, received
+
+
+@contextmanager
+def serving(server: ThreadingHTTPServer):
+    """`server` serving from a thread until the block ends: yields its base URL."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

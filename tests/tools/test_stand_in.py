@@ -1,4 +1,6 @@
-"""The Stream stand-in over HTTP, driven by the real SDK: Stream's shapes and Stream's errors."""
+"""The Stream stand-in over HTTP, driven by the real SDK, and its tools for tests (what it
+received, latency, injected failures). What Stream answers, call by call, is checked in
+test_stream_behaviour.py."""
 
 import threading
 
@@ -47,43 +49,6 @@ def test_users_channel_and_message_round_trip(sdk):
     assert [member["user_id"] for member in state["members"]] == ["ana", "bo"]
     assert sent["message"]["user"]["name"] == "Ana"
     assert sdk.get_message("m-1")["message"]["text"] == "hi"
-
-
-def test_the_same_members_get_the_same_distinct_channel(sdk):
-    sdk.upsert_users([{"id": "ana"}, {"id": "bo"}])
-    first = sdk.channel("messaging", data={"members": [{"user_id": "ana"}, {"user_id": "bo"}]})
-    second = sdk.channel("messaging", data={"members": [{"user_id": "bo"}, {"user_id": "ana"}]})
-    first.create("ana")
-    second.create("bo")
-
-    assert first.id == second.id
-
-
-def test_members_that_do_not_exist_are_a_400(sdk):
-    error = stream_error(lambda: sdk.channel("messaging", "c", {"members": [{"user_id": "ghost"}]}).create("ghost"))
-
-    assert (error.status_code, error.error_code) == (400, 4)
-    assert "ghost" in error.error_message
-
-
-def test_duplicate_message_id_is_stream_s_400(sdk):
-    sdk.upsert_user({"id": "ana"})
-    channel = sdk.channel("messaging", "c", {"members": [{"user_id": "ana"}]})
-    channel.create("ana")
-    channel.send_message({"id": "m-1", "text": "hi"}, user_id="ana")
-
-    error = stream_error(lambda: channel.send_message({"id": "m-1", "text": "hi"}, user_id="ana"))
-
-    assert (error.status_code, error.error_code) == (400, 4)
-    assert "a message with ID m-1 already exists" in error.error_message
-
-
-def test_missing_channel_is_a_404(sdk):
-    sdk.upsert_user({"id": "ana"})
-
-    error = stream_error(lambda: sdk.channel("messaging", "nowhere").send_message({"text": "x"}, user_id="ana"))
-
-    assert (error.status_code, error.error_code) == (404, 16)
 
 
 def test_update_and_delete_a_message(sdk):
@@ -149,18 +114,6 @@ def test_latency_is_added_to_every_call(monkeypatch):
     assert slept == [0.025]
 
 
-def test_rate_limit_headers_and_a_429_over_the_limit():
-    stand_in = StandIn(KEY, SECRET)
-    stand_in.faults = Faults(rate_limit=2, rate_window_seconds=60)
-    token = jwt.encode({"server": True}, SECRET, algorithm="HS256")
-
-    answers = [answer_with_faults(stand_in, "GET", "/users", {"api_key": KEY}, b"", token) for _ in range(3)]
-
-    assert [status for status, _, _ in answers] == [201, 201, 429]
-    assert [headers["X-RateLimit-Remaining"] for _, _, headers in answers] == ["1", "0", "0"]
-    assert answers[2][1]["code"] == 9 and float(answers[2][2]["Retry-After"]) > 59
-
-
 def test_injected_failures_are_a_fraction_of_the_calls():
     stand_in = StandIn(KEY, SECRET)
     stand_in.faults = Faults(fail_rate=0.2, fail_kinds=("500",), seed=1)
@@ -168,17 +121,4 @@ def test_injected_failures_are_a_fraction_of_the_calls():
 
     statuses = [answer_with_faults(stand_in, "GET", "/users", {"api_key": KEY}, b"", token)[0] for _ in range(500)]
 
-    assert 60 < statuses.count(500) < 140 and set(statuses) == {201, 500}
-
-
-def test_an_import_task_moves_on_one_state_per_read(sdk, stand_in_url):
-    target = sdk.create_import_url("history.jsonl")
-    body = b'{"type": "user", "item": {"id": "ana", "created_at": "2020-01-01T00:00:00Z"}}\n'
-    assert requests.put(target["upload_url"], data=body, timeout=5).status_code == 200
-    task = sdk.create_import(target["path"], "upsert")["import_task"]
-
-    states = [sdk.get_import(task["id"])["import_task"]["state"] for _ in range(4)]
-
-    assert task["state"] == "uploaded"
-    assert states == ["analyzing", "importing", "completed", "completed"]
-    assert sdk.query_users({"id": {"$in": ["ana"]}})["users"][0]["created_at"] == "2020-01-01T00:00:00Z"
+    assert 60 < statuses.count(500) < 140 and set(statuses) == {200, 500}

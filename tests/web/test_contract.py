@@ -27,8 +27,9 @@ def test_the_check_catches_the_reference_channel_request(spec):
     """The reference sent members as user objects: the check must refuse that."""
     with stream_in_memory() as stream:
         client = build_client(API_KEY, API_SECRET)
-        client.upsert_users([{"id": "tommaso"}])
-        client.channel("messaging", data={"members": [{"user": {"id": "tommaso", "name": "T"}}]}).create("tommaso")
+        client.upsert_users([{"id": "tommaso"}, {"id": "thierry"}])
+        members = [{"user": {"id": "tommaso", "name": "T"}}, {"user": {"id": "thierry"}}]
+        client.channel("messaging", data={"members": members}).create("tommaso")
 
     assert off_spec(spec, stream.request_history[0]) is None
     assert off_spec(spec, stream.request_history[1]) is not None
@@ -52,8 +53,9 @@ from stream_backend.stream.client import build_client
 
 def test_sends_members_as_user_objects(stream):
     client = build_client({API_KEY!r}, {API_SECRET!r})
-    client.upsert_users([{{"id": "tommaso"}}])
-    client.channel("messaging", data={{"members": [{{"user": {{"id": "tommaso"}}}}]}}).create("tommaso")
+    client.upsert_users([{{"id": "tommaso"}}, {{"id": "thierry"}}])
+    members = [{{"user": {{"id": "tommaso"}}}}, {{"user": {{"id": "thierry"}}}}]
+    client.channel("messaging", data={{"members": members}}).create("tommaso")
 
 def test_sends_nothing(stream):
     pass

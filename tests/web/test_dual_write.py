@@ -37,6 +37,8 @@ def test_retried_message_answers_the_stored_message(client, stream):
         ("POST", f"/channels/{first['cid'].replace(':', '/')}/message"),
         ("GET", "/messages/123-456-789-01234"),
     ]
+    # A soft-deleted message is read only so (docs/stream-behaviour.md, B31).
+    assert calls(stream)[-1][2]["show_deleted_message"] == ["true"]
 
 
 def test_retry_with_other_text_updates_the_stored_text(client, stream):
@@ -161,12 +163,21 @@ def test_update_sets_the_given_fields(client, stream):
     assert stream.request_history[0].json() == {"set": {"text": "edited", "mood": "happy"}, "user": {"id": "tommaso"}}
 
 
-def test_update_of_an_unknown_message_is_a_json_404(client, stream):
+# Stream's two answers for a message that does not exist (docs/stream-behaviour.md, B30): code 16
+# (404) today, code 4 (400) until 2026-03.
+NOT_FOUND_FORMS = pytest.mark.parametrize("not_found_code", [16, 4])
+
+
+@NOT_FOUND_FORMS
+def test_update_of_an_unknown_message_is_a_json_404(client, stream, not_found_code):
+    stream.stand_in.state.message_not_found_code = not_found_code
+
     response = client.put("/message/never-sent", json={"message": {"text": "x"}, "user": {"id": "tommaso"}})
 
     assert response.status_code == 404
     assert response.is_json
     assert "never-sent" in response.get_json()["api_error"]
+    assert response.get_json()["stream_code"] == not_found_code
 
 
 @pytest.mark.parametrize(
@@ -230,8 +241,10 @@ def test_delete_message_hard(client, stream):
     assert "123-456-789-01234" not in stream.stand_in.state.messages
 
 
+@NOT_FOUND_FORMS
 @pytest.mark.parametrize("query", ["", "?hard=true"])
-def test_repeated_delete_message_succeeds(client, stream, query):
+def test_repeated_delete_message_succeeds(client, stream, query, not_found_code):
+    stream.stand_in.state.message_not_found_code = not_found_code
     sent(client, MESSAGE_BODY)
     client.delete(f"/message/123-456-789-01234{query}")
 

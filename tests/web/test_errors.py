@@ -1,7 +1,5 @@
 """Every failure answers JSON with a status that says whose fault it is."""
 
-import time
-
 import pytest
 import requests
 
@@ -35,33 +33,6 @@ def test_stream_errors_about_the_request_pass_through(client, stream, status, co
     assert body["api_error"] == f'UpdateUsers failed with error: "problem {status}"'
     assert body["stream_code"] == code
     assert f"problem {status}" in body["error"]
-
-
-def test_stream_rate_limit_answers_retry_after_from_its_reset_header(client, stream):
-    stream.post(
-        f"{STREAM_URL}/users",
-        status_code=429,
-        json=stream_error(9, "Too many requests", 429),
-        headers={
-            "X-RateLimit-Limit": "300",
-            "X-RateLimit-Remaining": "0",
-            "X-RateLimit-Reset": str(int(time.time()) + 30),
-        },
-    )
-
-    response = client.post("/channel", json=CHANNEL_BODY)
-
-    assert response.status_code == 429
-    assert 28 <= int(response.headers["Retry-After"]) <= 31
-
-
-def test_stream_rate_limit_without_reset_header_has_no_retry_after(client, stream):
-    stream.post(f"{STREAM_URL}/users", status_code=429, json=stream_error(9, "Too many requests", 429))
-
-    response = client.post("/channel", json=CHANNEL_BODY)
-
-    assert response.status_code == 429
-    assert "Retry-After" not in response.headers
 
 
 @pytest.mark.parametrize("status", [401, 403, 500, 502, 503])

@@ -89,7 +89,7 @@ def test_stream_calls_are_counted_by_operation_and_outcome_429_included(metered,
         json={"code": 9, "message": "Too many requests", "StatusCode": 429, "duration": "0.0ms"},
         headers={"X-RateLimit-Reset": "0"},
     )
-    limited = metered.post("/channel", json={"channel": {"creator_id": "ana"}, "members": {"ana": {}}})
+    limited = metered.post("/channel", json={"channel": {"creator_id": "ana"}, "members": {"ana": {}, "bo": {}}})
     samples = scrape(metered)
 
     assert limited.status_code == 429

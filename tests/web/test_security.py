@@ -392,7 +392,7 @@ def test_a_long_key_over_many_children_is_refused_in_little_memory(client, strea
 
 def test_nesting_up_to_the_limit_is_accepted(client, stream):
     body = {
-        "channel": {"creator_id": "tommaso", "custom_data": {"x": json.loads(deep(29))}},
+        "channel": {"creator_id": "tommaso", "id": "general", "custom_data": {"x": json.loads(deep(29))}},
         "members": {"tommaso": {}},
     }  # 32 levels, the body's own object included
 
@@ -401,7 +401,8 @@ def test_nesting_up_to_the_limit_is_accepted(client, stream):
 
 def test_a_valid_surrogate_pair_is_accepted(client, stream):
     body = (
-        '{"channel": {"creator_id": "tommaso", "custom_data": {"title": "\\ud83d\\ude00"}}, "members": {"tommaso": {}}}'
+        '{"channel": {"creator_id": "tommaso", "id": "general", "custom_data": {"title": "\\ud83d\\ude00"}}, '
+        '"members": {"tommaso": {}}}'
     )
 
     assert client.post("/channel", data=body, content_type="application/json").status_code == 200
@@ -451,14 +452,67 @@ def test_streams_message_is_logged_escaped(client, stream, caplog):
     assert warnings == ["Stream failed with HTTP 500: failed%20on%20'x%0A2026-11-28%20INFO%20forged'"]
 
 
-def test_streams_own_not_found_is_already_deleted(client, stream):
+@pytest.mark.parametrize(
+    "path, stream_path, status, code, message",
+    [
+        # Stream's not-found in each form its own tests and its users have seen (docs/stream-behaviour.md).
+        (
+            "/message/m-1",
+            "/messages/m-1",
+            404,
+            16,
+            'DeleteMessage failed with error: "message with id m-1 doesn\'t exist"',
+        ),
+        (
+            "/message/m-1",
+            "/messages/m-1",
+            400,
+            4,
+            'DeleteMessage failed with error: "Message with id m-1 doesn\'t exist"',
+        ),
+        ("/message/m-1", "/messages/m-1", 400, 4, 'DeleteMessage failed with error: "message with id m-1 not found"'),
+        (
+            "/channel/messaging/general",
+            "/channels/messaging/general",
+            404,
+            16,
+            'DeleteChannel failed with error: "Can\'t find channel with id messaging:general"',
+        ),
+    ],
+)
+def test_streams_own_not_found_is_already_deleted_whatever_its_code(
+    client, stream, path, stream_path, status, code, message
+):
     stream.delete(
-        f"{STREAM_URL}/messages/m-1",
-        status_code=404,
-        json={"code": 16, "message": "DeleteMessage failed: message not found", "StatusCode": 404},
+        f"{STREAM_URL}{stream_path}",
+        status_code=status,
+        json={
+            "code": code,
+            "message": message,
+            "StatusCode": status,
+            "duration": "0.00ms",
+            "more_info": "",
+            "details": [],
+        },
     )
 
-    assert client.delete("/message/m-1").get_json()["already_deleted"] is True
+    response = client.delete(path)
+
+    assert response.status_code == 200
+    assert response.get_json()["already_deleted"] is True
+
+
+def test_streams_400_about_something_else_is_not_already_deleted(client, stream):
+    stream.delete(
+        f"{STREAM_URL}/messages/m-1",
+        status_code=400,
+        json={"code": 4, "message": 'DeleteMessage failed with error: "hard is not a boolean"', "StatusCode": 400},
+    )
+
+    response = client.delete("/message/m-1")
+
+    assert response.status_code == 400
+    assert "already_deleted" not in response.get_json()
 
 
 def test_session_jwt_with_an_audience_is_refused_when_none_is_expected(jwt_client):
