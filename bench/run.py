@@ -27,6 +27,7 @@ Then it reports each worker's resident memory after the load.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -81,6 +82,11 @@ def route_path(route):
 
 SETUPS = {
     "procfile": (None, {}),
+    "gthread": (
+        "gunicorn -c python:stream_backend.web.gunicorn_config 'app:create_app()' --bind 0.0.0.0:${PORT} "
+        "--worker-class gthread --workers 4 --threads 8 --no-control-socket",
+        {},
+    ),
     "reference": (
         "gunicorn 'app:create_app()' --bind 0.0.0.0:${PORT} --workers 4 --no-control-socket",
         {"SYNC_STATE_TTL_SECONDS": "0", "LOG_LEVEL": "WARNING"},
@@ -174,18 +180,40 @@ def stream_calls(stand_in):
     return requests.get(f"{stand_in}/_stand_in/calls", timeout=5).json()["calls"]
 
 
-def worker_memory(service_url):
-    """Resident memory (MiB) of each gunicorn worker serving `service_url`."""
+def service_processes(service_url):
+    """The gunicorn master serving `service_url` and its workers: `(master pids, worker pids)`."""
     port = service_url.rsplit(":", 1)[1]
-    masters = subprocess.run(
+    found = subprocess.run(
         ["pgrep", "-f", f"gunicorn .*--bind 0.0.0.0:{port}"], capture_output=True, text=True
     ).stdout.split()
+    # The workers have the master's command line too: a master is one whose parent is not found.
+    masters = [pid for pid in found if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1] not in found]
+    workers = [
+        worker
+        for master in masters
+        for worker in subprocess.run(["pgrep", "-P", master], capture_output=True, text=True).stdout.split()
+    ]
+    return masters, workers
+
+
+def worker_memory(service_url):
+    """Resident memory (MiB) of each gunicorn worker serving `service_url`."""
     sizes = []
-    for master in masters:
-        for worker in subprocess.run(["pgrep", "-P", master], capture_output=True, text=True).stdout.split():
-            status = Path(f"/proc/{worker}/status").read_text()
-            sizes.append(int(status.split("VmRSS:")[1].split()[0]) / 1024)
+    for worker in service_processes(service_url)[1]:
+        status = Path(f"/proc/{worker}/status").read_text()
+        sizes.append(int(status.split("VmRSS:")[1].split()[0]) / 1024)
     return sizes
+
+
+def service_cpu_seconds(service_url):
+    """CPU seconds (user and system) the service's processes have used so far."""
+    masters, workers = service_processes(service_url)
+    ticks = 0
+    for pid in masters + workers:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def start(name, stand_in, stack):
@@ -202,8 +230,9 @@ def start(name, stand_in, stack):
 
 
 def measure(name, url, stand_in, path, connections, seconds):
-    before = stream_calls(stand_in)
+    before, cpu_before = stream_calls(stand_in), service_cpu_seconds(url)
     result = drive(url, path, connections, seconds, f"{name}-{connections}-{time.time_ns()}")
+    cpu = service_cpu_seconds(url) - cpu_before
     time.sleep(0.5)  # the last requests finish before their Stream calls are counted
     return {
         "setup": name,
@@ -214,6 +243,7 @@ def measure(name, url, stand_in, path, connections, seconds):
         "p99": result["p99_ms"],
         "errors": result["errors"],
         "calls": (stream_calls(stand_in) - before) / max(result["requests"], 1),
+        "cpu_ms": cpu * 1000 / max(result["requests"], 1),
     }
 
 
@@ -272,7 +302,7 @@ def median_row(rows):
 def print_row(row):
     print(
         f"| {row['setup']} | `{row['route']}` | {row['connections']} | {row['rps']:,.0f} | "
-        f"{row['p50']:.1f} ms | {row['p99']:.1f} ms | {row['errors']} | {row['calls']:.2f} |",
+        f"{row['p50']:.1f} ms | {row['p99']:.1f} ms | {row['cpu_ms']:.2f} ms | {row['errors']} | {row['calls']:.2f} |",
         flush=True,
     )
 
@@ -292,8 +322,8 @@ def main():
         f"Stream stand-in at {args.latency_ms:g} ms a call; median of {args.rounds} rounds of {args.seconds} s; "
         f"load from {'wrk' if shutil.which('wrk') else 'a Python load generator'}; {os.cpu_count()} cores\n"
     )
-    print("| setup | route | connections | requests/s | p50 | p99 | errors | Stream calls/request |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| setup | route | connections | requests/s | p50 | p99 | CPU per request | errors | Stream calls/request |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     rows = []
     with live.stand_in(API_KEY, API_SECRET, latency_ms=args.latency_ms) as stand_in, ExitStack() as stack:
         services = {name: start(name, stand_in, stack) for name in args.setups}

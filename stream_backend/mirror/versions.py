@@ -291,11 +291,11 @@ class SQLiteVersions:
 
     @unavailable_on(lambda self: sqlite.ERRORS)
     def newest(self, objects: list[str]) -> dict[str, Applied]:
-        rows = self._db.get().execute(
-            f"SELECT object, version, deleted FROM object_versions WHERE object IN ({','.join('?' * len(objects))})",
-            objects,
-        )
-        return {name: Applied(Version(version), deleted) for name, version, deleted in rows}
+        with self._db.connection() as db:
+            marks = ",".join("?" * len(objects))
+            query = f"SELECT object, version, deleted FROM object_versions WHERE object IN ({marks})"
+            rows = db.execute(query, objects)
+            return {name: Applied(Version(version), deleted) for name, version, deleted in rows}
 
     @unavailable_on(lambda self: sqlite.ERRORS)
     def record(self, applied: dict[str, Applied]) -> None:
@@ -317,7 +317,8 @@ class SQLiteVersions:
 
     @unavailable_on(lambda self: sqlite.ERRORS)
     def distinct_id(self, key: str) -> str | None:
-        row = self._db.get().execute("SELECT channel_id FROM distinct_channels WHERE members = ?", (key,)).fetchone()
+        with self._db.connection() as db:
+            row = db.execute("SELECT channel_id FROM distinct_channels WHERE members = ?", (key,)).fetchone()
         return row[0] if row else None
 
     @unavailable_on(lambda self: sqlite.ERRORS)
