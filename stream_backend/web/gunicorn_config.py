@@ -3,7 +3,7 @@ start it (`gunicorn -c python:stream_backend.web.gunicorn_config 'app:create_app
 
 - The worker model, declared here once for both: gevent workers (web/gunicorn_worker.py), so
   that a connection costs a greenlet and a slow client holds nothing the others need
-  (docs/production.md says why, and what the timeouts are). WEB_CONCURRENCY processes (4) of
+  (docs/production.md says why, and what the timeouts are). WEB_CONCURRENCY processes (one per core) of
   up to WEB_CONNECTIONS connections each (1000); the request line and headers within
   `keepalive` seconds, the body within `timeout`.
 
@@ -49,9 +49,11 @@ load_dotenv()
 logconfig_dict = gunicorn_logconfig((os.environ.get("LOG_FORMAT") or "text").lower())
 
 worker_class = "stream_backend.web.gunicorn_worker.Worker"
+# One event loop per core: a worker is one process, and while the kernel runs another in its
+# place every connection of it waits, so more workers than cores only lengthen the tail.
 # gunicorn reads WEB_CONCURRENCY from the environment itself too (hosts such as Heroku set it),
 # and a wrong one there is its own error, before this file runs; read here for .env's.
-workers = environment_count("WEB_CONCURRENCY", 4)
+workers = environment_count("WEB_CONCURRENCY", len(os.sched_getaffinity(0)))
 worker_connections = environment_count("WEB_CONNECTIONS", 1000)
 keepalive = 5  # seconds for a request's line and headers, the first request's too
 timeout = 30  # seconds for a request's body; and for a worker that stops answering its master
@@ -98,3 +100,4 @@ def on_exit(server) -> None:
 
 def post_worker_init(worker) -> None:
     worker.wsgi.extensions["handover"].start()
+
