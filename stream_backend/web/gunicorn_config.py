@@ -100,4 +100,3 @@ def on_exit(server) -> None:
 
 def post_worker_init(worker) -> None:
     worker.wsgi.extensions["handover"].start()
-
