@@ -9,11 +9,15 @@ fixed latency per call, driven by wrk (or a Python load generator without it).
 
     .venv/bin/python bench/run.py --routes /message /message+versions --setups procfile --no-conversations
 
-For each route and connection count it prints requests/s, p50 and p99 latency, errors, and the
-Stream calls made per request (counted by the stand-in). It runs two setups in the same run, so
+For each route and connection count it prints requests/s, p50 and p99 latency, the CPU time
+of the service's processes per request (user and system, from /proc: the figure that does not
+depend on the load generator sharing the cores), errors, and the Stream calls made per request
+(counted by the stand-in). It runs two setups in the same run, so
 that their ratio holds on a noisy machine:
 
 - `procfile`: the service exactly as the Procfile starts it;
+- `gthread` (only with `--setups ... gthread`): the service on its earlier gthread workers
+  (4 x 8 threads), for comparison;
 - `reference`: the reference's setup, for comparison: 4 sync gunicorn workers, no memory of
   what Stream already has (SYNC_STATE_TTL_SECONDS=0), so each sync makes the reference's 3 calls,
   and no log line per request, as the reference logged none.
@@ -272,9 +276,9 @@ def conversation_bodies(run_id, channels=100, members=4, messages=12, seed=1):
     return bodies
 
 
-def measure_conversations(name, url, stand_in, concurrency=16):
+def measure_conversations(name, url, stand_in, channels, concurrency=16):
     """The conversation workload against one setup: Stream calls per `/message`."""
-    bodies = conversation_bodies(f"{name}-{time.time_ns()}")
+    bodies = conversation_bodies(f"{name}-{time.time_ns()}", channels=channels)
     before, started = stream_calls(stand_in), time.perf_counter()
 
     def send(body):
@@ -314,8 +318,9 @@ def main():
     parser.add_argument("--rounds", type=int, default=3, help="measurements per setup; the median is shown")
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--routes", nargs="+", default=list(BODIES), choices=list(BODIES))
-    parser.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
+    parser.add_argument("--setups", nargs="+", default=["procfile", "reference"], choices=list(SETUPS))
     parser.add_argument("--no-conversations", action="store_true", help="skip the conversation workload")
+    parser.add_argument("--channels", type=int, default=100, help="channels of the conversation workload")
     args = parser.parse_args()
 
     print(
@@ -343,11 +348,11 @@ def main():
                     rows.append(median_row(rounds[name]))
                     print_row(rows[-1])
         if not args.no_conversations:
-            print("\nConversations: 100 channels x 12 messages from 4 members, random order\n")
+            print(f"\nConversations: {args.channels} channels x 12 messages from 4 members, random order\n")
             print("| setup | messages | at a time | messages/s | errors | Stream calls per /message |")
             print("| --- | --- | --- | --- | --- | --- |")
             for name, url in services.items():
-                rows.append({"errors": measure_conversations(name, url, stand_in)})
+                rows.append({"errors": measure_conversations(name, url, stand_in, args.channels)})
         print()
         for name, url in services.items():
             print(
