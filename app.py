@@ -97,6 +97,9 @@ from stream_backend.web.routing import RouteTable
 
 api = RouteTable("stream_backend")
 log = logging.getLogger("stream_backend")
+# Connections to Stream kept open per worker process: its requests' calls at once, at most, on a
+# warm path (more are opened when needed, and closed after).
+STREAM_CONNECTIONS = 32
 
 
 # --- What each request reaches through the app --------------------------------------------
@@ -559,7 +562,7 @@ def build_app(app_settings: Settings) -> Flask:
         app_settings.stream_api_secret,
         base_url=app_settings.stream_chat_url,
         timeout=app_settings.stream_timeout,
-        pool_size=app_settings.http_pool_size,
+        pool_size=STREAM_CONNECTIONS,
     )
     origin_key = derive_origin_key(app_settings.stream_api_secret)
     metrics = Metrics() if app_settings.metrics_token else None

@@ -9,11 +9,15 @@ fixed latency per call, driven by wrk (or a Python load generator without it).
 
     .venv/bin/python bench/run.py --routes /message /message+versions --setups procfile --no-conversations
 
-For each route and connection count it prints requests/s, p50 and p99 latency, errors, and the
-Stream calls made per request (counted by the stand-in). It runs two setups in the same run, so
+For each route and connection count it prints requests/s, p50 and p99 latency, the CPU time
+of the service's processes per request (user and system, from /proc: the figure that does not
+depend on the load generator sharing the cores), errors, and the Stream calls made per request
+(counted by the stand-in). It runs two setups in the same run, so
 that their ratio holds on a noisy machine:
 
 - `procfile`: the service exactly as the Procfile starts it;
+- `gthread` (only with `--setups ... gthread`): the service on its earlier gthread workers
+  (4 x 8 threads), for comparison;
 - `reference`: the reference's setup, for comparison: 4 sync gunicorn workers, no memory of
   what Stream already has (SYNC_STATE_TTL_SECONDS=0), so each sync makes the reference's 3 calls,
   and no log line per request, as the reference logged none.
@@ -27,6 +31,7 @@ Then it reports each worker's resident memory after the load.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -81,6 +86,11 @@ def route_path(route):
 
 SETUPS = {
     "procfile": (None, {}),
+    "gthread": (
+        "gunicorn -c python:stream_backend.web.gunicorn_config 'app:create_app()' --bind 0.0.0.0:${PORT} "
+        "--worker-class gthread --workers 4 --threads 8 --no-control-socket",
+        {},
+    ),
     "reference": (
         "gunicorn 'app:create_app()' --bind 0.0.0.0:${PORT} --workers 4 --no-control-socket",
         {"SYNC_STATE_TTL_SECONDS": "0", "LOG_LEVEL": "WARNING"},
@@ -174,18 +184,40 @@ def stream_calls(stand_in):
     return requests.get(f"{stand_in}/_stand_in/calls", timeout=5).json()["calls"]
 
 
-def worker_memory(service_url):
-    """Resident memory (MiB) of each gunicorn worker serving `service_url`."""
+def service_processes(service_url):
+    """The gunicorn master serving `service_url` and its workers: `(master pids, worker pids)`."""
     port = service_url.rsplit(":", 1)[1]
-    masters = subprocess.run(
+    found = subprocess.run(
         ["pgrep", "-f", f"gunicorn .*--bind 0.0.0.0:{port}"], capture_output=True, text=True
     ).stdout.split()
+    # The workers have the master's command line too: a master is one whose parent is not found.
+    masters = [pid for pid in found if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1] not in found]
+    workers = [
+        worker
+        for master in masters
+        for worker in subprocess.run(["pgrep", "-P", master], capture_output=True, text=True).stdout.split()
+    ]
+    return masters, workers
+
+
+def worker_memory(service_url):
+    """Resident memory (MiB) of each gunicorn worker serving `service_url`."""
     sizes = []
-    for master in masters:
-        for worker in subprocess.run(["pgrep", "-P", master], capture_output=True, text=True).stdout.split():
-            status = Path(f"/proc/{worker}/status").read_text()
-            sizes.append(int(status.split("VmRSS:")[1].split()[0]) / 1024)
+    for worker in service_processes(service_url)[1]:
+        status = Path(f"/proc/{worker}/status").read_text()
+        sizes.append(int(status.split("VmRSS:")[1].split()[0]) / 1024)
     return sizes
+
+
+def service_cpu_seconds(service_url):
+    """CPU seconds (user and system) the service's processes have used so far."""
+    masters, workers = service_processes(service_url)
+    ticks = 0
+    for pid in masters + workers:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def start(name, stand_in, stack):
@@ -202,8 +234,9 @@ def start(name, stand_in, stack):
 
 
 def measure(name, url, stand_in, path, connections, seconds):
-    before = stream_calls(stand_in)
+    before, cpu_before = stream_calls(stand_in), service_cpu_seconds(url)
     result = drive(url, path, connections, seconds, f"{name}-{connections}-{time.time_ns()}")
+    cpu = service_cpu_seconds(url) - cpu_before
     time.sleep(0.5)  # the last requests finish before their Stream calls are counted
     return {
         "setup": name,
@@ -214,6 +247,7 @@ def measure(name, url, stand_in, path, connections, seconds):
         "p99": result["p99_ms"],
         "errors": result["errors"],
         "calls": (stream_calls(stand_in) - before) / max(result["requests"], 1),
+        "cpu_ms": cpu * 1000 / max(result["requests"], 1),
     }
 
 
@@ -242,9 +276,9 @@ def conversation_bodies(run_id, channels=100, members=4, messages=12, seed=1):
     return bodies
 
 
-def measure_conversations(name, url, stand_in, concurrency=16):
+def measure_conversations(name, url, stand_in, channels, concurrency=16):
     """The conversation workload against one setup: Stream calls per `/message`."""
-    bodies = conversation_bodies(f"{name}-{time.time_ns()}")
+    bodies = conversation_bodies(f"{name}-{time.time_ns()}", channels=channels)
     before, started = stream_calls(stand_in), time.perf_counter()
 
     def send(body):
@@ -272,7 +306,7 @@ def median_row(rows):
 def print_row(row):
     print(
         f"| {row['setup']} | `{row['route']}` | {row['connections']} | {row['rps']:,.0f} | "
-        f"{row['p50']:.1f} ms | {row['p99']:.1f} ms | {row['errors']} | {row['calls']:.2f} |",
+        f"{row['p50']:.1f} ms | {row['p99']:.1f} ms | {row['cpu_ms']:.2f} ms | {row['errors']} | {row['calls']:.2f} |",
         flush=True,
     )
 
@@ -284,16 +318,17 @@ def main():
     parser.add_argument("--rounds", type=int, default=3, help="measurements per setup; the median is shown")
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--routes", nargs="+", default=list(BODIES), choices=list(BODIES))
-    parser.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
+    parser.add_argument("--setups", nargs="+", default=["procfile", "reference"], choices=list(SETUPS))
     parser.add_argument("--no-conversations", action="store_true", help="skip the conversation workload")
+    parser.add_argument("--channels", type=int, default=100, help="channels of the conversation workload")
     args = parser.parse_args()
 
     print(
         f"Stream stand-in at {args.latency_ms:g} ms a call; median of {args.rounds} rounds of {args.seconds} s; "
         f"load from {'wrk' if shutil.which('wrk') else 'a Python load generator'}; {os.cpu_count()} cores\n"
     )
-    print("| setup | route | connections | requests/s | p50 | p99 | errors | Stream calls/request |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| setup | route | connections | requests/s | p50 | p99 | CPU per request | errors | Stream calls/request |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     rows = []
     with live.stand_in(API_KEY, API_SECRET, latency_ms=args.latency_ms) as stand_in, ExitStack() as stack:
         services = {name: start(name, stand_in, stack) for name in args.setups}
@@ -313,11 +348,11 @@ def main():
                     rows.append(median_row(rounds[name]))
                     print_row(rows[-1])
         if not args.no_conversations:
-            print("\nConversations: 100 channels x 12 messages from 4 members, random order\n")
+            print(f"\nConversations: {args.channels} channels x 12 messages from 4 members, random order\n")
             print("| setup | messages | at a time | messages/s | errors | Stream calls per /message |")
             print("| --- | --- | --- | --- | --- | --- |")
             for name, url in services.items():
-                rows.append({"errors": measure_conversations(name, url, stand_in)})
+                rows.append({"errors": measure_conversations(name, url, stand_in, args.channels)})
         print()
         for name, url in services.items():
             print(

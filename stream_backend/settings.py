@@ -53,7 +53,6 @@ class Settings:
     max_body_bytes: int
     sync_state_ttl_seconds: int
     versions_keep_seconds: int  # how long an object's newest version is kept after its last write
-    http_pool_size: int
     primary_sync_url: str | None  # None: accepted webhook events are logged, not handed over
     primary_sync_timeout: float  # seconds an attempt may take
     primary_sync_retry_schedule: tuple[float, ...] | None  # seconds between attempts; None: the default's
@@ -102,8 +101,6 @@ class Settings:
             max_body_bytes=number("MAX_BODY_BYTES", 1024 * 1024, int),
             sync_state_ttl_seconds=number("SYNC_STATE_TTL_SECONDS", DEFAULT_TTL_SECONDS, int, strict=False),
             versions_keep_seconds=number("VERSIONS_KEEP_SECONDS", DEFAULT_KEEP_SECONDS, int),
-            # The Procfile runs WEB_THREADS threads a worker: one pooled connection each.
-            http_pool_size=number("WEB_THREADS", 8, int),
             primary_sync_url=environ.get("PRIMARY_SYNC_URL") or None,
             primary_sync_timeout=number("PRIMARY_SYNC_TIMEOUT", 15.0, float),
             primary_sync_retry_schedule=_seconds_list(environ, "PRIMARY_SYNC_RETRY_SCHEDULE", problems),

@@ -271,17 +271,17 @@ class SQLiteQueue:
     @unavailable_on(lambda self: sqlite.ERRORS)
     def status(self) -> Status:
         now = self.clock()
-        db = self._db.get()
-        (pending,) = db.execute("SELECT coalesce(sum(pending), 0) FROM webhook_lanes").fetchone()
-        (in_flight,) = db.execute("SELECT count(*) FROM webhook_lanes WHERE lease_until > ?", (now,)).fetchone()
-        (failed,) = db.execute("SELECT count(*) FROM webhook_events WHERE state = 'failed'").fetchone()
-        (delivered,) = db.execute(
-            "SELECT count(*) FROM webhook_events WHERE state = 'delivered' AND finished_at >= ?", (now - 3600,)
-        ).fetchone()
-        oldest = db.execute(
-            "SELECT accepted_at FROM webhook_events WHERE state = 'pending' AND finished_at IS NULL"
-            " ORDER BY seq LIMIT 1"
-        ).fetchone()
+        with self._db.connection() as db:
+            (pending,) = db.execute("SELECT coalesce(sum(pending), 0) FROM webhook_lanes").fetchone()
+            (in_flight,) = db.execute("SELECT count(*) FROM webhook_lanes WHERE lease_until > ?", (now,)).fetchone()
+            (failed,) = db.execute("SELECT count(*) FROM webhook_events WHERE state = 'failed'").fetchone()
+            (delivered,) = db.execute(
+                "SELECT count(*) FROM webhook_events WHERE state = 'delivered' AND finished_at >= ?", (now - 3600,)
+            ).fetchone()
+            oldest = db.execute(
+                "SELECT accepted_at FROM webhook_events WHERE state = 'pending' AND finished_at IS NULL"
+                " ORDER BY seq LIMIT 1"
+            ).fetchone()
         return Status(pending, in_flight, failed, delivered, None if oldest is None else max(0.0, now - oldest[0]))
 
     @unavailable_on(lambda self: sqlite.ERRORS)
@@ -296,14 +296,11 @@ class SQLiteQueue:
             conditions.append("lane = ?")
             values.append(lane)
         where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-        rows = (
-            self._db.get()
-            .execute(
+        with self._db.connection() as db:
+            rows = db.execute(
                 f"SELECT {_COLUMNS} FROM (SELECT * FROM webhook_events {where} ORDER BY seq DESC LIMIT ?) ORDER BY seq",
                 (*values, limit),
-            )
-            .fetchall()
-        )
+            ).fetchall()
         return [_event(row) for row in rows]
 
     @unavailable_on(lambda self: sqlite.ERRORS)
@@ -343,5 +340,6 @@ class SQLiteQueue:
                 (delivered_before, failed_before, batch),
             ).rowcount
         if pruned:
-            self._db.get().execute("PRAGMA incremental_vacuum")
+            with self._db.connection() as db:
+                db.execute("PRAGMA incremental_vacuum")
         return pruned

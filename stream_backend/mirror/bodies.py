@@ -20,7 +20,7 @@ from pydantic_core import PydanticCustomError
 
 from stream_backend.errors import InvalidRequest
 from stream_backend.mirror.inputs import ChannelSync, ChannelUpdate, MessageSync, MessageUpdate
-from stream_backend.mirror.versions import VERSION_SCHEMA, VersionValue, parse_version
+from stream_backend.mirror.versions import VERSION_SCHEMA, VersionValue, parse_version, whole_number
 from stream_backend.stream.rules import (
     DEFAULT_CHANNEL_TYPE,
     MAX_CUSTOM_DATA_BYTES,
@@ -81,12 +81,12 @@ def _keys_without_default(schema: dict[str, Any]) -> None:
 
 
 def _version(value: Any) -> int | str:
-    """A version as the body gave it, once mirror/versions.py can read it."""
+    """A version as the body gave it (a whole `3.0` as 3), once mirror/versions.py can read it."""
     try:
         parse_version(value)
     except InvalidRequest as error:
         raise PydanticCustomError("version", str(error).removeprefix("version: ")) from None
-    return value
+    return whole_number(value)
 
 
 # The primary's version of an object (mirror/versions.py): an integer or an RFC 3339 timestamp.

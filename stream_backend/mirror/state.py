@@ -96,10 +96,11 @@ class SQLiteKeyValues:
     @unavailable_on(lambda self: sqlite.ERRORS)
     def get_many(self, keys: list[str]) -> dict[str, str]:
         marks = ",".join("?" * len(keys))
-        rows = self._db.get().execute(
-            f"SELECT key, value FROM sync_state WHERE key IN ({marks}) AND expires_at > ?", (*keys, time.time())
-        )
-        return dict(rows.fetchall())
+        with self._db.connection() as db:
+            rows = db.execute(
+                f"SELECT key, value FROM sync_state WHERE key IN ({marks}) AND expires_at > ?", (*keys, time.time())
+            )
+            return dict(rows.fetchall())
 
     @unavailable_on(lambda self: sqlite.ERRORS)
     def set_many(self, values: dict[str, str], ttl_seconds: float) -> None:

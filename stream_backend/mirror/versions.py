@@ -89,6 +89,7 @@ class Version:
 def parse_version(value: Any, field: str = "version") -> Version:
     """`value` (an int, RFC 3339 text or an aware datetime) as a Version; InvalidRequest names
     `field` otherwise."""
+    value = whole_number(value)
     if isinstance(value, int) and not isinstance(value, bool):
         if not 0 <= value <= MAX_NUMBER:
             raise InvalidRequest(field, f"must be an integer from 0 to {MAX_NUMBER}")
@@ -100,6 +101,14 @@ def parse_version(value: Any, field: str = "version") -> Version:
     if isinstance(value, str):
         return _parsed_text(value, field)
     raise InvalidRequest(field, PROBLEM)
+
+
+def whole_number(value: Any) -> Any:
+    """A JSON number with a zero fraction (`3.0`, `1e3`) as the integer it is: JSON Schema's
+    `integer`, which the OpenAPI document promises, counts it as one. Anything else as given."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def version_from_query(value: str, field: str = "version") -> int | str:
@@ -291,11 +300,11 @@ class SQLiteVersions:
 
     @unavailable_on(lambda self: sqlite.ERRORS)
     def newest(self, objects: list[str]) -> dict[str, Applied]:
-        rows = self._db.get().execute(
-            f"SELECT object, version, deleted FROM object_versions WHERE object IN ({','.join('?' * len(objects))})",
-            objects,
-        )
-        return {name: Applied(Version(version), deleted) for name, version, deleted in rows}
+        with self._db.connection() as db:
+            marks = ",".join("?" * len(objects))
+            query = f"SELECT object, version, deleted FROM object_versions WHERE object IN ({marks})"
+            rows = db.execute(query, objects)
+            return {name: Applied(Version(version), deleted) for name, version, deleted in rows}
 
     @unavailable_on(lambda self: sqlite.ERRORS)
     def record(self, applied: dict[str, Applied]) -> None:
@@ -317,7 +326,8 @@ class SQLiteVersions:
 
     @unavailable_on(lambda self: sqlite.ERRORS)
     def distinct_id(self, key: str) -> str | None:
-        row = self._db.get().execute("SELECT channel_id FROM distinct_channels WHERE members = ?", (key,)).fetchone()
+        with self._db.connection() as db:
+            row = db.execute("SELECT channel_id FROM distinct_channels WHERE members = ?", (key,)).fetchone()
         return row[0] if row else None
 
     @unavailable_on(lambda self: sqlite.ERRORS)

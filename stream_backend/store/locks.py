@@ -56,14 +56,14 @@ class SQLiteLeases:
     )
 
     def __init__(self, path: str, busy_timeout: float = sqlite.BUSY_TIMEOUT_SECONDS) -> None:
-        self._db = sqlite.Connections(path, busy_timeout, self.SCHEMA)
+        # Its own connections' commits only: a lease is worth nothing after a crash of the machine.
+        self._db = sqlite.Connections(path, busy_timeout, self.SCHEMA, pragmas=("PRAGMA synchronous=OFF",))
         self._takes = 0
 
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
         """An IMMEDIATE transaction that does not wait for the disk: a lease is worth nothing
         after a crash of the machine, whose holders are gone too (the versions are synced)."""
-        self._db.get().execute("PRAGMA synchronous=OFF")  # this connection's commits only
         with self._db.transaction() as db:
             yield db
 

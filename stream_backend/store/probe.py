@@ -48,6 +48,7 @@ class StoreProbe:
     @unavailable_on(lambda self: sqlite.ERRORS if self._db is not None else redis_store.errors())
     def _check(self) -> None:
         if self._db is not None:
-            self._db.get().execute("SELECT value FROM store_meta WHERE key = 'id'").fetchone()
+            with self._db.connection() as db:
+                db.execute("SELECT value FROM store_meta WHERE key = 'id'").fetchone()
         elif self._redis is not None:
             self._redis.ping()

@@ -30,6 +30,13 @@ BUSY_TIMEOUT_SECONDS = 2
 
 ERRORS = (sqlite3.Error, OSError)
 
+# SQLite's own wait inside a statement, at most; a write lock is waited for in short sleeps
+# (Connections._begin), up to the busy timeout.
+STATEMENT_WAIT_SECONDS = 0.01
+LOCK_POLL_SECONDS = 0.005
+# Connections kept open per store and process: the rest are closed after use.
+MAX_IDLE_CONNECTIONS = 8
+
 _META = "CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 
 
@@ -105,42 +112,90 @@ def _check_marker(path: str, marker: str, store_id: str) -> None:
 
 
 class Connections:
-    """A connection per thread (a sqlite3 connection serves the thread that opened it), with
-    transactions that are ours to begin (isolation_level=None). The file is opened and checked
-    (prepare_file) at the first use, not at construction: a store that cannot be opened yet
-    is unavailable, and tried again at the next use. `schema`: statements run once the file is
-    open (CREATE TABLE IF NOT EXISTS ...)."""
+    """The connections of a process to the file: a few kept open, each lent to one thread (or
+    greenlet) at a time, with transactions that are ours to begin (isolation_level=None).
 
-    def __init__(self, path: str, busy_timeout: float = BUSY_TIMEOUT_SECONDS, schema: tuple[str, ...] = ()) -> None:
-        self.path, self.busy_timeout, self.schema = path, busy_timeout, schema
-        self._local = threading.local()
+    The file is opened and checked (prepare_file) at the first use, not at construction: a
+    store that cannot be opened yet is unavailable, and tried again at the next use. `schema`:
+    statements run once the file is open (CREATE TABLE IF NOT EXISTS ...); `pragmas`: run on
+    each new connection.
+
+    Waiting for another process's write lock is a loop of short sleeps here, not SQLite's own
+    busy wait: under gunicorn's gevent workers time.sleep lets the other requests of the
+    process run meanwhile, where SQLite's wait (C code) would stop them all. SQLite itself
+    waits at most STATEMENT_WAIT_SECONDS inside a statement (a checkpoint, rarely).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        busy_timeout: float = BUSY_TIMEOUT_SECONDS,
+        schema: tuple[str, ...] = (),
+        pragmas: tuple[str, ...] = (),
+    ) -> None:
+        self.path, self.busy_timeout, self.schema, self.pragmas = path, busy_timeout, schema, pragmas
+        self._idle: list[tuple[int, sqlite3.Connection]] = []  # (generation, connection), kept open
         self._lock = threading.Lock()
         self._identity: tuple[int, int] | None = None  # the file's (device, inode) once opened
-        self._generation = 0  # moves on when the file is opened again: threads reconnect
+        self._generation = 0  # moves on when the file is opened again: older connections are closed
 
-    def get(self) -> sqlite3.Connection:
-        """This thread's connection to the file, once the path is checked to name it still."""
+    @contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        """A connection to the file, once the path is checked to name it still, for the block."""
         generation = self._checked()
-        if getattr(self._local, "generation", None) != generation:
-            old = getattr(self._local, "db", None)
-            if old is not None:
-                old.close()
-            self._local.db = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
-            self._local.generation = generation
-        return self._local.db
+        db = self._checkout(generation)
+        try:
+            yield db
+        finally:
+            self._checkin(generation, db)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE takes the write lock at once (waiting up to the busy timeout), so
         that what a transaction reads and writes sees one state of the tables."""
-        db = self.get()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        with self.connection() as db:
+            self._begin(db)
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def _begin(self, db: sqlite3.Connection) -> None:
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(LOCK_POLL_SECONDS)
+
+    def _checkout(self, generation: int) -> sqlite3.Connection:
+        with self._lock:
+            while self._idle:
+                kept_generation, db = self._idle.pop()
+                if kept_generation == generation:
+                    return db
+                db.close()
+        db = sqlite3.connect(
+            self.path, timeout=STATEMENT_WAIT_SECONDS, isolation_level=None, check_same_thread=False
+        )  # lent to one user at a time
+        for pragma in self.pragmas:
+            db.execute(pragma)
+        return db
+
+    def _checkin(self, generation: int, db: sqlite3.Connection) -> None:
+        if db.in_transaction:  # a statement failed before COMMIT or ROLLBACK could run
+            db.close()
+            return
+        with self._lock:
+            if generation == self._generation and len(self._idle) < MAX_IDLE_CONNECTIONS:
+                self._idle.append((generation, db))
+                return
+        db.close()
 
     def _checked(self) -> int:
         try:

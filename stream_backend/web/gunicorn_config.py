@@ -1,5 +1,11 @@
-"""gunicorn's hooks and logging for the Procfile's web process (`gunicorn -c
-python:stream_backend.web.gunicorn_config`).
+"""gunicorn's settings, hooks and logging for the web process, as the Procfile and `make run`
+start it (`gunicorn -c python:stream_backend.web.gunicorn_config 'app:create_app()'`).
+
+- The worker model, declared here once for both: gevent workers (web/gunicorn_worker.py), so
+  that a connection costs a greenlet and a slow client holds nothing the others need
+  (docs/production.md says why, and what the timeouts are). WEB_CONCURRENCY processes (one per core) of
+  up to WEB_CONNECTIONS connections each (1000); the request line and headers within
+  `keepalive` seconds, the body within `timeout`.
 
 - `on_starting` checks the settings once, in the master, before any worker starts: a missing
   or wrong setting prints one `Cannot start: ...` and stops gunicorn with status 3, rather
@@ -28,8 +34,30 @@ from stream_backend.errors import SettingsError
 from stream_backend.settings import Settings
 from stream_backend.web.logs import cannot_start, gunicorn_logconfig
 
+
+def environment_count(name: str, default: int) -> int:
+    """A count from the environment (or .env) for gunicorn's own settings, which the app's
+    settings do not hold: a wrong one stops gunicorn with the same message they would."""
+    value = os.environ.get(name) or str(default)
+    if not value.isdigit() or int(value) < 1:
+        cannot_start(f"{name} must be a positive integer, not {value!r}.", os.environ)
+        sys.exit(3)
+    return int(value)
+
+
 load_dotenv()
 logconfig_dict = gunicorn_logconfig((os.environ.get("LOG_FORMAT") or "text").lower())
+
+worker_class = "stream_backend.web.gunicorn_worker.Worker"
+# One event loop per core: a worker is one process, and while the kernel runs another in its
+# place every connection of it waits, so more workers than cores only lengthen the tail.
+# gunicorn reads WEB_CONCURRENCY from the environment itself too (hosts such as Heroku set it),
+# and a wrong one there is its own error, before this file runs; read here for .env's.
+workers = environment_count("WEB_CONCURRENCY", len(os.sched_getaffinity(0)))
+worker_connections = environment_count("WEB_CONNECTIONS", 1000)
+keepalive = 5  # seconds for a request's line and headers, the first request's too
+timeout = 30  # seconds for a request's body; and for a worker that stops answering its master
+control_socket_disable = True  # so that several instances can run on one machine
 
 
 MADE_DIRECTORY = "STREAM_BACKEND_METRICS_DIR_MADE"  # set in the master when it made the directory

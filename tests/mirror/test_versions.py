@@ -57,9 +57,14 @@ def test_one_instant_is_one_version(same, other):
     assert parse_version(same) == parse_version(other)
 
 
+@pytest.mark.parametrize("whole, integer", [(3.0, 3), (1073741824.0, 1073741824), (1e3, 1000), (0.0, 0)])
+def test_a_whole_number_with_a_fraction_is_the_integer_json_schema_counts_it_as(whole, integer):
+    assert parse_version(whole) == parse_version(integer)
+
+
 @pytest.mark.parametrize(
     "value",
-    [-1, 2**63, True, 1.0, None, [], "", "3", "2026-11-28", "2026-11-28 10:00:00Z", "2026-11-28T10:00:00",
+    [-1, 2**63, True, 1.5, -1.0, 1e19, None, [], "", "3", "2026-11-28", "2026-11-28 10:00:00Z", "2026-11-28T10:00:00",
      "2026-13-01T00:00:00Z", "2026-02-29T00:00:00Z", "2026-11-28T24:00:00Z", "2026-11-28T10:00:00+24:00",
      "0000-01-01T00:00:00Z", "2026-11-28T10:00:00.1234567891Z", datetime(2026, 11, 28)],
 )  # fmt: skip

@@ -47,3 +47,11 @@ def test_flask_run_finds_the_factory_and_stops_on_a_settings_error(tmp_path):
     assert result.returncode == 3
     assert result.stderr.count("Cannot start:") == 1 and "STREAM_API_SECRET" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_wrong_connection_count_stops_gunicorn_with_one_message_and_status_3(tmp_path):
+    result = procfile_web({"WEB_CONNECTIONS": "many", "WEBHOOK_DB": str(tmp_path / "webhooks.sqlite3")})
+
+    assert result.returncode == 3
+    assert result.stderr.count("Cannot start: WEB_CONNECTIONS must be a positive integer, not 'many'.") == 1
+    assert "Traceback" not in result.stderr

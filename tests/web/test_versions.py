@@ -403,3 +403,17 @@ def test_the_warm_path_does_not_wait_for_its_channels_lock(app, client, stream, 
 
     assert warm.status_code == 200
     assert newer.status_code == 503 and newer.get_json()["objects"] == ["channel:messaging:team"]
+
+
+def test_a_version_written_with_a_zero_fraction_is_the_integer_the_document_allows(client, stream):
+    """JSON Schema's `integer` (the document's) counts 2.0 as 2: a primary whose JSON library
+    writes floats is answered as if it had written 2, and its 1 is then stale."""
+    ok(client.post("/message", json=message()))
+    ok(client.put("/message/m-1", json={"message": {"text": "v2", "version": 2.0}, "user": {"id": "ana"}}))
+    late, calls = sent_during(
+        stream,
+        lambda: ok(client.put("/message/m-1", json={"message": {"text": "v1", "version": 1}, "user": {"id": "ana"}})),
+    )
+
+    assert late["stale"] is True
+    assert not [call for call in calls if call[0] != "GET"]  # nothing written to Stream
