@@ -21,6 +21,7 @@ What the queue guarantees, whatever the store:
 The schedule (when to try again, when to give up) is the deliverer's (delivery.py).
 """
 
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable
@@ -340,6 +341,16 @@ class SQLiteQueue:
                 (delivered_before, failed_before, batch),
             ).rowcount
         if pruned:
-            with self._db.connection() as db:
-                db.execute("PRAGMA incremental_vacuum")
+            self._free_pages()
         return pruned
+
+    def _free_pages(self) -> None:
+        """Give the pruned pages back to the file system: at the next prune when another
+        process holds the write lock now (the pages wait in the file meanwhile, reused first)."""
+        with self._db.connection() as db:
+            try:
+                # executescript runs the pragma to its end; execute() would free one page.
+                db.executescript("PRAGMA incremental_vacuum;")
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error):
+                    raise

@@ -105,8 +105,9 @@ def parse_version(value: Any, field: str = "version") -> Version:
 
 def whole_number(value: Any) -> Any:
     """A JSON number with a zero fraction (`3.0`, `1e3`) as the integer it is: JSON Schema's
-    `integer`, which the OpenAPI document promises, counts it as one. Anything else as given."""
-    if isinstance(value, float) and value.is_integer():
+    `integer`, which the OpenAPI document promises, counts it as one. Up to 2**53 only, where a
+    float is exact: past it two versions could read as one. Anything else as given."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
         return int(value)
     return value
 

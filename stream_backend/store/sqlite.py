@@ -15,6 +15,7 @@ At its creation it gets an id, written in the file and in a marker beside it (`<
 """
 
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -30,10 +31,13 @@ BUSY_TIMEOUT_SECONDS = 2
 
 ERRORS = (sqlite3.Error, OSError)
 
-# SQLite's own wait inside a statement, at most; a write lock is waited for in short sleeps
-# (Connections._begin), up to the busy timeout.
-STATEMENT_WAIT_SECONDS = 0.01
-LOCK_POLL_SECONDS = 0.005
+# SQLite's own wait inside a statement, at most: C code, which stops every greenlet of a gevent
+# worker while it waits, so 1 ms. A write lock is waited for in cooperative sleeps instead
+# (Connections._begin), from LOCK_POLL_SECONDS doubling up to LOCK_POLL_MAX_SECONDS, until the
+# busy timeout.
+STATEMENT_WAIT_SECONDS = 0.001
+LOCK_POLL_SECONDS = 0.002
+LOCK_POLL_MAX_SECONDS = 0.02
 # Connections kept open per store and process: the rest are closed after use.
 MAX_IDLE_CONNECTIONS = 8
 
@@ -123,7 +127,8 @@ class Connections:
     Waiting for another process's write lock is a loop of short sleeps here, not SQLite's own
     busy wait: under gunicorn's gevent workers time.sleep lets the other requests of the
     process run meanwhile, where SQLite's wait (C code) would stop them all. SQLite itself
-    waits at most STATEMENT_WAIT_SECONDS inside a statement (a checkpoint, rarely).
+    waits at most STATEMENT_WAIT_SECONDS inside a statement (each try of BEGIN IMMEDIATE, and
+    the rare read that meets a checkpoint).
     """
 
     def __init__(
@@ -163,7 +168,7 @@ class Connections:
             db.execute("COMMIT")
 
     def _begin(self, db: sqlite3.Connection) -> None:
-        deadline = time.monotonic() + self.busy_timeout
+        deadline, pause = time.monotonic() + self.busy_timeout, LOCK_POLL_SECONDS
         while True:
             try:
                 db.execute("BEGIN IMMEDIATE")
@@ -171,7 +176,9 @@ class Connections:
             except sqlite3.OperationalError as error:
                 if "locked" not in str(error) or time.monotonic() >= deadline:
                     raise
-            time.sleep(LOCK_POLL_SECONDS)
+            # Jittered, so that the processes waiting for one lock do not ask at one moment.
+            time.sleep(pause * random.uniform(0.5, 1))
+            pause = min(pause * 2, LOCK_POLL_MAX_SECONDS)
 
     def _checkout(self, generation: int) -> sqlite3.Connection:
         with self._lock:

@@ -36,13 +36,22 @@ from stream_backend.web.logs import cannot_start, gunicorn_logconfig
 
 
 def environment_count(name: str, default: int) -> int:
-    """A count from the environment (or .env) for gunicorn's own settings, which the app's
-    settings do not hold: a wrong one stops gunicorn with the same message they would."""
+    """A count from .env (or the environment) for gunicorn's own settings, which the app's
+    settings do not hold: a wrong one stops gunicorn with the same message they would. (A
+    wrong WEB_CONCURRENCY in the environment itself is gunicorn's own error, at its import.)"""
     value = os.environ.get(name) or str(default)
     if not value.isdigit() or int(value) < 1:
         cannot_start(f"{name} must be a positive integer, not {value!r}.", os.environ)
         sys.exit(3)
     return int(value)
+
+
+def cores() -> int:
+    """The cores this process may run on (Linux: its affinity; elsewhere: the machine's). A
+    container's CPU quota is not seen: set WEB_CONCURRENCY there (Heroku sets it itself)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 load_dotenv()
@@ -53,7 +62,7 @@ worker_class = "stream_backend.web.gunicorn_worker.Worker"
 # place every connection of it waits, so more workers than cores only lengthen the tail.
 # gunicorn reads WEB_CONCURRENCY from the environment itself too (hosts such as Heroku set it),
 # and a wrong one there is its own error, before this file runs; read here for .env's.
-workers = environment_count("WEB_CONCURRENCY", len(os.sched_getaffinity(0)))
+workers = environment_count("WEB_CONCURRENCY", cores())
 worker_connections = environment_count("WEB_CONNECTIONS", 1000)
 keepalive = 5  # seconds for a request's line and headers, the first request's too
 timeout = 30  # seconds for a request's body; and for a worker that stops answering its master

@@ -5,11 +5,12 @@ the others need, with both halves of a request bounded in time.
 - The request line and headers must arrive within `--keep-alive` seconds (5 in the Procfile):
   gunicorn's gevent worker already reads every request of a connection, the first included,
   under that timeout, and closes the connection past it.
-- The body must arrive within `--timeout` seconds (30): it is read here, whole (up to the app's
-  MAX_CONTENT_LENGTH and one byte more), before the app runs, so that no request greenlet
-  waits on a client that sends a byte a second. Past it the answer is a 408, in JSON, and the
-  connection is closed. A body declared larger than the limit is left to the app, which
-  answers 413 without reading it.
+- The body must arrive within `--timeout` seconds (30): it is read here, whole, before the app
+  runs, up to its route's cap and one byte more (4 KB for a token, 1 KB for a route without a
+  body), so that no request greenlet waits on a client that sends a byte a second, and a
+  connection holds at most that much. Past the timeout the answer is a 408, in JSON, and the
+  connection is closed. A body declared larger than its cap is left to the app, which answers
+  413 without reading it. A client that waits for `100 Continue` gets it first.
 
 gevent's monkey-patching (done by gunicorn when the worker starts, before the app is
 imported) makes the SDK's requests, redis-py and the delivery threads cooperative; the SQLite
@@ -18,19 +19,25 @@ store waits for its locks in short sleeps rather than in SQLite's C code (store/
 
 import io
 import json
+from urllib.parse import unquote
 
 import gevent
 from gunicorn.workers.ggevent import GeventWorker
 
+IDLE_WAIT_SECONDS = 0.01
 TIMED_OUT = json.dumps({"error": "The request body did not arrive in time."}).encode()
 
 
 class PrereadBody:
     """A request body read ahead: what was read, then whatever is left on the connection (so
-    that gunicorn can skip the rest of an oversized body before the next request)."""
+    that gunicorn can skip the rest of an oversized body before the next request). Anything
+    else gunicorn asks of a body (`failed`, after a malformed chunk) is the body's own."""
 
     def __init__(self, read: bytes, rest) -> None:
         self._read, self._rest = io.BytesIO(read), rest
+
+    def __getattr__(self, name: str):
+        return getattr(self._rest, name)
 
     def read(self, size: int | None = None) -> bytes:
         data = self._read.read(size)
@@ -40,7 +47,10 @@ class PrereadBody:
 
     def readline(self, size: int | None = None) -> bytes:
         line = self._read.readline(size)
-        return line if line else self._rest.readline(size)
+        if line.endswith(b"\n") or (size is not None and 0 <= size <= len(line)):
+            return line
+        # The end of what was read ahead, in the middle of a line: the rest of it follows.
+        return line + self._rest.readline(None if size is None or size < 0 else size - len(line))
 
     def readlines(self, size: int | None = None) -> list[bytes]:
         return io.BytesIO(self.read()).readlines()
@@ -51,14 +61,18 @@ class PrereadBody:
 
 class Worker(GeventWorker):
     def handle_request(self, listener_name, req, sock, addr):
-        limit = self.wsgi.config["MAX_CONTENT_LENGTH"]
+        cap = self.wsgi.extensions["request_cap"](req.method, unquote(req.path or "/"))
         declared = next(
             (int(value) for name, value in req.headers if name == "CONTENT-LENGTH" and value.isdigit()), None
         )
-        if declared is None or declared <= limit:
+        # A body declared over its route's cap is left unread: the app answers 413 at once.
+        if declared is None or declared <= cap:
+            if req._expected_100_continue:  # the client waits for it before it sends the body
+                sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                req._expected_100_continue = False
             try:
                 with gevent.Timeout(self.cfg.timeout):
-                    read = req.body.read(limit + 1)
+                    read = req.body.read(cap + 1)
             except gevent.Timeout:
                 self.log.info("closed a connection whose request body did not arrive within %s s", self.cfg.timeout)
                 sock.sendall(
@@ -71,5 +85,7 @@ class Worker(GeventWorker):
             return super().handle_request(listener_name, req, sock, addr)
         finally:
             # A kept-alive connection whose next request is already there would be served
-            # again at once, without yielding: the others' requests would wait behind it.
-            gevent.idle()
+            # again at once, without yielding: the others' requests would wait behind it. The
+            # wait is bounded: under a load that never lets the loop idle, 10 ms at most.
+            with gevent.Timeout(IDLE_WAIT_SECONDS, False):
+                gevent.idle()

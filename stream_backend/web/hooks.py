@@ -2,6 +2,7 @@
 route's body cap (web/routing.py), one access-log line, and its count and duration in the
 metrics (web/metrics.py), under its route's template, so that their labels stay few."""
 
+import functools
 import logging
 import os
 import re
@@ -20,6 +21,9 @@ access_log = logging.getLogger("stream_backend.access")
 
 
 def install(app: Flask, routes: RouteTable, max_body_bytes: int) -> None:
+    # For the gunicorn worker, which reads a body ahead before the app runs (web/gunicorn_worker.py).
+    app.extensions["request_cap"] = functools.partial(routes.request_cap, app, max_body_bytes=max_body_bytes)
+
     def start_request() -> None:
         incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
         g.request_id = incoming if REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()

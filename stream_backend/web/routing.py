@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from flask import Blueprint, Flask
 from pydantic import BaseModel
+from werkzeug.exceptions import HTTPException
 
 from stream_backend.web.auth import requires_metrics_token, requires_sync_token
 from stream_backend.web.models import Parameter
@@ -96,6 +97,16 @@ class RouteTable:
         """The largest body the route of `endpoint` takes; None for no route (a 404 to come)."""
         route = self._by_endpoint.get(endpoint or "")
         return route.cap(max_body_bytes) if route else None
+
+    def request_cap(self, app: Flask, method: str, path: str, max_body_bytes: int) -> int:
+        """The largest body a request for `method path` may send, before Flask has routed it
+        (the gunicorn worker reads that much ahead): its route's cap, or that of a route
+        without a body for a request no route takes."""
+        try:
+            endpoint, _ = app.url_map.bind("localhost").match(path, method=method)
+        except HTTPException:  # a 404, a 405 or a redirect to come: no body is read
+            return NO_BODY_CAP
+        return self.body_cap(endpoint, max_body_bytes) or NO_BODY_CAP
 
     def template(self, endpoint: str | None) -> str:
         """The path template of the route of `endpoint` (`/message/{message_id}`), or

@@ -1,4 +1,5 @@
-"""Under `flask run` (as `make run` starts it), each request is logged once: by our access log."""
+"""Under `flask run` (which `make run` used before it ran gunicorn, and which still works),
+each request is logged once: by our access log."""
 
 import os
 import subprocess

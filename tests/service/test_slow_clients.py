@@ -145,3 +145,31 @@ def test_a_webhook_waiting_for_the_store_s_lock_lets_the_worker_s_other_requests
     assert still_waiting  # the webhook was waiting for the lock while the probes were answered
     assert [probe.status_code for probe in probes] == [200] * 3
     assert answers[0].status_code == 200  # and it was stored once the lock was free
+
+
+def test_a_client_that_waits_for_100_continue_gets_it_then_its_answer(env):
+    body = b'{"user_id": "thierry"}'
+    with live.service(env, quiet=True) as url, connect(url) as sock:
+        sock.sendall(
+            b"POST /generate-token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+        interim = sock.recv(4096)  # sent before the body is read; the socket's timeout is 10 s
+        sock.sendall(body)
+        answer = sock.recv(65536)
+
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"  # nothing more can come before the body
+    assert answer.startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_body_declared_over_its_route_s_cap_is_refused_at_once_unread(env):
+    """`/generate-token` takes 4 KB: a declared 900 KB is answered 413 without waiting for it."""
+    with live.service(env, quiet=True) as url, connect(url) as sock:
+        sock.sendall(
+            b"POST /generate-token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 900000\r\n\r\n{"
+        )
+        sock.settimeout(5)
+        answer = sock.recv(65536)
+
+    assert answer.startswith(b"HTTP/1.1 413 ")
