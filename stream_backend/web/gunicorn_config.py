@@ -66,6 +66,9 @@ workers = environment_count("WEB_CONCURRENCY", cores())
 worker_connections = environment_count("WEB_CONNECTIONS", 1000)
 keepalive = 5  # seconds for a request's line and headers, the first request's too
 timeout = 30  # seconds for a request's body; and for a worker that stops answering its master
+# Seconds a worker has, after a SIGTERM, to finish the requests under way before its master
+# kills it: inside the 30 s platforms such as Heroku give the whole process before their SIGKILL.
+graceful_timeout = 20
 control_socket_disable = True  # so that several instances can run on one machine
 
 
