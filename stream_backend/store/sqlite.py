@@ -32,10 +32,11 @@ BUSY_TIMEOUT_SECONDS = 2
 ERRORS = (sqlite3.Error, OSError)
 
 # SQLite's own wait inside a statement, at most: C code, which stops every greenlet of a gevent
-# worker while it waits, so 1 ms. A write lock is waited for in cooperative sleeps instead
-# (Connections._begin), from LOCK_POLL_SECONDS doubling up to LOCK_POLL_MAX_SECONDS, until the
-# busy timeout.
-STATEMENT_WAIT_SECONDS = 0.001
+# worker while it waits, so short, for the rare read that meets another process's checkpoint
+# or a new file's set-up. A write lock is not waited for in C at all (busy_timeout 0 for BEGIN
+# IMMEDIATE) but in cooperative sleeps (Connections._begin), from LOCK_POLL_SECONDS doubling up
+# to LOCK_POLL_MAX_SECONDS, until the busy timeout.
+STATEMENT_WAIT_SECONDS = 0.01
 LOCK_POLL_SECONDS = 0.002
 LOCK_POLL_MAX_SECONDS = 0.02
 # Connections kept open per store and process: the rest are closed after use.
@@ -127,8 +128,8 @@ class Connections:
     Waiting for another process's write lock is a loop of short sleeps here, not SQLite's own
     busy wait: under gunicorn's gevent workers time.sleep lets the other requests of the
     process run meanwhile, where SQLite's wait (C code) would stop them all. SQLite itself
-    waits at most STATEMENT_WAIT_SECONDS inside a statement (each try of BEGIN IMMEDIATE, and
-    the rare read that meets a checkpoint).
+    waits at most STATEMENT_WAIT_SECONDS inside any other statement (the rare read that meets
+    another process's checkpoint).
     """
 
     def __init__(
@@ -169,16 +170,20 @@ class Connections:
 
     def _begin(self, db: sqlite3.Connection) -> None:
         deadline, pause = time.monotonic() + self.busy_timeout, LOCK_POLL_SECONDS
-        while True:
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as error:
-                if "locked" not in str(error) or time.monotonic() >= deadline:
-                    raise
-            # Jittered, so that the processes waiting for one lock do not ask at one moment.
-            time.sleep(pause * random.uniform(0.5, 1))
-            pause = min(pause * 2, LOCK_POLL_MAX_SECONDS)
+        db.execute("PRAGMA busy_timeout = 0")  # each try answers at once: the waits are ours
+        try:
+            while True:
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as error:
+                    if "locked" not in str(error) or time.monotonic() >= deadline:
+                        raise
+                # Jittered, so that the processes waiting for one lock do not ask at one moment.
+                time.sleep(pause * random.uniform(0.5, 1))
+                pause = min(pause * 2, LOCK_POLL_MAX_SECONDS)
+        finally:
+            db.execute(f"PRAGMA busy_timeout = {round(STATEMENT_WAIT_SECONDS * 1000)}")
 
     def _checkout(self, generation: int) -> sqlite3.Connection:
         with self._lock:
