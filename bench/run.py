@@ -86,15 +86,8 @@ def route_path(route):
 
 SETUPS = {
     "procfile": (None, {}),
-    "gthread": (
-        "gunicorn -c python:stream_backend.web.gunicorn_config 'app:create_app()' --bind 0.0.0.0:${PORT} "
-        "--worker-class gthread --workers 4 --threads 8 --no-control-socket",
-        {},
-    ),
-    "reference": (
-        "gunicorn 'app:create_app()' --bind 0.0.0.0:${PORT} --workers 4 --no-control-socket",
-        {"SYNC_STATE_TTL_SECONDS": "0", "LOG_LEVEL": "WARNING"},
-    ),
+    "gthread": (live.GTHREAD_COMMAND, {}),
+    "reference": (live.REFERENCE_COMMAND, {"SYNC_STATE_TTL_SECONDS": "0", "LOG_LEVEL": "WARNING"}),
 }
 
 WRK_SCRIPT = """

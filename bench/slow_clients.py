@@ -27,9 +27,8 @@ import live  # noqa: E402
 KEY, SECRET = "bench-key", "bench-secret-" + "b" * 32
 SETUPS = {
     "procfile": None,
-    "gthread": "gunicorn -c python:stream_backend.web.gunicorn_config 'app:create_app()' --bind 0.0.0.0:${PORT} "
-    "--worker-class gthread --workers 4 --threads 8 --no-control-socket",
-    "reference": "gunicorn 'app:create_app()' --bind 0.0.0.0:${PORT} --workers 4 --no-control-socket",
+    "gthread": live.GTHREAD_COMMAND,
+    "reference": live.REFERENCE_COMMAND,
 }
 BODY = b'{"user_id": "tommaso"' + b" " * 1000 + b"}"
 

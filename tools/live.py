@@ -21,6 +21,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# The setups the benchmarks compare the Procfile's with, in the same run: the service on its
+# earlier gthread workers, and the reference's 4 sync workers.
+GTHREAD_COMMAND = (
+    "gunicorn -c python:stream_backend.web.gunicorn_config 'app:create_app()' --bind 0.0.0.0:${PORT} "
+    "--worker-class gthread --workers 4 --threads 8"
+)
+REFERENCE_COMMAND = "gunicorn 'app:create_app()' --bind 0.0.0.0:${PORT} --workers 4 --no-control-socket"
+
+
 def procfile_command(process_type: str = "web") -> str:
     for line in (ROOT / "Procfile").read_text().splitlines():
         name, _, command = line.partition(":")
